@@ -1,0 +1,322 @@
+"""The one configuration model of zerotick.
+
+Sources, highest priority first: explicit keyword arguments, environment variables
+(``ZT_`` prefix, ``__`` between nesting levels, e.g. ``ZT_RISK__MAX_ORDER_QTY=5``; plus Alpaca's
+own ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY`` / ``APCA_API_BASE_URL``), then a TOML file
+(``--config`` or ``ZEROTICK_CONFIG``), then defaults. Invalid values are refused at start with a
+message that names the field.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PAPER_BASE_URL = "https://paper-api.alpaca.markets"
+LIVE_BASE_URL = "https://api.alpaca.markets"
+DATA_STREAM_ORIGIN = "wss://stream.data.alpaca.markets"
+
+SERVICES = ("market_data", "signal", "risk", "execution")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class AlpacaConfig(Section):
+    """Where to trade. With no keys the embedded simulator is the venue."""
+
+    key_id: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("key_id", "APCA_API_KEY_ID", "apca_api_key_id")
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("secret_key", "APCA_API_SECRET_KEY", "apca_api_secret_key"),
+    )
+    # Trading REST origin, no /v2 and no trailing slash. None = derived from paper/live/sim.
+    base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("base_url", "APCA_API_BASE_URL", "apca_api_base_url")
+    )
+    trade_stream_url: str | None = None  # full ws URL of trade_updates, default base_url + /stream
+    stock_stream_url: str | None = None  # full ws URL, e.g. wss://stream.data.alpaca.markets/v2/iex
+    crypto_stream_url: str | None = None  # full ws URL, e.g. .../v1beta3/crypto/us
+    stock_feed: Literal["iex", "sip", "test"] = "iex"
+    live: bool = False  # trading real money requires this flag explicitly
+
+    @field_validator("base_url")
+    @classmethod
+    def _bare_origin(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.rstrip("/")
+        if v.endswith("/v2"):
+            v = v[:-3]
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) origin such as https://paper-api.alpaca.markets")
+        return v
+
+    @property
+    def has_keys(self) -> bool:
+        return self.key_id is not None and self.secret_key is not None
+
+
+class SimConfig(Section):
+    """The embedded Alpaca-compatible venue (used when no Alpaca keys are configured)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)  # 0 = ephemeral
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    key_id: str = "zerotick-sim-key"
+    secret_key: SecretStr = SecretStr("zerotick-sim-secret")
+    seed: int = 7
+    stocks: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "FAKEPACA"])
+    crypto: list[str] = Field(default_factory=lambda: ["BTC/USD", "ETH/USD"])
+    message_rate: float = Field(default=20.0, ge=0, le=1_000_000)  # total md messages / s
+    batch_max: int = Field(default=16, ge=1, le=10_000)  # messages per ws frame at most
+    book_depth: int = Field(default=10, ge=1, le=500)
+    bar_interval_s: float = Field(default=60.0, gt=0)
+    replay_file: Path | None = None
+    rate_limit_per_min: int = Field(default=200, ge=1)
+    one_connection_per_key: bool = True
+    starting_cash: Decimal = Decimal("100000")
+    auth_timeout_s: float = Field(default=10.0, gt=0)
+    log_level: str = "INFO"
+
+
+class ZmqConfig(Section):
+    """Sockets. Every service binds one PUB (events) and one ROUTER (requests and control)."""
+
+    run_dir: Path = Path("run")
+    transport: Literal["ipc", "tcp"] = "ipc"
+    tcp_host: str = "127.0.0.1"
+    tcp_base_port: int = Field(default=5550, ge=1024, le=65000)
+    sndhwm: int = Field(default=100_000, ge=1)
+    rcvhwm: int = Field(default=100_000, ge=1)
+    request_timeout_ms: int = Field(default=250, ge=1, le=60_000)
+    heartbeat_interval_ms: int = Field(default=500, ge=10)
+    peer_dead_after_ms: int = Field(default=2_000, ge=50)
+
+    def endpoint(self, service: str, kind: Literal["pub", "rpc"]) -> str:
+        if service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}")
+        if self.transport == "ipc":
+            return f"ipc://{self.run_dir.resolve()}/{service}.{kind}"
+        port = self.tcp_base_port + 2 * SERVICES.index(service) + (1 if kind == "rpc" else 0)
+        return f"tcp://{self.tcp_host}:{port}"
+
+
+class MetricsConfig(Section):
+    host: str = "127.0.0.1"
+    base_port: int = Field(default=9101, ge=0, le=65000)  # service i gets base_port + i; 0 = off
+
+    def port(self, service: str) -> int:
+        return 0 if self.base_port == 0 else self.base_port + SERVICES.index(service)
+
+
+class MarketDataConfig(Section):
+    stocks: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT"])
+    crypto: list[str] = Field(default_factory=lambda: ["BTC/USD"])
+    subscribe_trades: bool = True
+    subscribe_bars: bool = True
+    book_depth_published: int = Field(default=5, ge=1, le=50)
+    book_capacity: int = Field(default=512, ge=8, le=100_000)  # numba book levels per side
+    stale_after_s: float = Field(default=5.0, gt=0)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    capture_file: Path | None = None
+
+    @field_validator("stocks", "crypto")
+    @classmethod
+    def _symbols(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if not s or s != s.strip() or s != s.upper():
+                raise ValueError(f"symbol {s!r} must be upper-case with no spaces")
+        return v
+
+
+class StrategyConfig(Section):
+    name: str  # unique instance name
+    kind: str  # registered strategy name ("probe", "imbalance", ...) or "module:Class"
+    symbols: list[str] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class SignalConfig(Section):
+    strategies: list[StrategyConfig] = Field(default_factory=list)
+    timer_interval_s: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SignalConfig:
+        names = [s.name for s in self.strategies]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"strategy names must be unique, repeated: {sorted(dup)}")
+        return self
+
+
+class RiskConfig(Section):
+    max_order_qty: Decimal = Field(default=Decimal("100"), gt=0)
+    max_order_notional: Decimal = Field(default=Decimal("50000"), gt=0)
+    max_position_qty: Decimal = Field(default=Decimal("500"), gt=0)  # absolute, per symbol
+    price_band_bps: int = Field(default=500, ge=1, le=100_000)  # limit price vs current quote mid
+    require_quote: bool = True  # reject orders on symbols with no current quote
+    intent_max_age_ms: int = Field(default=1_000, ge=1)  # drop intents older than this on arrival
+
+
+class ExecutionConfig(Section):
+    rate_limit_per_min: int = Field(default=190, ge=1)  # stays under Alpaca's 200/min
+    rate_limit_burst: int = Field(default=10, ge=1)
+    http_timeout_s: float = Field(default=5.0, gt=0)
+    client_order_id_prefix: str = Field(default="zt", pattern=r"^[A-Za-z0-9]{1,8}$")
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    event_log_size: int = Field(default=100_000, ge=100)  # order events kept for replay
+
+
+class LogConfig(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ZT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    alpaca: AlpacaConfig = Field(default_factory=AlpacaConfig)
+    sim: SimConfig = Field(default_factory=SimConfig)
+    zmq: ZmqConfig = Field(default_factory=ZmqConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    market_data: MarketDataConfig = Field(default_factory=MarketDataConfig)
+    signal: SignalConfig = Field(default_factory=SignalConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    _toml_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, _AlpacaEnvSource(settings_cls)]
+        path = os.environ.get("ZEROTICK_CONFIG")
+        if path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+        return tuple(sources)
+
+    # ---- derived endpoints -------------------------------------------------------------
+
+    @property
+    def venue(self) -> Literal["sim", "paper", "live"]:
+        if not self.alpaca.has_keys:
+            return "sim"
+        return "live" if self.alpaca.live else "paper"
+
+    def credentials(self) -> tuple[str, str]:
+        """(key_id, secret) for the venue in use. Never log the result."""
+        if self.venue == "sim":
+            return self.sim.key_id, self.sim.secret_key.get_secret_value()
+        assert self.alpaca.key_id is not None and self.alpaca.secret_key is not None
+        return self.alpaca.key_id.get_secret_value(), self.alpaca.secret_key.get_secret_value()
+
+    def sim_origin(self) -> str:
+        return f"http://{self.sim.host}:{self.sim.port}"
+
+    def trading_base_url(self) -> str:
+        if self.alpaca.base_url:
+            return self.alpaca.base_url
+        return {"sim": self.sim_origin(), "paper": PAPER_BASE_URL, "live": LIVE_BASE_URL}[self.venue]
+
+    def trade_stream_url(self) -> str:
+        if self.alpaca.trade_stream_url:
+            return self.alpaca.trade_stream_url
+        base = self.trading_base_url()
+        return base.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/stream"
+
+    def _data_origin(self) -> str:
+        if self.venue == "sim" and not self.alpaca.base_url:
+            return f"ws://{self.sim.host}:{self.sim.port}"
+        return DATA_STREAM_ORIGIN
+
+    def stock_stream_url(self) -> str:
+        return self.alpaca.stock_stream_url or f"{self._data_origin()}/v2/{self.alpaca.stock_feed}"
+
+    def crypto_stream_url(self) -> str:
+        return self.alpaca.crypto_stream_url or f"{self._data_origin()}/v1beta3/crypto/us"
+
+    @model_validator(mode="after")
+    def _live_needs_flag(self) -> Settings:
+        base = self.alpaca.base_url or ""
+        if base.rstrip("/") == LIVE_BASE_URL and not self.alpaca.live:
+            raise ValueError(
+                "alpaca.base_url points at Alpaca LIVE but alpaca.live is false; "
+                "set ZT_ALPACA__LIVE=true (or `zerotick up --live`) to trade real money"
+            )
+        if self.alpaca.live and not self.alpaca.has_keys:
+            raise ValueError("alpaca.live is true but no Alpaca keys are configured")
+        if (self.alpaca.key_id is None) != (self.alpaca.secret_key is None):
+            raise ValueError("set both APCA_API_KEY_ID and APCA_API_SECRET_KEY, or neither")
+        return self
+
+
+class _AlpacaEnvSource(PydanticBaseSettingsSource):
+    """Alpaca's own environment variable names, mapped into the alpaca section."""
+
+    NAMES = {"APCA_API_KEY_ID": "key_id", "APCA_API_SECRET_KEY": "secret_key", "APCA_API_BASE_URL": "base_url"}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {dst: os.environ[src] for src, dst in self.NAMES.items() if os.environ.get(src)}
+        return {"alpaca": found} if found else {}
+
+
+class ConfigError(SystemExit):
+    """Raised (and exits non-zero) when the configuration is invalid; the message names the fields."""
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load and validate. ``config_file`` wins over ``ZEROTICK_CONFIG``."""
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        os.environ["ZEROTICK_CONFIG"] = str(path.resolve())
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(settings)"
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,42 @@
+"""Prometheus metrics shared by every service. Names are ``zt_*``; labels are low-cardinality.
+
+Latency histograms use buckets from 10 us to 5 s: the interesting range of a ZeroMQ hop on this
+kind of machine is 50-500 us, of a venue round trip 0.3-50 ms.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (
+    10e-6, 25e-6, 50e-6, 75e-6, 100e-6, 150e-6, 200e-6, 300e-6, 500e-6, 750e-6,
+    1e-3, 2e-3, 3e-3, 5e-3, 7.5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0,
+)  # fmt: skip
+
+STAGE_LATENCY = Histogram(
+    "zt_stage_latency_seconds",
+    "Latency of one pipeline stage (from the previous stage's timestamp to this one)",
+    ["service", "stage"],
+    buckets=LATENCY_BUCKETS,
+)
+TICK_TO_ORDER = Histogram(
+    "zt_tick_to_order_seconds",
+    "From the local receive of the tick to the order request leaving for the venue",
+    ["venue"],
+    buckets=LATENCY_BUCKETS,
+)
+MESSAGES = Counter("zt_messages_total", "Messages handled", ["service", "kind"])
+WIRE_ERRORS = Counter("zt_wire_errors_total", "Frames or requests that could not be decoded", ["service", "socket"])
+ZMQ_DROPS = Counter("zt_zmq_dropped_total", "Messages dropped at a full ZeroMQ queue", ["service", "socket"])
+RPC_LATENCY = Histogram(
+    "zt_rpc_latency_seconds", "Request/reply round trip", ["service", "peer"], buckets=LATENCY_BUCKETS
+)
+RPC_OUTCOMES = Counter("zt_rpc_requests_total", "Request outcomes", ["service", "peer", "outcome"])
+SERVICE_UP = Gauge("zt_service_up", "1 while the service runs", ["service"])
+HEARTBEATS = Counter("zt_heartbeats_total", "Heartbeats published", ["service"])
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """Expose /metrics on host:port (0 = disabled)."""
+    if port:
+        start_http_server(port, addr=host)

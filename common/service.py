@@ -1,0 +1,177 @@
+"""The skeleton every zerotick service runs on: uvloop, one PUB, one ROUTER, heartbeats, metrics,
+control commands, clean shutdown on SIGTERM/SIGINT.
+
+A service subclasses :class:`Service`, sets ``name``, and overrides ``start``, ``stop``,
+``handle`` (its own request types) and ``status``. Control commands common to all services:
+``ping`` and ``status``. Unknown commands are answered with a clear error, never ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Any, ClassVar
+
+import orjson
+import uvloop
+import zmq
+
+from common import topics, wire
+from common.clock import wall_ns
+from common.config import Settings
+from common.log import register_secret, setup_logging
+from common.metrics import HEARTBEATS, SERVICE_UP, serve_metrics
+from common.zmq_io import Publisher, RpcClient, RpcServer, Subscriber, new_context
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    name: ClassVar[str] = ""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.get_running_loop()
+        self.ctx: zmq.Context = new_context()
+        z = settings.zmq
+        self.pub = Publisher(self.ctx, z.endpoint(self.name, "pub"), self.name, z.sndhwm)
+        self.rpc = RpcServer(self.ctx, self.loop, z.endpoint(self.name, "rpc"), self._dispatch, self.name)
+        self._subs: list[Subscriber] = []
+        self._clients: list[RpcClient] = []
+        self._hb_seq = 0
+        self._stopping = asyncio.Event()
+        self.started_ns = wall_ns()
+
+    # ---- for subclasses ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to peers and venues. Called once after the sockets are bound."""
+
+    async def stop(self) -> None:
+        """Release resources. Called once on shutdown."""
+
+    def handle(self, msg: Any) -> Any:
+        """Answer a service-specific request; return a reply, an awaitable of one, or None."""
+        return wire.Reply(ok=False, detail=f"{self.name} does not handle {type(msg).__name__}")
+
+    def control(self, cmd: wire.Control) -> wire.Reply | None:
+        """Service-specific control commands; return None for 'unknown'."""
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    def heartbeat_state(self) -> str:
+        return "ok"
+
+    def last_event_seq(self) -> int:
+        return 0
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    def subscribe(self, service: str, prefixes: list[bytes], handler: Any) -> Subscriber:
+        z = self.settings.zmq
+        sub = Subscriber(self.ctx, self.loop, [z.endpoint(service, "pub")], prefixes, handler, self.name, z.rcvhwm)
+        self._subs.append(sub)
+        return sub
+
+    def client(self, service: str, timeout_ms: int | None = None) -> RpcClient:
+        z = self.settings.zmq
+        c = RpcClient(
+            self.ctx,
+            self.loop,
+            z.endpoint(service, "rpc"),
+            self.name,
+            service,
+            timeout_ms=timeout_ms or z.request_timeout_ms,
+            heartbeat_ms=z.heartbeat_interval_ms,
+            dead_after_ms=z.peer_dead_after_ms,
+        )
+        self._clients.append(c)
+        return c
+
+    # ---- machinery --------------------------------------------------------------------------
+
+    def _dispatch(self, msg: Any) -> Any:
+        if isinstance(msg, wire.Control):
+            if msg.cmd == "ping":
+                return wire.Reply(ok=True, detail="pong")
+            if msg.cmd == "status":
+                return wire.Reply(ok=True, detail="status", data=orjson.dumps(self.full_status(), default=str))
+            reply = self.control(msg)
+            if reply is None:
+                return wire.Reply(ok=False, detail=f"unknown command {msg.cmd!r} for {self.name}")
+            return reply
+        return self.handle(msg)
+
+    def full_status(self) -> dict[str, Any]:
+        return {
+            "service": self.name,
+            "pid": os.getpid(),
+            "state": self.heartbeat_state(),
+            "uptime_s": round((wall_ns() - self.started_ns) / 1e9, 3),
+            "venue": self.settings.venue,
+            **self.status(),
+        }
+
+    async def _heartbeats(self) -> None:
+        interval = self.settings.zmq.heartbeat_interval_ms / 1000
+        topic = topics.heartbeat(self.name)
+        hb_count = HEARTBEATS.labels(self.name)
+        pid = os.getpid()
+        while True:
+            self._hb_seq += 1
+            hb = wire.Heartbeat(
+                service=self.name,
+                pid=pid,
+                seq=self._hb_seq,
+                state=self.heartbeat_state(),
+                last_event_seq=self.last_event_seq(),
+                ts_ns=wall_ns(),
+            )
+            self.pub.publish(topic, [hb])
+            hb_count.inc()
+            await asyncio.sleep(interval)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run_forever(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        hb = self.loop.create_task(self._heartbeats())
+        SERVICE_UP.labels(self.name).set(1)
+        log.info("service ready", extra={"fields": {"pid": os.getpid(), "venue": self.settings.venue}})
+        try:
+            await self._stopping.wait()
+        finally:
+            log.info("service stopping")
+            SERVICE_UP.labels(self.name).set(0)
+            hb.cancel()
+            try:
+                await self.stop()
+            finally:
+                for c in self._clients:
+                    c.close()
+                for s in self._subs:
+                    s.close()
+                self.rpc.close()
+                self.pub.close()
+
+
+def run(service_cls: type[Service], settings: Settings) -> None:
+    """Run one service in this process until SIGTERM/SIGINT."""
+    setup_logging(service_cls.name, settings.log.level, settings.log.json_format)
+    for secret in (settings.alpaca.key_id, settings.alpaca.secret_key, settings.sim.secret_key):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    serve_metrics(settings.metrics.host, settings.metrics.port(service_cls.name))
+
+    async def main() -> None:
+        svc = service_cls(settings)
+        await svc.run_forever()
+
+    uvloop.run(main())
