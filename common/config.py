@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     AliasChoices,
@@ -291,7 +291,7 @@ class Settings(BaseSettings):
 class _AlpacaEnvSource(PydanticBaseSettingsSource):
     """Alpaca's own environment variable names, mapped into the alpaca section."""
 
-    NAMES = {"APCA_API_KEY_ID": "key_id", "APCA_API_SECRET_KEY": "secret_key", "APCA_API_BASE_URL": "base_url"}
+    NAMES: ClassVar[dict[str, str]] = {"APCA_API_KEY_ID": "key_id", "APCA_API_SECRET_KEY": "secret_key", "APCA_API_BASE_URL": "base_url"}
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
