@@ -175,3 +175,15 @@ def run(service_cls: type[Service], settings: Settings) -> None:
         await svc.run_forever()
 
     uvloop.run(main())
+
+
+def main(service_cls: type[Service], argv: list[str] | None = None) -> None:
+    """``python -m services.<name> [--config FILE]``"""
+    import argparse
+
+    from common.config import load_settings
+
+    p = argparse.ArgumentParser(prog=f"zerotick-{service_cls.name}")
+    p.add_argument("--config", help="TOML config file (default: $ZEROTICK_CONFIG)")
+    args = p.parse_args(argv)
+    run(service_cls, load_settings(args.config))
