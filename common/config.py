@@ -216,8 +216,6 @@ class Settings(BaseSettings):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
-    _toml_file: Path | None = None
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -227,8 +225,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, _AlpacaEnvSource(settings_cls)]
-        path = os.environ.get("ZEROTICK_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            _AlpacaEnvSource(settings_cls),
+        ]
+        path = _config_file or os.environ.get("ZEROTICK_CONFIG")
         if path:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
         return tuple(sources)
@@ -288,10 +290,17 @@ class Settings(BaseSettings):
         return self
 
 
+_config_file: str | None = None  # set by load_settings for the duration of one load
+
+
 class _AlpacaEnvSource(PydanticBaseSettingsSource):
     """Alpaca's own environment variable names, mapped into the alpaca section."""
 
-    NAMES: ClassVar[dict[str, str]] = {"APCA_API_KEY_ID": "key_id", "APCA_API_SECRET_KEY": "secret_key", "APCA_API_BASE_URL": "base_url"}
+    NAMES: ClassVar[dict[str, str]] = {
+        "APCA_API_KEY_ID": "key_id",
+        "APCA_API_SECRET_KEY": "secret_key",
+        "APCA_API_BASE_URL": "base_url",
+    }
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
@@ -307,11 +316,13 @@ class ConfigError(SystemExit):
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Load and validate. ``config_file`` wins over ``ZEROTICK_CONFIG``."""
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        os.environ["ZEROTICK_CONFIG"] = str(path.resolve())
+    global _config_file
+    path = Path(config_file) if config_file is not None else None
+    if path is None and os.environ.get("ZEROTICK_CONFIG"):
+        path = Path(os.environ["ZEROTICK_CONFIG"])
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    _config_file = str(path) if path else None
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -320,3 +331,5 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
             loc = ".".join(str(p) for p in err["loc"]) or "(settings)"
             lines.append(f"  {loc}: {err['msg']}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+    finally:
+        _config_file = None

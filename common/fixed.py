@@ -18,7 +18,11 @@ def to_fixed(value: str | int | float | Decimal) -> int:
     if isinstance(value, bool):
         raise ValueError(f"not a number: {value!r}")
     try:
-        d = value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else str(value))
+        d = (
+            value
+            if isinstance(value, Decimal)
+            else Decimal(repr(value) if isinstance(value, float) else str(value))
+        )
     except InvalidOperation:
         raise ValueError(f"not a number: {value!r}") from None
     if not d.is_finite():

@@ -26,7 +26,9 @@ TICK_TO_ORDER = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 MESSAGES = Counter("zt_messages_total", "Messages handled", ["service", "kind"])
-WIRE_ERRORS = Counter("zt_wire_errors_total", "Frames or requests that could not be decoded", ["service", "socket"])
+WIRE_ERRORS = Counter(
+    "zt_wire_errors_total", "Frames or requests that could not be decoded", ["service", "socket"]
+)
 ZMQ_DROPS = Counter("zt_zmq_dropped_total", "Messages dropped at a full ZeroMQ queue", ["service", "socket"])
 RPC_LATENCY = Histogram(
     "zt_rpc_latency_seconds", "Request/reply round trip", ["service", "peer"], buckets=LATENCY_BUCKETS

@@ -73,7 +73,9 @@ class OrderEventReceiver:
                 try:
                     reply = await self._client.request(wire.Replay(after_seq=self.last_seq))
                 except RpcError as exc:
-                    log.warning("order event replay failed, will retry", extra={"fields": {"error": str(exc)}})
+                    log.warning(
+                        "order event replay failed, will retry", extra={"fields": {"error": str(exc)}}
+                    )
                     await asyncio.sleep(0.5)
                     self._want_replay = True
                     continue

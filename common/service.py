@@ -73,7 +73,9 @@ class Service:
 
     def subscribe(self, service: str, prefixes: list[bytes], handler: Any) -> Subscriber:
         z = self.settings.zmq
-        sub = Subscriber(self.ctx, self.loop, [z.endpoint(service, "pub")], prefixes, handler, self.name, z.rcvhwm)
+        sub = Subscriber(
+            self.ctx, self.loop, [z.endpoint(service, "pub")], prefixes, handler, self.name, z.rcvhwm
+        )
         self._subs.append(sub)
         return sub
 
@@ -99,7 +101,9 @@ class Service:
             if msg.cmd == "ping":
                 return wire.Reply(ok=True, detail="pong")
             if msg.cmd == "status":
-                return wire.Reply(ok=True, detail="status", data=orjson.dumps(self.full_status(), default=str))
+                return wire.Reply(
+                    ok=True, detail="status", data=orjson.dumps(self.full_status(), default=str)
+                )
             reply = self.control(msg)
             if reply is None:
                 return wire.Reply(ok=False, detail=f"unknown command {msg.cmd!r} for {self.name}")

@@ -1,10 +1,10 @@
 """Topic names. A topic is a byte prefix; SUB sockets filter on prefixes.
 
-    md.q.<SYM>  Quote        md.t.<SYM> Trade     md.b.<SYM> Bar     md.o.<SYM> Book
-    md.fs.<feed> FeedStatus
-    ex.ou.<SYM> OrderUpdate  ex.f.<SYM> Fill   (sequenced; gaps are replayed from execution)
-    rk.rd       RiskDecision rk.p.<SYM> Position
-    sys.hb.<service> Heartbeat
+md.q.<SYM>  Quote        md.t.<SYM> Trade     md.b.<SYM> Bar     md.o.<SYM> Book
+md.fs.<feed> FeedStatus
+ex.ou.<SYM> OrderUpdate  ex.f.<SYM> Fill   (sequenced; gaps are replayed from execution)
+rk.rd       RiskDecision rk.p.<SYM> Position
+sys.hb.<service> Heartbeat
 """
 
 from __future__ import annotations

@@ -58,7 +58,9 @@ def _prepare_ipc(endpoint: str) -> None:
 class _Reader:
     """Drains a socket from the loop's reader callback."""
 
-    def __init__(self, sock: zmq.Socket, loop: asyncio.AbstractEventLoop, on_frames: Callable[[list[bytes]], None]):
+    def __init__(
+        self, sock: zmq.Socket, loop: asyncio.AbstractEventLoop, on_frames: Callable[[list[bytes]], None]
+    ):
         self.sock = sock
         self.loop = loop
         self._on_frames = on_frames
@@ -183,7 +185,9 @@ class RpcServer:
             result = self._handler(msg)
         except Exception as exc:
             log.exception("request handler failed")
-            self._send(ident, req_id, wire.Reply(ok=False, detail=f"error: {type(exc).__name__}: {exc}"[:500]))
+            self._send(
+                ident, req_id, wire.Reply(ok=False, detail=f"error: {type(exc).__name__}: {exc}"[:500])
+            )
             return
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(self._finish(ident, req_id, result))
