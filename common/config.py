@@ -193,6 +193,12 @@ class ExecutionConfig(Section):
     event_log_size: int = Field(default=100_000, ge=100)  # order events kept for replay
 
 
+class ControlConfig(Section):
+    """The control channel. The token authenticates control commands (enforced by the kill-switch work)."""
+
+    token: SecretStr | None = None
+
+
 class LogConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = True
@@ -214,6 +220,7 @@ class Settings(BaseSettings):
     signal: SignalConfig = Field(default_factory=SignalConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     @classmethod
@@ -249,6 +256,9 @@ class Settings(BaseSettings):
             return self.sim.key_id, self.sim.secret_key.get_secret_value()
         assert self.alpaca.key_id is not None and self.alpaca.secret_key is not None
         return self.alpaca.key_id.get_secret_value(), self.alpaca.secret_key.get_secret_value()
+
+    def control_token(self) -> str:
+        return self.control.token.get_secret_value() if self.control.token else ""
 
     def sim_origin(self) -> str:
         return f"http://{self.sim.host}:{self.sim.port}"
