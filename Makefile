@@ -3,6 +3,8 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# numba compiles once and caches here, not in the source tree
+export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 
 .PHONY: setup run down test lint bench clean
 
@@ -23,7 +25,8 @@ down: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
