@@ -245,10 +245,15 @@ class Settings(BaseSettings):
     # ---- derived endpoints -------------------------------------------------------------
 
     @property
-    def venue(self) -> Literal["sim", "paper", "live"]:
+    def venue(self) -> Literal["sim", "paper", "live", "custom"]:
+        """sim: no keys, the embedded venue. paper/live: Alpaca. custom: keys plus a REST origin that is
+        neither of Alpaca's (e.g. a second simulator, or a proxy)."""
         if not self.alpaca.has_keys:
             return "sim"
-        return "live" if self.alpaca.live else "paper"
+        if self.alpaca.live:
+            return "live"
+        base = self.alpaca.base_url
+        return "paper" if base in (None, PAPER_BASE_URL) else "custom"
 
     def credentials(self) -> tuple[str, str]:
         """(key_id, secret) for the venue in use. Never log the result."""
@@ -266,7 +271,7 @@ class Settings(BaseSettings):
     def trading_base_url(self) -> str:
         if self.alpaca.base_url:
             return self.alpaca.base_url
-        return {"sim": self.sim_origin(), "paper": PAPER_BASE_URL, "live": LIVE_BASE_URL}[self.venue]
+        return {"sim": self.sim_origin(), "live": LIVE_BASE_URL}.get(self.venue, PAPER_BASE_URL)
 
     def trade_stream_url(self) -> str:
         if self.alpaca.trade_stream_url:

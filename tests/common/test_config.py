@@ -90,3 +90,18 @@ def test_unknown_key_in_file_is_refused(tmp_path: Path) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_every_endpoint_configurable_with_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APCA_API_KEY_ID", "k")
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "secret-value")
+    monkeypatch.setenv("APCA_API_BASE_URL", "http://127.0.0.1:18000")
+    monkeypatch.setenv("ZT_ALPACA__STOCK_STREAM_URL", "ws://127.0.0.1:18001/v2/sip")
+    monkeypatch.setenv("ZT_ALPACA__CRYPTO_STREAM_URL", "ws://127.0.0.1:18002/v1beta3/crypto/us")
+    monkeypatch.setenv("ZT_ALPACA__TRADE_STREAM_URL", "ws://127.0.0.1:18003/stream")
+    s = load_settings()
+    assert s.venue == "custom"
+    assert s.trading_base_url() == "http://127.0.0.1:18000"
+    assert s.stock_stream_url() == "ws://127.0.0.1:18001/v2/sip"
+    assert s.crypto_stream_url() == "ws://127.0.0.1:18002/v1beta3/crypto/us"
+    assert s.trade_stream_url() == "ws://127.0.0.1:18003/stream"
