@@ -1,0 +1,112 @@
+"""Helpers for whole-system tests: free ports, a config file, the CLI, polling, cleanup by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(type(v))
+
+
+def write_toml(path: Path, doc: dict[str, Any]) -> Path:
+    lines: list[str] = []
+    for section, body in doc.items():
+        if section == "signal" and "strategies" in body:
+            for strat in body["strategies"]:
+                lines.append("[[signal.strategies]]")
+                lines.extend(f"{k} = {toml_value(v)}" for k, v in strat.items())
+            body = {k: v for k, v in body.items() if k != "strategies"}
+        if body:
+            lines.append(f"[{section}]")
+            lines.extend(f"{k} = {toml_value(v)}" for k, v in body.items())
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZT_", "APCA_")) and k != "ZEROTICK_CONFIG"}
+    env.update(extra)
+    return env
+
+
+def zerotick(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zerotick.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def status_json(config: Path, env: dict[str, str]) -> dict[str, Any]:
+    out = zerotick("status", "--json", "--config", str(config), env=env)
+    return orjson.loads(out.stdout)
+
+
+def wait_until(fn: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except Exception as exc:  # the condition may not be checkable yet
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def kill_pid(pid: int | None, sig: int = signal.SIGTERM, wait_s: float = 10) -> None:
+    if not pid:
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def read_logs(run_dir: Path) -> str:
+    out = []
+    for f in sorted((run_dir / "logs").glob("*.log")):
+        out.append(f"===== {f.name}\n" + f.read_text(errors="replace")[-4000:])
+    return "\n".join(out)
