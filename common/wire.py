@@ -94,7 +94,7 @@ class FeedStatus(_Msg, tag="fs"):
 
 
 class OrderIntent(_Msg, tag="oi"):
-    intent_id: str  # unique per signal process run: "<strategy>-<run>-<seq>"
+    intent_id: str  # "<run>.<seq>" from common.ids.IntentIds: unique per run of signal
     strategy: str
     symbol: str
     side: Side

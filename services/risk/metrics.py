@@ -1,0 +1,11 @@
+"""Risk-specific Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+DECISIONS = Counter("zt_risk_decisions_total", "Risk decisions by reason code", ["reason"])
+POSITION = Gauge("zt_risk_position", "Signed position in units (display only)", ["symbol"])
+RECONCILED = Counter(
+    "zt_risk_position_reconciled_total", "Fills whose venue position differed from ours", ["symbol"]
+)

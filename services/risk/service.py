@@ -1,0 +1,218 @@
+"""The risk service: pre-trade checks on every OrderIntent, forwarding approved orders to
+execution, and positions / pending quantity kept from execution's order events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from common import topics, wire
+from common.clock import wall_ns
+from common.config import Settings
+from common.fixed import to_float, to_str
+from common.ids import client_order_id
+from common.log import kv
+from common.metrics import MESSAGES, STAGE_LATENCY
+from common.order_events import OrderEvent, OrderEventReceiver
+from common.service import Service
+from common.zmq_io import RpcClient, RpcError, RpcTimeout, RpcUnavailable
+from services.risk import checks
+from services.risk.metrics import DECISIONS, POSITION, RECONCILED
+from services.risk.reasons import Reason, reason_code
+from services.risk.state import RiskState
+
+log = logging.getLogger(__name__)
+
+POSITIONS_RETRY_S = 1.0
+
+
+class RiskService(Service):
+    name = "risk"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        r = settings.risk
+        limits = checks.build_limits(
+            r.max_order_qty, r.max_order_notional, r.max_position_qty, r.price_band_bps, r.require_quote
+        )
+        self.risk = RiskState(limits)
+        self.decisions: Counter[str] = Counter()
+        self.positions_loaded = False
+        self._prefix = settings.execution.client_order_id_prefix
+        self._max_age_ns = r.intent_max_age_ms * 1_000_000
+        self._check_lat = STAGE_LATENCY.labels(self.name, "risk_check")
+        self._s2r_lat = STAGE_LATENCY.labels(self.name, "signal_to_risk")
+        self._intents = MESSAGES.labels(self.name, "intent")
+        self._execution: RpcClient | None = None
+        self._events: OrderEventReceiver | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.ready = asyncio.Event()  # set once start() has connected to peers
+        checks.warm_up()
+
+    async def start(self) -> None:
+        self._execution = self.client("execution")
+        self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data)
+        self._events = OrderEventReceiver(self, self._on_order_event)
+        task = self.loop.create_task(self._load_positions())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self.ready.set()
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    def handle(self, msg: Any) -> Any:
+        if isinstance(msg, wire.OrderIntent):
+            return self.decide(msg)
+        return super().handle(msg)
+
+    def decide(self, intent: wire.OrderIntent) -> wire.RiskDecision:
+        now = wall_ns()
+        self._intents.inc()
+        if intent.signal_ns:
+            self._s2r_lat.observe(max(now - intent.signal_ns, 0) / 1e9)
+        if intent.deadline_ns and now > intent.deadline_ns:
+            return self._reject(
+                intent, Reason.EXPIRED, f"deadline passed {(now - intent.deadline_ns) / 1e6:.3f} ms ago"
+            )
+        t0 = time.perf_counter_ns()
+        code = self.risk.check(intent)
+        self._check_lat.observe((time.perf_counter_ns() - t0) / 1e9)
+        if code != Reason.OK:
+            return self._reject(intent, code, "")
+        try:
+            coid = client_order_id(self._prefix, intent.intent_id)
+        except ValueError as exc:
+            return self._reject(intent, Reason.BAD_ORDER, str(exc))
+        assert self._execution is not None, "start() not called"
+        risk_ns = wall_ns()
+        fut = self._execution.request(wire.OrderRequest(client_order_id=coid, intent=intent, risk_ns=risk_ns))
+        if fut.done() and fut.exception() is not None:
+            return self._reject(intent, Reason.EXECUTION_UNAVAILABLE, str(fut.exception()))
+        self.risk.add_pending(coid, intent.symbol, intent.side, intent.qty)
+        fut.add_done_callback(lambda f: self._on_ack(coid, f))
+        decision = wire.RiskDecision(
+            intent_id=intent.intent_id,
+            approved=True,
+            reason="ok",
+            detail="",
+            client_order_id=coid,
+            risk_ns=risk_ns,
+        )
+        self._record(decision)
+        return decision
+
+    def _reject(self, intent: wire.OrderIntent, code: int, detail: str) -> wire.RiskDecision:
+        decision = wire.RiskDecision(
+            intent_id=intent.intent_id,
+            approved=False,
+            reason=reason_code(code),
+            detail=detail,
+            client_order_id="",
+            risk_ns=wall_ns(),
+        )
+        self._record(decision)
+        return decision
+
+    def _record(self, decision: wire.RiskDecision) -> None:
+        self.decisions[decision.reason] += 1
+        DECISIONS.labels(decision.reason).inc()
+        self.pub.publish(topics.RK_DECISION, [decision])
+
+    def _on_ack(self, coid: str, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if isinstance(exc, RpcTimeout):
+            # Execution may have queued it: keep the quantity pending until its order events settle it.
+            log.warning("execution did not ack in time", extra=kv(client_order_id=coid))
+            return
+        if exc is not None:
+            log.warning("order not delivered to execution", extra=kv(client_order_id=coid, error=str(exc)))
+            self.risk.release(coid)
+            return
+        ack = fut.result()
+        if not isinstance(ack, wire.OrderAck) or not ack.accepted:
+            detail = ack.detail if isinstance(ack, wire.OrderAck | wire.Reply) else type(ack).__name__
+            log.warning("execution refused order", extra=kv(client_order_id=coid, detail=detail))
+            self.risk.release(coid)
+
+    # ---- inputs -----------------------------------------------------------------------------
+
+    def _on_market_data(self, topic: bytes, msgs: list[Any]) -> None:
+        for m in msgs:
+            if isinstance(m, wire.Quote):
+                self.risk.on_quote(m)
+
+    def _on_order_event(self, ev: OrderEvent) -> None:
+        if isinstance(ev, wire.OrderUpdate):
+            self.risk.on_order_update(ev)
+            return
+        pos, reconciled = self.risk.on_fill(ev)
+        if reconciled:
+            RECONCILED.labels(ev.symbol).inc()
+            log.warning(
+                "position adopted from venue", extra=kv(symbol=ev.symbol, seq=ev.seq, qty=to_str(pos.qty))
+            )
+        self._publish_position(ev.symbol)
+
+    def _publish_position(self, symbol: str) -> None:
+        pos = self.risk.positions.get(symbol)
+        POSITION.labels(symbol).set(to_float(pos.qty))
+        self.pub.publish(topics.sym(topics.RK_POSITION, symbol), [pos.to_wire(wall_ns())])
+
+    async def _load_positions(self) -> None:
+        client = self.client("execution", timeout_ms=2_000)
+        while True:
+            try:
+                reply = await client.request(wire.Control(cmd="positions"))
+            except (RpcTimeout, RpcUnavailable, RpcError) as exc:
+                log.info("waiting for execution's positions", extra=kv(error=str(exc)))
+                await asyncio.sleep(POSITIONS_RETRY_S)
+                continue
+            if isinstance(reply, wire.Reply) and reply.ok:
+                positions = [p for p in wire.decode_list(reply.data) if isinstance(p, wire.Position)]
+                self.risk.set_positions(positions)
+                for p in positions:
+                    self._publish_position(p.symbol)
+                self.positions_loaded = True
+                log.info("positions loaded", extra=kv(symbols=len(positions)))
+                return
+            detail = reply.detail if isinstance(reply, wire.Reply) else type(reply).__name__
+            log.warning("execution refused positions request", extra=kv(detail=detail))
+            await asyncio.sleep(POSITIONS_RETRY_S)
+
+    # ---- reporting --------------------------------------------------------------------------
+
+    def heartbeat_state(self) -> str:
+        return self.risk.trading_state.name.lower()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "trading_state": self.risk.trading_state.name,
+            "positions_loaded": self.positions_loaded,
+            "positions": {
+                p.symbol: {
+                    "qty": to_str(p.qty),
+                    "avg_px": to_str(p.avg_px),
+                    "realized_pnl": to_str(p.realized_pnl),
+                }
+                for p in self.risk.positions.all()
+            },
+            "pending": {
+                s: {side: to_str(q) for side, q in v.items()}
+                for s, v in self.risk.pending_by_symbol().items()
+            },
+            "open_orders": len(self.risk.pending),
+            "decisions": dict(self.decisions),
+            "last_event_seq": self._events.last_seq if self._events else 0,
+        }
+
+
+SERVICE_CLASS = RiskService

@@ -1,0 +1,146 @@
+"""Runs strategies: routes events to them, isolates failures, keeps their order bookkeeping.
+
+No sockets here (the service wires it to ZeroMQ), so it can be driven directly in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from common import wire
+from common.log import kv
+from services.signal.metrics import STRATEGY_ERRORS
+from services.signal.strategy import TERMINAL_STATUSES, Strategy
+
+log = logging.getLogger(__name__)
+
+_MARKET_CALLBACK: dict[type, str] = {
+    wire.Quote: "on_quote",
+    wire.Trade: "on_trade",
+    wire.Bar: "on_bar",
+    wire.Book: "on_book",
+}
+
+
+@dataclass
+class StrategySlot:
+    strategy: Strategy
+    enabled: bool = True
+    error: str = ""
+    intents: int = 0
+
+
+class StrategyHost:
+    def __init__(self, strategies: list[Strategy]) -> None:
+        self.slots: dict[str, StrategySlot] = {s.name: StrategySlot(s) for s in strategies}
+        self._by_symbol: dict[str, list[StrategySlot]] = {}
+        self._all_symbols: list[StrategySlot] = []
+        for slot in self.slots.values():
+            if slot.strategy.symbols:
+                for sym in slot.strategy.symbols:
+                    self._by_symbol.setdefault(sym, []).append(slot)
+            else:
+                self._all_symbols.append(slot)
+
+    # ---- events in, intents out -------------------------------------------------------------
+
+    def on_market(self, msgs: list[Any]) -> list[wire.OrderIntent]:
+        out: list[wire.OrderIntent] = []
+        for m in msgs:
+            name = _MARKET_CALLBACK.get(type(m))
+            if name is None:
+                continue
+            exch_ns = m.start_ns if isinstance(m, wire.Bar) else m.exch_ns
+            for slot in (*self._by_symbol.get(m.symbol, ()), *self._all_symbols):
+                if slot.enabled:
+                    self._call(slot, name, exch_ns, m.recv_ns, m, out=out)
+        return out
+
+    def on_order_event(self, ev: wire.OrderUpdate | wire.Fill) -> list[wire.OrderIntent]:
+        out: list[wire.OrderIntent] = []
+        slot = self.slots.get(ev.strategy)
+        if slot is None or not slot.enabled:
+            return out
+        s = slot.strategy
+        if isinstance(ev, wire.Fill):
+            signed = ev.qty if ev.side == "buy" else -ev.qty
+            s.positions[ev.symbol] = s.positions.get(ev.symbol, 0) + signed
+            self._call(slot, "on_fill", ev.venue_ns, ev.recv_ns, ev, out=out)
+        else:
+            if ev.status in TERMINAL_STATUSES:
+                s.open_orders.pop(ev.client_order_id, None)
+            self._call(slot, "on_order_update", ev.venue_ns, ev.recv_ns, ev, out=out)
+        return out
+
+    def on_timer(self, now_ns: int) -> list[wire.OrderIntent]:
+        out: list[wire.OrderIntent] = []
+        for slot in self.slots.values():
+            if slot.enabled:
+                self._call(slot, "on_timer", 0, now_ns, now_ns, out=out)
+        return out
+
+    def on_decision(self, intent: wire.OrderIntent, decision: wire.RiskDecision) -> list[wire.OrderIntent]:
+        out: list[wire.OrderIntent] = []
+        slot = self.slots.get(intent.strategy)
+        if slot is None:
+            return out
+        s = slot.strategy
+        s.in_flight.pop(intent.intent_id, None)
+        if decision.approved:
+            s.open_orders[decision.client_order_id] = intent
+        elif slot.enabled:
+            self._call(
+                slot, "on_rejected", intent.tick_exch_ns, intent.tick_recv_ns, intent, decision, out=out
+            )
+        return out
+
+    # ---- isolation --------------------------------------------------------------------------
+
+    def _call(
+        self, slot: StrategySlot, name: str, exch_ns: int, recv_ns: int, *args: Any, out: list[Any]
+    ) -> None:
+        s = slot.strategy
+        s._tick_exch_ns = exch_ns
+        s._tick_recv_ns = recv_ns
+        try:
+            result = getattr(s, name)(*args)
+            if result is None:
+                return
+            if not isinstance(result, list) or not all(isinstance(i, wire.OrderIntent) for i in result):
+                raise TypeError(
+                    f"{name} must return a list of OrderIntent or None, got {type(result).__name__}"
+                )
+        except Exception as exc:
+            self.disable(slot, f"{name}: {type(exc).__name__}: {exc}")
+            return
+        for intent in result:
+            s.in_flight[intent.intent_id] = intent
+        slot.intents += len(result)
+        out.extend(result)
+
+    def disable(self, slot: StrategySlot, error: str) -> None:
+        slot.enabled = False
+        slot.error = error[:500]
+        STRATEGY_ERRORS.labels(slot.strategy.name).inc()
+        log.error(
+            "strategy disabled after an error",
+            exc_info=True,
+            extra=kv(strategy=slot.strategy.name, error=error),
+        )
+
+    # ---- reporting --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: {
+                "kind": slot.strategy.kind,
+                "enabled": slot.enabled,
+                "error": slot.error,
+                "intents": slot.intents,
+                "in_flight": len(slot.strategy.in_flight),
+                "open_orders": len(slot.strategy.open_orders),
+            }
+            for name, slot in self.slots.items()
+        }

@@ -1,0 +1,150 @@
+"""The signal service: runs the configured strategies on market data and order events and sends
+their intents to risk, pipelined (each request has its own future; replies are handled in callbacks)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+from common import topics, wire
+from common.clock import mono_ns, wall_ns
+from common.config import Settings
+from common.ids import IntentIds
+from common.log import kv
+from common.metrics import MESSAGES, STAGE_LATENCY
+from common.order_events import OrderEvent, OrderEventReceiver
+from common.service import Service
+from common.zmq_io import RpcClient, RpcTimeout, RpcUnavailable
+from services.signal.host import StrategyHost
+from services.signal.metrics import DECISIONS, INTENTS
+from services.signal.registry import build_strategies
+from services.signal.strategy import StrategyContext
+
+log = logging.getLogger(__name__)
+
+
+def _synthetic_rejection(intent: wire.OrderIntent, reason: str, detail: str) -> wire.RiskDecision:
+    return wire.RiskDecision(
+        intent_id=intent.intent_id,
+        approved=False,
+        reason=reason,
+        detail=detail,
+        client_order_id="",
+        risk_ns=0,
+    )
+
+
+class SignalService(Service):
+    name = "signal"
+
+    def __init__(self, settings: Settings) -> None:
+        self.ids = IntentIds()
+        ctx = StrategyContext(
+            ids=self.ids,
+            intent_max_age_ns=settings.risk.intent_max_age_ms * 1_000_000,
+            clock_ns=wall_ns,
+        )
+        # Strategies first: a bad strategy config fails before any socket is bound.
+        self.host = StrategyHost(build_strategies(settings.signal.strategies, ctx))
+        super().__init__(settings)
+        self.intents_sent = 0
+        self.decisions: Counter[str] = Counter()
+        self._md_lat = STAGE_LATENCY.labels(self.name, "md_to_signal")
+        self._rtt = STAGE_LATENCY.labels(self.name, "signal_rtt")
+        self._md_count = MESSAGES.labels(self.name, "market_data")
+        self._risk: RpcClient | None = None
+        self._events: OrderEventReceiver | None = None
+        self._timer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._risk = self.client("risk")
+        self.subscribe("market_data", [topics.MD], self._on_market_data)
+        self._events = OrderEventReceiver(self, self._on_order_event)
+        self._timer = self.loop.create_task(self._timer_loop())
+        log.info("strategies loaded", extra=kv(strategies=list(self.host.slots)))
+
+    async def stop(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+
+    # ---- inputs -----------------------------------------------------------------------------
+
+    def _on_market_data(self, topic: bytes, msgs: list[Any]) -> None:
+        intents = self.host.on_market(msgs)
+        now = wall_ns()
+        for m in msgs:
+            recv = getattr(m, "recv_ns", 0)
+            if recv:
+                self._md_lat.observe(max(now - recv, 0) / 1e9)
+        self._md_count.inc(len(msgs))
+        if intents:
+            self.send(intents)
+
+    def _on_order_event(self, ev: OrderEvent) -> None:
+        intents = self.host.on_order_event(ev)
+        if intents:
+            self.send(intents)
+
+    async def _timer_loop(self) -> None:
+        interval = self.settings.signal.timer_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            intents = self.host.on_timer(wall_ns())
+            if intents:
+                self.send(intents)
+
+    # ---- intents to risk --------------------------------------------------------------------
+
+    def send(self, intents: list[wire.OrderIntent]) -> None:
+        assert self._risk is not None, "start() not called"
+        for intent in intents:
+            sent = mono_ns()
+            fut = self._risk.request(intent)
+            self.intents_sent += 1
+            INTENTS.labels(intent.strategy).inc()
+            fut.add_done_callback(lambda f, i=intent, t=sent: self._on_decision(i, t, f))
+
+    def _on_decision(self, intent: wire.OrderIntent, sent_ns: int, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if isinstance(exc, RpcTimeout):
+            decision = _synthetic_rejection(intent, "risk_timeout", str(exc))
+        elif isinstance(exc, RpcUnavailable):
+            decision = _synthetic_rejection(intent, "risk_unavailable", str(exc))
+        elif exc is not None:
+            decision = _synthetic_rejection(intent, "risk_error", f"{type(exc).__name__}: {exc}")
+        else:
+            reply = fut.result()
+            self._rtt.observe((mono_ns() - sent_ns) / 1e9)
+            if isinstance(reply, wire.RiskDecision):
+                decision = reply
+            else:
+                detail = reply.detail if isinstance(reply, wire.Reply) else type(reply).__name__
+                decision = _synthetic_rejection(intent, "risk_error", detail)
+        outcome = "approved" if decision.approved else decision.reason
+        self.decisions[outcome] += 1
+        DECISIONS.labels(outcome).inc()
+        if not decision.approved and decision.reason.startswith("risk_"):
+            log.warning(
+                "intent not decided by risk", extra=kv(intent_id=intent.intent_id, reason=decision.reason)
+            )
+        intents = self.host.on_decision(intent, decision)
+        if intents:
+            self.send(intents)
+
+    # ---- reporting --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "run_id": self.ids.run_id,
+            "strategies": self.host.status(),
+            "intents_sent": self.intents_sent,
+            "decisions": dict(self.decisions),
+            "order_event_seq": self._events.last_seq if self._events else 0,
+        }
+
+
+SERVICE_CLASS = SignalService

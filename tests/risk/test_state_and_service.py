@@ -1,0 +1,125 @@
+"""Pending quantity and positions from execution's order events, and the risk service's decisions
+(in-process, real sockets in a tmp dir; nobody plays execution, so approvals cannot be forwarded)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from common import wire
+from common.config import Settings
+from common.fixed import to_fixed
+from services.risk import checks
+from services.risk.reasons import Reason
+from services.risk.service import RiskService
+from services.risk.state import RiskState
+
+
+def f(x: str) -> int:
+    return to_fixed(x)
+
+
+def limits() -> object:
+    s = Settings().risk
+    return checks.build_limits(
+        s.max_order_qty, s.max_order_notional, s.max_position_qty, s.price_band_bps, True
+    )
+
+
+def update(coid: str, status: str, qty: str, filled: str, seq: int = 1) -> wire.OrderUpdate:
+    return wire.OrderUpdate(
+        seq=seq, client_order_id=coid, venue_order_id="v", strategy="s", symbol="AAPL", side="buy",
+        status=status, event=status, qty=f(qty), filled_qty=f(filled), filled_avg_px=0, limit_px=f("100"),
+        reason="", venue_ns=0, recv_ns=0,
+    )  # fmt: skip
+
+
+def fill(coid: str, qty: str, cum: str, px: str, position: str | None = None) -> wire.Fill:
+    return wire.Fill(
+        seq=1, client_order_id=coid, venue_order_id="v", exec_id="e", strategy="s", symbol="AAPL", side="buy",
+        qty=f(qty), px=f(px), cum_qty=f(cum), position_qty=None if position is None else f(position),
+        venue_ns=0, recv_ns=0,
+    )  # fmt: skip
+
+
+def test_pending_follows_order_events_and_fills_move_positions() -> None:
+    rs = RiskState(limits(), capacity=1)  # grows on demand
+    rs.add_pending("c1", "AAPL", "buy", f("10"))
+    rs.on_order_update(update("c2", "new", "5", "0"))  # an order risk did not see (e.g. before a restart)
+    assert rs.pending_by_symbol() == {"AAPL": {"buy": f("15"), "sell": 0}}
+    rs.on_order_update(update("c1", "partially_filled", "10", "4"))
+    pos, reconciled = rs.on_fill(fill("c1", "4", "4", "100"))
+    assert not reconciled and pos.qty == f("4")
+    assert rs.pending_by_symbol()["AAPL"]["buy"] == f("11")
+    rs.on_fill(fill("c1", "6", "10", "101"))  # fully filled: no longer pending
+    assert rs.pending_by_symbol()["AAPL"]["buy"] == f("5")
+    rs.on_order_update(update("c2", "canceled", "5", "0"))
+    assert rs.pending_by_symbol() == {}
+    assert rs.positions.get("AAPL").avg_px == f("100.6")
+    assert int(rs.state[rs.sym("AAPL"), checks.POSITION]) == f("10")
+    rs.sym("MSFT")
+    assert rs.state.shape[0] >= 2
+
+
+def test_venue_position_on_a_fill_wins() -> None:
+    rs = RiskState(limits())
+    rs.set_positions([wire.Position(symbol="AAPL", qty=f("10"), avg_px=f("100"), realized_pnl=0, ts_ns=0)])
+    pos, reconciled = rs.on_fill(fill("c9", "10", "10", "100", position="10"))  # already in the snapshot
+    assert reconciled and pos.qty == f("10")
+
+
+def _quote(symbol: str) -> wire.Quote:
+    now = time.time_ns()
+    return wire.Quote(
+        symbol=symbol,
+        bid_px=f("99.99"),
+        bid_sz=f("1"),
+        ask_px=f("100.01"),
+        ask_sz=f("1"),
+        exch_ns=now,
+        recv_ns=now,
+    )
+
+
+def _intent(iid: str, qty: str = "1", deadline_ns: int | None = None) -> wire.OrderIntent:
+    now = time.time_ns()
+    return wire.OrderIntent(
+        intent_id=iid, strategy="t", symbol="AAPL", side="buy", qty=f(qty), limit_px=f("100"),
+        signal_ns=now, deadline_ns=now + 10**9 if deadline_ns is None else deadline_ns,
+    )  # fmt: skip
+
+
+def test_risk_service_decisions(tmp_path: Path) -> None:
+    settings = Settings(zmq={"run_dir": tmp_path}, metrics={"base_port": 0})
+
+    async def scenario() -> dict[str, object]:
+        svc = RiskService(settings)
+        running = asyncio.get_running_loop().create_task(svc.run_forever())
+        await svc.ready.wait()
+        try:
+            no_quote = svc.decide(_intent("a"))
+            svc.risk.on_quote(_quote("AAPL"))
+            expired = svc.decide(_intent("b", deadline_ns=time.time_ns() - 1))
+            too_big = svc.decide(_intent("c", qty="101"))
+            no_execution = svc.decide(_intent("d"))
+            assert [d.reason for d in (no_quote, expired, too_big, no_execution)] == [
+                Reason.NO_QUOTE.code, Reason.EXPIRED.code, Reason.MAX_ORDER_QTY.code, Reason.EXECUTION_UNAVAILABLE.code,
+            ]  # fmt: skip
+            assert not any(
+                d.approved or d.client_order_id for d in (no_quote, expired, too_big, no_execution)
+            )
+            assert svc.risk.pending == {}  # nothing reached execution, so nothing is pending
+            return svc.full_status()
+        finally:
+            svc.request_stop()
+            await running
+
+    status = asyncio.run(scenario())
+    assert status["decisions"] == {
+        "no_quote": 1,
+        "expired": 1,
+        "max_order_qty": 1,
+        "execution_unavailable": 1,
+    }
+    assert status["trading_state"] == "ACTIVE"
