@@ -1,0 +1,19 @@
+"""Execution's own Prometheus metrics (shared ones live in common/metrics.py)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from common.metrics import LATENCY_BUCKETS
+
+ORDERS = Counter("zt_exec_orders_total", "Orders by outcome", ["outcome"])  # submitted/acked/rejected/filled
+REST_LATENCY = Histogram(
+    "zt_exec_rest_latency_seconds", "Alpaca REST round trip", ["endpoint"], buckets=LATENCY_BUCKETS
+)
+POST_LATENCY = Histogram("zt_exec_order_post_seconds", "Order POST round trip", buckets=LATENCY_BUCKETS)
+REST_ERRORS = Counter("zt_exec_rest_errors_total", "Failed REST calls", ["endpoint", "kind"])
+RATE_TOKENS = Gauge("zt_exec_rate_limit_tokens", "Tokens left in the REST rate-limit bucket")
+STREAM_CONNECTED = Gauge(
+    "zt_exec_trade_stream_connected", "1 while trade_updates is authorized and listening"
+)
+RECONCILES = Counter("zt_exec_reconciles_total", "Reconciliations with the venue", ["trigger"])

@@ -1,0 +1,251 @@
+"""Per-order state machine, fed by REST replies, trade_updates and reconciliation snapshots.
+
+Updates may arrive duplicated or out of order (stream vs REST vs reconcile), so: status only moves
+forward, terminal states stick, filled_qty never decreases, and each increase of the cumulative
+filled_qty becomes exactly one fill whose price comes from the cumulative averages. A replayed
+update therefore yields no second fill and a skipped partial is not lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from common import fixed
+
+SUBMITTING = "pending_submit"  # ours: queued, no venue answer yet
+UNKNOWN = "unknown"  # ours: the POST outcome could not be established yet
+SUBMIT_FAILED = "submit_failed"  # ours: never placed at the venue
+
+TERMINAL = frozenset({"filled", "canceled", "expired", "replaced", "rejected", SUBMIT_FAILED})
+_RANK: dict[str, int] = {
+    SUBMITTING: 0,
+    UNKNOWN: 0,
+    "accepted": 1,
+    "pending_new": 1,
+    "accepted_for_bidding": 1,
+    "pending_review": 1,
+    "new": 2,
+    "held": 2,
+    "calculated": 2,
+    "done_for_day": 2,
+    "suspended": 2,
+    "stopped": 2,
+    "partially_filled": 3,
+    "pending_cancel": 4,
+    "pending_replace": 4,
+    **dict.fromkeys(TERMINAL, 5),
+}
+_PENDING_CHANGE = frozenset({"pending_cancel", "pending_replace"})
+_CHANGE_REJECTED = frozenset({"order_cancel_rejected", "order_replace_rejected"})
+
+
+class OrderParseError(ValueError):
+    """A venue order document lacks a field we need or has one we cannot read."""
+
+
+def parse_ts_ns(text: str | None) -> int:
+    """RFC 3339 (``Z`` or offset, up to 9 fractional digits) to wall ns; 0 for None/empty."""
+    if not text:
+        return 0
+    head, frac, tail = text, "", ""
+    dot = text.find(".")
+    if dot >= 0:
+        end = dot + 1
+        while end < len(text) and text[end].isdigit():
+            end += 1
+        head, frac, tail = text[:dot], text[dot + 1 : end], text[end:]
+    try:
+        dt = datetime.fromisoformat(
+            head + tail.replace("Z", "+00:00") if tail else head.replace("Z", "+00:00")
+        )
+    except ValueError:
+        raise OrderParseError(f"bad timestamp {text!r}") from None
+    whole = int(dt.timestamp())  # second resolution is exact: no fraction was passed in
+    return whole * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def _nanos(doc: dict[str, Any], key: str) -> int:
+    value = doc.get(key)
+    if value is None or value == "":
+        return 0
+    try:
+        return fixed.to_fixed(value)
+    except ValueError:
+        raise OrderParseError(f"order field {key!r} is not a number: {value!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrder:
+    """What the venue says about one order at one moment (an Alpaca Order object)."""
+
+    venue_order_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    status: str
+    qty: int
+    filled_qty: int
+    filled_avg_px: int
+    limit_px: int
+    replaces: str | None
+    replaced_by: str | None
+    updated_ns: int
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> VenueOrder:
+        try:
+            oid, coid, status = str(doc["id"]), str(doc["client_order_id"]), str(doc["status"])
+        except KeyError as exc:
+            raise OrderParseError(f"order lacks {exc.args[0]!r}") from None
+        side = doc.get("side")
+        if side not in ("buy", "sell"):
+            raise OrderParseError(f"order {oid} has side {side!r}")
+        return cls(
+            venue_order_id=oid,
+            client_order_id=coid,
+            symbol=str(doc.get("symbol") or ""),
+            side=side,
+            status=status,
+            qty=_nanos(doc, "qty"),
+            filled_qty=_nanos(doc, "filled_qty"),
+            filled_avg_px=_nanos(doc, "filled_avg_price"),
+            limit_px=_nanos(doc, "limit_price"),
+            replaces=doc.get("replaces") or None,
+            replaced_by=doc.get("replaced_by") or None,
+            updated_ns=parse_ts_ns(doc.get("updated_at")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FillDelta:
+    qty: int
+    px: int
+    cum_qty: int
+    exec_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    changed: bool  # status, ids or quantities moved: publish an OrderUpdate
+    fill: FillDelta | None
+
+
+def derive_fill_px(old_cum: int, old_avg: int, new_cum: int, new_avg: int) -> int:
+    """Price of the increment between two cumulative (qty, avg price) states, rounded half-even."""
+    delta = new_cum - old_cum
+    if delta <= 0:
+        raise ValueError("cumulative quantity did not increase")
+    q, r = divmod(new_avg * new_cum - old_avg * old_cum, delta)
+    if 2 * r > delta or (2 * r == delta and q % 2):
+        q += 1
+    return q
+
+
+def rank(status: str) -> int:
+    return _RANK.get(status, 2)  # an unknown venue status counts as "working"
+
+
+@dataclass(slots=True)
+class TrackedOrder:
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: int
+    limit_px: int = 0
+    strategy: str = ""
+    venue_order_id: str = ""
+    status: str = SUBMITTING
+    filled_qty: int = 0
+    filled_avg_px: int = 0
+    reason: str = ""
+    replaces: str | None = None
+    replaced_by: str | None = None
+    venue_ns: int = 0
+    intent_signal_ns: int = 0
+    tick_recv_ns: int = 0
+    history: list[str] = field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def open_qty(self) -> int:
+        return 0 if self.terminal else max(0, self.qty - self.filled_qty)
+
+    def mark(self, status: str, reason: str = "") -> bool:
+        """Set one of our own statuses (submit outcome); refuses to move backwards or out of terminal."""
+        if self.terminal or rank(status) < rank(self.status) or status == self.status:
+            return False
+        self.status, self.reason = status, reason or self.reason
+        self.history.append(status)
+        return True
+
+    def apply(
+        self,
+        snap: VenueOrder,
+        event: str = "",
+        exec_qty: int | None = None,
+        exec_px: int | None = None,
+        exec_id: str = "",
+    ) -> Transition:
+        """Merge a venue snapshot. ``exec_qty``/``exec_px`` are the per-execution fields of a fill event."""
+        if snap.client_order_id != self.client_order_id:
+            raise ValueError(f"snapshot of {snap.client_order_id!r} applied to {self.client_order_id!r}")
+        changed = False
+        if snap.venue_order_id and snap.venue_order_id != self.venue_order_id:
+            self.venue_order_id, changed = snap.venue_order_id, True
+        if snap.replaced_by and snap.replaced_by != self.replaced_by:
+            self.replaced_by, changed = snap.replaced_by, True
+        if snap.replaces and not self.replaces:
+            self.replaces = snap.replaces
+        if snap.qty and snap.qty != self.qty and not self.terminal:
+            self.qty, changed = snap.qty, True
+        if snap.limit_px and not self.limit_px:
+            self.limit_px = snap.limit_px
+
+        fill = None
+        if snap.filled_qty > self.filled_qty:
+            delta = snap.filled_qty - self.filled_qty
+            if exec_qty == delta and exec_px:
+                px, xid = exec_px, exec_id or f"{self.venue_order_id}:{snap.filled_qty}"
+            else:  # skipped or merged executions: derive the increment from the cumulative averages
+                px = derive_fill_px(self.filled_qty, self.filled_avg_px, snap.filled_qty, snap.filled_avg_px)
+                xid = f"{self.venue_order_id}:{snap.filled_qty}"
+            fill = FillDelta(qty=delta, px=px, cum_qty=snap.filled_qty, exec_id=xid)
+            self.filled_qty, self.filled_avg_px, changed = snap.filled_qty, snap.filled_avg_px, True
+
+        if self._accepts_status(snap.status, event):
+            self.status, changed = snap.status, True
+            self.history.append(snap.status)
+        if changed and snap.updated_ns > self.venue_ns:
+            self.venue_ns = snap.updated_ns
+        return Transition(changed=changed, fill=fill)
+
+    def _accepts_status(self, status: str, event: str) -> bool:
+        if status == self.status:
+            return False
+        if event in _CHANGE_REJECTED and self.status in _PENDING_CHANGE:
+            return status not in _PENDING_CHANGE  # the cancel/replace failed: back to working
+        if self.terminal:
+            return False
+        return rank(status) > rank(self.status)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "client_order_id": self.client_order_id,
+            "venue_order_id": self.venue_order_id,
+            "strategy": self.strategy,
+            "symbol": self.symbol,
+            "side": self.side,
+            "status": self.status,
+            "qty": fixed.to_str(self.qty),
+            "filled_qty": fixed.to_str(self.filled_qty),
+            "filled_avg_price": fixed.to_str(self.filled_avg_px),
+            "limit_price": fixed.to_str(self.limit_px),
+            "reason": self.reason,
+            "replaces": self.replaces,
+            "replaced_by": self.replaced_by,
+        }

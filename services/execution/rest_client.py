@@ -1,0 +1,167 @@
+"""Alpaca Trading REST v2 over one kept-alive aiohttp session (TCP_NODELAY is aiohttp's default).
+
+Every call first takes a token from the shared bucket, waiting at most ``max_wait_s``; if none comes
+the call is not made (:class:`RateLimited`), so nothing is ever sent into a 429 on purpose. Errors
+carry the HTTP status and Alpaca's ``code``/``message``, never the credentials.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from services.execution.metrics import RATE_TOKENS, REST_ERRORS, REST_LATENCY
+from services.execution.ratelimit import TokenBucket
+
+
+class RestError(Exception):
+    """A request whose outcome is known or must be looked up; see the subclasses."""
+
+
+class RestStatusError(RestError):
+    def __init__(self, status: int, code: int | None, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}" + (f" (code {code})" if code else ""))
+        self.status, self.code, self.message = status, code, message
+
+
+class RestTimeout(RestError):
+    """No answer in time: the request may or may not have taken effect."""
+
+
+class RestConnectionError(RestError):
+    """The connection failed or broke: the request may or may not have taken effect."""
+
+
+class RateLimited(RestError):
+    """The local token bucket had nothing within the allowed wait: the request was NOT sent."""
+
+
+def _error_fields(body: bytes) -> tuple[int | None, str]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, body[:200].decode("utf-8", "replace")
+    if isinstance(doc, dict):
+        code = doc.get("code")
+        return (code if isinstance(code, int) else None), str(doc.get("message", ""))[:300]
+    return None, str(doc)[:200]
+
+
+class AlpacaRest:
+    def __init__(
+        self,
+        base_url: str,
+        key_id: str,
+        secret_key: str,
+        bucket: TokenBucket,
+        timeout_s: float = 5.0,
+        max_wait_s: float = 2.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.bucket = bucket
+        self.max_wait_s = max_wait_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._headers = {
+            "APCA-API-KEY-ID": key_id,
+            "APCA-API-SECRET-KEY": secret_key,
+            "Content-Type": "application/json",
+            "User-Agent": "zerotick-execution",
+        }
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=32, keepalive_timeout=60, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self._headers, timeout=self._timeout
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        on_send: Callable[[], None] | None = None,
+    ) -> tuple[int, Any]:
+        """One call; returns (status, parsed JSON or None). Non-2xx raises :class:`RestStatusError`."""
+        if self._session is None:
+            await self.open()
+        assert self._session is not None
+        if not await self.bucket.acquire(self.max_wait_s):
+            RATE_TOKENS.set(self.bucket.tokens)
+            REST_ERRORS.labels(endpoint, "rate_limited").inc()
+            raise RateLimited(f"rate limit bucket empty for {self.max_wait_s}s, {endpoint} not sent")
+        RATE_TOKENS.set(self.bucket.tokens)
+        data = orjson.dumps(body) if body is not None else None
+        if on_send is not None:
+            on_send()
+        t0 = time.perf_counter()
+        try:
+            async with self._session.request(
+                method, self.base_url + path, params=params, data=data, allow_redirects=False
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except TimeoutError:
+            REST_ERRORS.labels(endpoint, "timeout").inc()
+            raise RestTimeout(f"{endpoint} timed out") from None
+        except aiohttp.ClientError as exc:
+            REST_ERRORS.labels(endpoint, "connection").inc()
+            raise RestConnectionError(f"{endpoint} failed: {type(exc).__name__}") from None
+        finally:
+            REST_LATENCY.labels(endpoint).observe(time.perf_counter() - t0)
+        if status >= 300:
+            REST_ERRORS.labels(endpoint, str(status)).inc()
+            code, message = _error_fields(raw)
+            raise RestStatusError(status, code, message)
+        if not raw:
+            return status, None
+        try:
+            return status, orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            REST_ERRORS.labels(endpoint, "bad_json").inc()
+            raise RestStatusError(status, None, "response is not JSON") from None
+
+    # ---- endpoints ----------------------------------------------------------------------------
+
+    async def submit_order(
+        self, body: dict[str, Any], on_send: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        return (await self.request("POST", "/v2/orders", "POST /v2/orders", body=body, on_send=on_send))[1]
+
+    async def get_order_by_client_id(self, client_order_id: str) -> dict[str, Any]:
+        return (
+            await self.request(
+                "GET",
+                "/v2/orders:by_client_order_id",
+                "GET /v2/orders:by_client_order_id",
+                params={"client_order_id": client_order_id},
+            )
+        )[1]
+
+    async def list_orders(self, status: str = "open", limit: int = 500) -> list[dict[str, Any]]:
+        params = {"status": status, "limit": str(limit), "direction": "asc"}
+        return (await self.request("GET", "/v2/orders", "GET /v2/orders", params=params))[1] or []
+
+    async def cancel_order(self, venue_order_id: str) -> None:
+        await self.request("DELETE", f"/v2/orders/{venue_order_id}", "DELETE /v2/orders/{id}")
+
+    async def cancel_all(self) -> list[dict[str, Any]]:
+        return (await self.request("DELETE", "/v2/orders", "DELETE /v2/orders"))[1] or []
+
+    async def positions(self) -> list[dict[str, Any]]:
+        return (await self.request("GET", "/v2/positions", "GET /v2/positions"))[1] or []
+
+    async def account(self) -> dict[str, Any]:
+        return (await self.request("GET", "/v2/account", "GET /v2/account"))[1]

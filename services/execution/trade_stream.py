@@ -1,0 +1,148 @@
+"""The trade_updates listener: authenticate, listen, hand every update on, reconnect forever.
+
+After every (re)connect ``on_connected`` runs (as a task, so reading never stops) to reconcile what
+happened while disconnected. Backoff is exponential with "equal jitter" and resets after auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from common.log import kv
+from services.execution.metrics import STREAM_CONNECTED
+
+log = logging.getLogger(__name__)
+
+
+class StreamAuthError(Exception):
+    pass
+
+
+class TradeStream:
+    def __init__(
+        self,
+        url: str,
+        key_id: str,
+        secret_key: str,
+        on_update: Callable[[dict[str, Any]], None],
+        on_connected: Callable[[], Awaitable[None]] | None = None,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.url = url
+        self._auth = orjson.dumps({"action": "auth", "key": key_id, "secret": secret_key})
+        self._on_update = on_update
+        self._on_connected = on_connected
+        self.reconnect_min_s = reconnect_min_s
+        self.reconnect_max_s = reconnect_max_s
+        self._rng = rng
+        self.connected = False
+        self.connects = 0
+        self.updates = 0
+        self.bad_frames = 0
+        self._failures = 0
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[None]] = set()
+
+    def backoff_delay(self, failures: int) -> float:
+        cap = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** max(0, failures - 1))
+        return cap / 2 + self._rng() * cap / 2
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for t in list(self._side_tasks):
+            t.cancel()
+        self._set_connected(False)
+
+    async def drop(self) -> None:
+        """Close the current connection (it reconnects on its own)."""
+        if self._ws is not None:
+            await self._ws.close()
+
+    def _set_connected(self, value: bool) -> None:
+        self.connected = value
+        STREAM_CONNECTED.set(1 if value else 0)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, WebSocketException, StreamAuthError, TimeoutError) as exc:
+                log.warning("trade stream disconnected", extra=kv(error=f"{type(exc).__name__}: {exc}"[:300]))
+            except Exception:
+                log.exception("trade stream failed")
+            finally:
+                self._ws = None
+                self._set_connected(False)
+            self._failures += 1
+            await asyncio.sleep(self.backoff_delay(self._failures))
+
+    async def _session(self) -> None:
+        async with connect(
+            self.url, open_timeout=10, ping_interval=10, ping_timeout=30, max_size=2**22
+        ) as ws:
+            self._ws = ws
+            await ws.send(self._auth.decode())
+            reply = self._decode(await asyncio.wait_for(ws.recv(), 10))
+            data = reply.get("data") if isinstance(reply, dict) else None
+            if not isinstance(data, dict) or data.get("status") != "authorized":
+                raise StreamAuthError(f"not authorized: {str(reply)[:200]}")
+            await ws.send(orjson.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}).decode())
+            self.connects += 1
+            self._failures = 0
+            self._set_connected(True)
+            log.info("trade stream connected", extra=kv(url=self.url, connects=self.connects))
+            if self._on_connected is not None:
+                task = asyncio.get_running_loop().create_task(self._on_connected())
+                self._side_tasks.add(task)
+                task.add_done_callback(self._side_tasks.discard)
+            async for raw in ws:
+                self._dispatch(raw)
+
+    def _decode(self, raw: str | bytes) -> Any:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            self.bad_frames += 1
+            log.warning("trade stream frame is not JSON", extra=kv(frame=str(raw[:200])))
+            return None
+
+    def _dispatch(self, raw: str | bytes) -> None:
+        msg = self._decode(raw)
+        if not isinstance(msg, dict):
+            return
+        stream = msg.get("stream")
+        if stream == "trade_updates":
+            data = msg.get("data")
+            if not isinstance(data, dict):
+                self.bad_frames += 1
+                return
+            self.updates += 1
+            try:
+                self._on_update(data)
+            except Exception:
+                self.bad_frames += 1
+                log.exception("trade update handler failed", extra=kv(event=data.get("event")))
+        elif msg.get("action") == "error":
+            log.error("trade stream error from venue", extra=kv(detail=str(msg.get("data"))[:300]))

@@ -1,0 +1,204 @@
+"""The execution service end to end over real ZeroMQ sockets, against the tiny in-test venue:
+orders in, fills out on the sequenced path, no duplicate orders, reconcile after a stream outage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from common import wire
+from common.config import LIVE_BASE_URL, AlpacaConfig, Settings
+from common.fixed import to_fixed
+from services.execution.service import ExecutionService, LiveTradingRefused, check_live_guard
+from tests.execution.harness import Harness, until
+from tests.execution.tiny_venue import KEY, SECRET, Fault, TinyVenue
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def make_settings(run_dir: Path, venue: TinyVenue) -> Settings:
+    return Settings(
+        alpaca={
+            "key_id": KEY,
+            "secret_key": SECRET,
+            "base_url": venue.url,
+            "trade_stream_url": venue.stream_url,
+        },
+        zmq={"run_dir": run_dir, "heartbeat_interval_ms": 100},
+        execution={"reconnect_min_s": 0.05, "reconnect_max_s": 0.2, "http_timeout_s": 2.0},
+        metrics={"base_port": 0},
+    )
+
+
+def run(
+    tmp_path: Path, scenario: Callable[[Harness], Awaitable[None]], faults: list[Fault] | None = None
+) -> None:
+    async def main() -> None:
+        venue = TinyVenue(faults=faults or [])
+        await venue.start()
+        svc = ExecutionService(make_settings(tmp_path / "run", venue))
+        runner = asyncio.get_running_loop().create_task(svc.run_forever())
+        h = Harness(svc, venue)
+        try:
+            await until(lambda: svc.ready and svc.stream.connected)
+            await asyncio.sleep(0.05)  # slow-joiner: let the SUB connect before events flow
+            await scenario(h)
+        finally:
+            h.close()
+            svc.request_stop()
+            await runner
+            await venue.stop()
+
+    asyncio.run(main())
+
+
+def test_order_fills_arrive_as_sequenced_fill_events(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        ack = await h.order("zt-a.1")
+        assert ack.accepted and ack.detail == "queued"
+        await until(lambda: "zt-a.1" in h.venue.orders and h.svc.orders["zt-a.1"].status == "new")
+        await h.venue.fill("zt-a.1", "40", "100")
+        await h.venue.fill("zt-a.1", "60", "101.5")
+        await until(lambda: len(h.fills("zt-a.1")) == 2 and "filled" in h.statuses("zt-a.1"))
+        f1, f2 = h.fills("zt-a.1")
+        assert (f1.qty, f1.px, f2.qty, f2.px) == (
+            to_fixed(40),
+            to_fixed(100),
+            to_fixed(60),
+            to_fixed("101.5"),
+        )
+        assert f2.cum_qty == to_fixed(100) and f2.position_qty == to_fixed(100) and f2.strategy == "s1"
+        # a replayed update (the venue sends the final fill again) makes no second Fill
+        await h.venue.push("fill", h.venue.orders["zt-a.1"], qty="60", price="101.5")
+        dup = await h.order("zt-a.1")
+        assert not dup.accepted and "duplicate" in dup.detail
+        assert len(h.venue.posts) == 1
+        # Replay serves the same gap-free sequence the subscriber saw
+        reply = await h.rpc.request(wire.Replay(after_seq=0))
+        replayed = wire.decode_list(reply.data)
+        assert [e.seq for e in replayed] == list(range(1, h.svc.last_event_seq() + 1))
+        await until(lambda: len(h.events) == len(replayed))
+        assert replayed == h.events
+        assert len(h.fills("zt-a.1")) == 2
+        orders = orjson.loads((await h.rpc.request(wire.Control(cmd="orders"))).data)
+        assert [(o["client_order_id"], o["status"], o["filled_qty"]) for o in orders] == [
+            ("zt-a.1", "filled", "100")
+        ]
+
+    run(tmp_path, scenario)
+
+
+def test_lost_post_reply_gives_exactly_one_venue_order(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        assert (await h.order("zt-b.1", qty="10")).accepted
+        await until(lambda: h.svc.orders["zt-b.1"].venue_order_id != "")
+        await h.venue.fill("zt-b.1", "10", "99")
+        await until(lambda: "filled" in h.statuses("zt-b.1"))
+        await asyncio.sleep(0.1)
+        assert len(h.venue.orders) == 1 and len(h.venue.posts) == 1 and h.venue.lookups >= 1
+        assert [f.qty for f in h.fills("zt-b.1")] == [to_fixed(10)]
+
+    run(tmp_path, scenario, faults=[Fault(504, after_apply=True)])
+
+
+def test_venue_rejection_is_published(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        h.venue.faults.append(Fault(403, after_apply=False))
+        assert (await h.order("zt-c.1")).accepted  # queued; the venue refuses it afterwards
+        await until(lambda: "submit_failed" in h.statuses("zt-c.1"))
+        update = next(e for e in h.events if isinstance(e, wire.OrderUpdate) and e.status == "submit_failed")
+        assert "403" in update.reason and update.event == "submit_failed"
+        refused = await h.order("zt-c.2", qty="0")
+        assert not refused.accepted and "qty" in refused.detail
+
+    run(tmp_path, scenario)
+
+
+def test_stream_outage_is_reconciled(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        for coid in ("zt-d.1", "zt-d.2"):
+            assert (await h.order(coid, qty="10")).accepted
+        await until(lambda: all(h.svc.orders[c].status == "new" for c in ("zt-d.1", "zt-d.2")))
+        before = h.svc.reconciles
+        h.venue.stream_open = False
+        await h.venue.drop_streams()
+        await until(lambda: not h.svc.stream.connected)
+        # while disconnected: one order fills completely, the other partially; no updates reach us
+        await h.venue.fill("zt-d.1", "10", "50", push=False)
+        await h.venue.fill("zt-d.2", "4", "51", push=False)
+        h.venue.stream_open = True
+        await until(lambda: h.svc.reconciles > before and len(h.fills("zt-d.2")) == 1)
+        await until(lambda: len(h.fills("zt-d.1")) == 1)
+        assert (h.fills("zt-d.1")[0].qty, h.fills("zt-d.1")[0].px) == (to_fixed(10), to_fixed(50))
+        assert (h.fills("zt-d.2")[0].qty, h.fills("zt-d.2")[0].px) == (to_fixed(4), to_fixed(51))
+        assert h.svc.orders["zt-d.1"].status == "filled"
+        assert h.svc.orders["zt-d.2"].status == "partially_filled"
+        # the rest of zt-d.2 arrives on the restored stream as usual
+        await h.venue.fill("zt-d.2", "6", "52")
+        await until(lambda: len(h.fills("zt-d.2")) == 2)
+        assert h.fills("zt-d.2")[1].qty == to_fixed(6)
+
+    run(tmp_path, scenario)
+
+
+def test_positions_and_cancel_all_controls(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        h.venue.positions = [{"symbol": "MSFT", "qty": "3", "side": "short", "avg_entry_price": "400.25"}]
+        reply = await h.rpc.request(wire.Control(cmd="positions"))
+        assert reply.ok
+        [pos] = wire.decode_list(reply.data)
+        assert isinstance(pos, wire.Position) and (pos.symbol, pos.qty, pos.avg_px) == (
+            "MSFT", to_fixed(-3), to_fixed("400.25"),
+        )  # fmt: skip
+        assert (await h.order("zt-e.1")).accepted
+        await until(lambda: h.svc.orders["zt-e.1"].status == "new")
+        reply = await h.rpc.request(wire.Control(cmd="cancel_all"))
+        assert reply.ok and len(orjson.loads(reply.data)) == 1
+        await until(lambda: "canceled" in h.statuses("zt-e.1"))
+        status = orjson.loads((await h.rpc.request(wire.Control(cmd="status"))).data)
+        assert status["ready"] and status["trade_stream_connected"] and status["orders_open"] == 0
+        unknown = await h.rpc.request(wire.Control(cmd="launch"))
+        assert not unknown.ok and "unknown command" in unknown.detail
+
+    run(tmp_path, scenario)
+
+
+def test_live_guard_refuses_live_url_without_the_live_flag() -> None:
+    check_live_guard(Settings(alpaca={"key_id": "k", "secret_key": "s", "live": True}))  # explicitly allowed
+    # config validation already refuses this; the service checks again in case validation was bypassed
+    sneaky = Settings.model_construct(
+        alpaca=AlpacaConfig.model_construct(
+            key_id=SecretStr("k"), secret_key=SecretStr("s"), base_url=LIVE_BASE_URL, live=False,
+            trade_stream_url=None,
+        )
+    )  # fmt: skip
+    with pytest.raises(LiveTradingRefused, match="LIVE"):
+        check_live_guard(sneaky)
+
+
+def test_replace_tracks_the_new_order_under_its_own_client_id(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        assert (await h.order("zt-f.1", qty="10", px="100")).accepted
+        await until(lambda: h.svc.orders["zt-f.1"].status == "new")
+        old = h.venue.orders["zt-f.1"]
+        new = {**old, "id": "5f2a0c1e-0000-4000-8000-00000000abcd", "client_order_id": "venue-made-id"}
+        new.update(status="new", limit_price="101", replaces=old["id"])
+        old.update(status="replaced", replaced_by=new["id"])
+        h.venue.orders["venue-made-id"] = new
+        await h.venue.push("replaced", old)
+        await h.venue.push("new", new)
+        await until(lambda: "venue-made-id" in h.svc.orders and h.statuses("venue-made-id") == ["new"])
+        assert h.svc.orders["zt-f.1"].status == "replaced" and h.svc.orders["zt-f.1"].terminal
+        replacement = h.svc.orders["venue-made-id"]
+        assert replacement.strategy == "s1" and replacement.replaces == old["id"]
+        assert replacement.limit_px == to_fixed(101)
+        await h.venue.fill("venue-made-id", "10", "101")
+        await until(lambda: len(h.fills("venue-made-id")) == 1)
+        assert h.fills("venue-made-id")[0].strategy == "s1" and not h.fills("zt-f.1")
+
+    run(tmp_path, scenario)

@@ -1,0 +1,113 @@
+"""Order placement never doubles an order: lookups instead of blind retries (tiny in-test venue)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from services.execution.journal import InMemoryJournal
+from services.execution.ratelimit import TokenBucket
+from services.execution.rest_client import AlpacaRest, RestStatusError
+from services.execution.submitter import OrderSubmitter, SubmitOutcome
+from tests.execution.tiny_venue import KEY, SECRET, Fault, TinyVenue
+
+BODY = {"symbol": "AAPL", "qty": "1.5", "side": "buy", "type": "limit", "time_in_force": "day"}
+
+
+def run_submit(
+    faults: list[Fault], coid: str = "zt-t.1", body: dict[str, str] | None = None, burst: int = 50,
+    timeout_s: float = 5.0, rate_per_min: int = 6000, extra: Callable[[TinyVenue, AlpacaRest], Awaitable[None]] | None = None,
+) -> tuple[SubmitOutcome, TinyVenue, InMemoryJournal]:  # fmt: skip
+    async def scenario() -> tuple[SubmitOutcome, TinyVenue, InMemoryJournal]:
+        venue = TinyVenue(faults=list(faults))
+        await venue.start()
+        rest = AlpacaRest(
+            venue.url, KEY, SECRET, TokenBucket(rate_per_min, burst), timeout_s=timeout_s, max_wait_s=0.01
+        )
+        journal = InMemoryJournal()
+        try:
+            if extra is not None:
+                await extra(venue, rest)
+            sub = OrderSubmitter(rest, journal, max_posts=3, backoff_s=0.001)
+            out = await sub.submit(coid, {**(body or BODY), "client_order_id": coid})
+        finally:
+            await rest.close()
+            await venue.stop()
+        return out, venue, journal
+
+    return asyncio.run(scenario())
+
+
+def test_clean_submit_sends_decimal_strings_and_auth_headers() -> None:
+    out, venue, journal = run_submit([])
+    assert out.kind == "placed" and not out.adopted and out.posts == 1
+    assert venue.posts[0]["qty"] == "1.5" and len(venue.orders) == 1 and venue.lookups == 0
+    assert [s[0] for s in journal.submits] == ["zt-t.1"]  # written ahead of the send
+
+
+def test_lost_reply_is_adopted_by_lookup_not_resent() -> None:
+    out, venue, _ = run_submit([Fault(504, after_apply=True)])
+    assert out.kind == "placed" and out.adopted
+    assert len(venue.posts) == 1 and len(venue.orders) == 1 and venue.lookups == 1
+    assert out.order is not None and out.order["client_order_id"] == "zt-t.1"
+
+
+def test_timeout_after_the_venue_placed_it_is_adopted() -> None:
+    out, venue, _ = run_submit([Fault(0, after_apply=True)], timeout_s=0.3)
+    assert out.kind == "placed" and out.adopted and len(venue.posts) == 1 and len(venue.orders) == 1
+
+
+def test_500_and_429_before_placing_lead_to_lookup_then_one_resubmit_with_same_id() -> None:
+    for status in (500, 429):
+        out, venue, journal = run_submit([Fault(status, after_apply=False)])
+        assert out.kind == "placed" and out.posts == 2, status
+        assert venue.lookups == 1 and len(venue.orders) == 1
+        assert {p["client_order_id"] for p in venue.posts} == {"zt-t.1"}
+        assert [s[1] for s in journal.submits] == [1, 2]
+
+
+def test_duplicate_client_order_id_422_is_looked_up_and_adopted() -> None:
+    async def place_first(venue: TinyVenue, rest: AlpacaRest) -> None:
+        await rest.submit_order({**BODY, "client_order_id": "zt-t.1"})
+
+    out, venue, _ = run_submit([], extra=place_first)
+    assert out.kind == "placed" and out.adopted and len(venue.orders) == 1 and venue.lookups == 1
+
+
+def test_business_rejection_is_final_without_lookup() -> None:
+    out, venue, _ = run_submit([], body={**BODY, "symbol": "REJECTME"})
+    assert out.kind == "rejected" and "insufficient buying power" in out.reason
+    assert venue.lookups == 0 and len(venue.posts) == 1
+
+
+def test_persistent_5xx_gives_up_after_bounded_posts() -> None:
+    out, venue, _ = run_submit([Fault(503, after_apply=False)] * 10)
+    assert out.kind == "rejected" and out.posts == 3
+    assert len(venue.posts) == 3 and venue.lookups == 3 and not venue.orders
+
+
+def test_empty_bucket_means_not_sent() -> None:
+    async def drain(venue: TinyVenue, rest: AlpacaRest) -> None:
+        while rest.bucket.try_take():
+            pass
+
+    out, venue, _ = run_submit([], rate_per_min=60, extra=drain)
+    assert out.kind == "rejected" and out.reason.startswith("rate_limited") and not venue.posts
+
+
+def test_bad_keys_give_a_clear_error_without_the_secret() -> None:
+    async def scenario() -> str:
+        venue = TinyVenue()
+        await venue.start()
+        rest = AlpacaRest(venue.url, KEY, "wrong-secret-value", TokenBucket(600, 5))
+        try:
+            await rest.submit_order({**BODY, "client_order_id": "x"})
+        except RestStatusError as exc:
+            return str(exc)
+        finally:
+            await rest.close()
+            await venue.stop()
+        return ""
+
+    text = asyncio.run(scenario())
+    assert "401" in text and "not authorized" in text and "wrong-secret-value" not in text
