@@ -5,7 +5,11 @@ drop (slow joiner, high-water mark, a subscriber restart), so a receiver:
   * delivers events strictly in seq order, each exactly once;
   * on a gap, or when a heartbeat announces a newer seq than it has, asks execution for
     ``Replay(after_seq)`` over request/reply and fills the hole;
-  * on start, replays from 0 to learn everything that happened before it connected.
+  * on start, replays from 0 to learn everything that happened before it connected;
+  * when execution restarted (its pid changed, or its seq went backwards) starts over from 0 and
+    calls ``on_reset`` so the owner can drop state derived from the old sequence;
+  * when execution no longer holds the events it missed (evicted from its bounded log), skips ahead
+    and says so: the owner's snapshot request (e.g. positions) is the remedy.
 """
 
 from __future__ import annotations
@@ -22,11 +26,24 @@ log = logging.getLogger(__name__)
 
 OrderEvent = wire.OrderUpdate | wire.Fill
 
+# Alpaca order statuses after which an order can no longer fill, plus execution's own "submit_failed".
+TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced", "submit_failed"})
+
 
 class OrderEventReceiver:
-    def __init__(self, service: Any, on_event: Callable[[OrderEvent], None], replay_timeout_ms: int = 2000):
+    def __init__(
+        self,
+        service: Any,
+        on_event: Callable[[OrderEvent], None],
+        replay_timeout_ms: int = 2000,
+        on_reset: Callable[[], None] | None = None,
+    ):
         """``service`` is a common.service.Service; subscribes to execution's PUB itself."""
         self._on_event = on_event
+        self._on_reset = on_reset
+        self._peer_pid = 0
+        self.resets = 0
+        self.skipped = 0
         self.last_seq = 0
         self._buffer: dict[int, OrderEvent] = {}
         self._client: RpcClient = service.client("execution", timeout_ms=replay_timeout_ms)
@@ -41,9 +58,23 @@ class OrderEventReceiver:
         for m in msgs:
             if isinstance(m, wire.OrderUpdate | wire.Fill):
                 self._accept(m)
-            elif isinstance(m, wire.Heartbeat) and m.last_event_seq > self.last_seq and not self._buffer:
-                self._request_replay()
+            elif isinstance(m, wire.Heartbeat):
+                self._on_heartbeat(m)
         if self._buffer:
+            self._request_replay()
+
+    def _on_heartbeat(self, hb: wire.Heartbeat) -> None:
+        restarted = (self._peer_pid and hb.pid != self._peer_pid) or hb.last_event_seq < self.last_seq
+        self._peer_pid = hb.pid
+        if restarted:
+            log.warning("execution restarted: order events start over", extra={"fields": {"pid": hb.pid}})
+            self.resets += 1
+            self.last_seq = 0
+            self._buffer.clear()
+            if self._on_reset is not None:
+                self._on_reset()
+            self._request_replay()
+        elif hb.last_event_seq > self.last_seq and not self._buffer:
             self._request_replay()
 
     def _accept(self, ev: OrderEvent) -> None:
@@ -80,9 +111,19 @@ class OrderEventReceiver:
                     self._want_replay = True
                     continue
                 if isinstance(reply, wire.Reply) and reply.ok:
-                    for ev in wire.decode_list(reply.data):
-                        if isinstance(ev, wire.OrderUpdate | wire.Fill):
-                            self._accept(ev)
+                    events = [
+                        e for e in wire.decode_list(reply.data) if isinstance(e, wire.OrderUpdate | wire.Fill)
+                    ]
+                    if events and events[0].seq > self.last_seq + 1:
+                        log.error(
+                            "order events lost: execution no longer holds them",
+                            extra={"fields": {"from": self.last_seq + 1, "to": events[0].seq - 1}},
+                        )
+                        self.skipped += events[0].seq - 1 - self.last_seq
+                        self.last_seq = events[0].seq - 1
+                        self._buffer = {k: v for k, v in self._buffer.items() if k > self.last_seq}
+                    for ev in events:
+                        self._accept(ev)
                     if self.last_seq > before:
                         self.gaps_filled += 1
                 if not self._want_replay:

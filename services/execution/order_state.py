@@ -13,12 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from common import fixed
+from common.order_events import TERMINAL_STATUSES
 
 SUBMITTING = "pending_submit"  # ours: queued, no venue answer yet
 UNKNOWN = "unknown"  # ours: the POST outcome could not be established yet
 SUBMIT_FAILED = "submit_failed"  # ours: never placed at the venue
 
-TERMINAL = frozenset({"filled", "canceled", "expired", "replaced", "rejected", SUBMIT_FAILED})
+TERMINAL = TERMINAL_STATUSES
 _RANK: dict[str, int] = {
     SUBMITTING: 0,
     UNKNOWN: 0,

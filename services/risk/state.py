@@ -8,12 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from common import wire
+from common.order_events import TERMINAL_STATUSES
 from services.risk import checks
 from services.risk.positions import PositionBook, SymbolPosition
 from services.risk.reasons import TradingState
-
-# Alpaca order statuses after which an order can no longer fill, plus execution's own.
-TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced", "submit_failed"})
 
 
 @dataclass

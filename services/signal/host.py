@@ -11,8 +11,9 @@ from typing import Any
 
 from common import wire
 from common.log import kv
+from common.order_events import TERMINAL_STATUSES
 from services.signal.metrics import STRATEGY_ERRORS
-from services.signal.strategy import TERMINAL_STATUSES, Strategy
+from services.signal.strategy import Strategy
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,6 @@ from common.ids import IntentIds
 
 Intents = list[wire.OrderIntent] | None
 
-# Alpaca order statuses after which an order can no longer fill, plus execution's own.
-TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced", "submit_failed"})
-
 
 @dataclass(frozen=True)
 class StrategyContext:
