@@ -1,0 +1,178 @@
+"""One Alpaca market-data WebSocket connection: handshake, subscribe, receive, reconnect.
+
+Alpaca allows one connection per stream endpoint per key pair, so each feed owns exactly one.
+Reconnects use exponential backoff with "equal jitter" (delay in [d/2, d]); the attempt counter
+resets once market data flows. A 406 (connection limit) or an HTTP 429 on the upgrade means the old
+socket is still counted at the venue (it reaps half-dead sockets after ~90 s), so those, and auth
+failures, wait the maximum backoff instead of hammering the venue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from typing import Literal
+
+import msgpack
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from common.clock import wall_ns
+from services.market_data import decode as d
+from services.market_data.metrics import RECONNECTS
+
+log = logging.getLogger(__name__)
+
+FeedState = Literal["connecting", "connected", "subscribed", "disconnected", "stale", "error"]
+FrameHandler = Callable[[bytes | str, int], list[d._Rec]]  # (frame, recv_ns) -> control records
+StateHandler = Callable[[FeedState, str], None]
+
+HANDSHAKE_TIMEOUT_S = 10.0
+MAX_FRAME_BYTES = 64 * 1024 * 1024  # orderbook snapshots of many symbols exceed websockets' 1 MiB default
+LONG_BACKOFF_CODES = frozenset({402, 406, 409})  # auth failed, connection limit, insufficient subscription
+
+
+class StreamError(Exception):
+    """The venue sent ``{"T":"error"}`` during the handshake, or broke the protocol."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(f"{code} {msg}")
+        self.code = code
+
+
+def subscribe_action(channels: dict[str, list[str]]) -> bytes:
+    """The msgpack subscribe message for every non-empty channel."""
+    msg: dict[str, object] = {"action": "subscribe"}
+    msg.update({ch: syms for ch, syms in channels.items() if syms})
+    return msgpack.packb(msg)
+
+
+class FeedConnection:
+    def __init__(
+        self,
+        feed: str,
+        url: str,
+        credentials: tuple[str, str],
+        channels: dict[str, list[str]],
+        on_frame: FrameHandler,
+        on_state: StateHandler,
+        reconnect_min_s: float,
+        reconnect_max_s: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.feed = feed
+        self.url = url
+        self._credentials = credentials
+        self.channels = channels
+        self._on_frame = on_frame
+        self._on_state = on_state
+        self.reconnect_min_s = reconnect_min_s
+        self.reconnect_max_s = max(reconnect_max_s, reconnect_min_s)
+        self._rng = rng or random.Random()
+        self._attempt = 0
+        self.reconnects = 0
+        self._ws: ClientConnection | None = None
+
+    def data_seen(self) -> None:
+        """Market data flowed: the next disconnect starts the backoff from the minimum again."""
+        self._attempt = 0
+
+    def next_delay(self, long: bool) -> float:
+        base = (
+            self.reconnect_max_s
+            if long
+            else min(self.reconnect_max_s, self.reconnect_min_s * 2**self._attempt)
+        )
+        self._attempt = min(self._attempt + 1, 60)
+        return base / 2 + self._rng.uniform(0, base / 2)
+
+    async def run(self) -> None:
+        """Connect and keep connected until cancelled."""
+        while True:
+            long = False
+            try:
+                await self._session()
+                reason = "closed"
+            except StreamError as exc:
+                reason = f"venue_error_{exc.code}"
+                long = exc.code in LONG_BACKOFF_CODES
+                self._on_state("error", str(exc)[:200])
+            except websockets.InvalidStatus as exc:
+                status = exc.response.status_code
+                reason = f"http_{status}"
+                long = status == 429
+                self._on_state("error", f"upgrade refused with HTTP {status}")
+            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                reason = type(exc).__name__
+            self._ws = None
+            delay = self.next_delay(long)
+            self.reconnects += 1
+            RECONNECTS.labels(self.feed, reason).inc()
+            self._on_state("disconnected", f"{reason}; retry in {delay:.2f}s")
+            log.warning(
+                "feed disconnected",
+                extra={"fields": {"feed": self.feed, "reason": reason, "retry_s": round(delay, 3)}},
+            )
+            await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def _session(self) -> None:
+        self._on_state("connecting", self.url)
+        async with connect(
+            self.url,
+            additional_headers={"Content-Type": "application/msgpack"},
+            user_agent_header="zerotick-market-data",
+            max_size=MAX_FRAME_BYTES,
+            proxy=None,  # a direct path: no proxy lookups or hops on the data path
+            max_queue=1024,
+            compression=None,  # deflate costs CPU on every frame; latency matters more than bytes
+            open_timeout=HANDSHAKE_TIMEOUT_S,
+            ping_interval=10,
+            ping_timeout=30,
+            close_timeout=1,
+        ) as ws:
+            self._ws = ws
+            await self._expect(ws, "connected")
+            self._on_state("connected", self.url)
+            key, secret = self._credentials
+            await ws.send(msgpack.packb({"action": "auth", "key": key, "secret": secret}))
+            await self._expect(ws, "authenticated")
+            await ws.send(subscribe_action(self.channels))
+            async for frame in ws:
+                recv_ns = wall_ns()
+                for ctl in self._on_frame(frame, recv_ns):
+                    self._control(ctl)
+
+    async def _expect(self, ws: ClientConnection, success_msg: str) -> None:
+        frame = await asyncio.wait_for(ws.recv(), HANDSHAKE_TIMEOUT_S)
+        if not isinstance(frame, bytes):
+            raise StreamError(0, "venue sent a text frame; expected msgpack")
+        try:
+            records, _ = d.decode_frame(frame)
+        except d.FrameError:
+            raise StreamError(0, "venue sent an undecodable handshake frame") from None
+        first = records[0] if records else None
+        if isinstance(first, d.ErrorRec):
+            raise StreamError(first.code, first.msg)
+        if not isinstance(first, d.SuccessRec) or first.msg != success_msg:
+            raise StreamError(0, f"expected success {success_msg!r} from the venue")
+
+    def _control(self, ctl: d._Rec) -> None:
+        if isinstance(ctl, d.SubscriptionRec):
+            subscribed = {
+                "quotes": ctl.quotes,
+                "trades": ctl.trades,
+                "bars": ctl.bars,
+                "orderbooks": ctl.orderbooks,
+            }
+            detail = ";".join(f"{k}={','.join(v)}" for k, v in subscribed.items() if v)
+            self._on_state("subscribed", detail[:500])
+        elif isinstance(ctl, d.ErrorRec):
+            # e.g. 405 symbol limit (earlier subscriptions kept) or 407 slow client (the venue closes).
+            self._on_state("error", f"{ctl.code} {ctl.msg}"[:200])
+            log.error("venue error", extra={"fields": {"feed": self.feed, "code": ctl.code, "msg": ctl.msg}})

@@ -1,0 +1,16 @@
+"""market_data's own Prometheus metrics (shared ones live in common/metrics.py)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+FRAMES = Counter("zt_md_frames_total", "WebSocket frames received from the venue", ["feed"])
+MESSAGES = Counter("zt_md_messages_total", "Venue messages normalized, by type", ["feed", "type"])
+MALFORMED = Counter("zt_md_malformed_total", "Frames or messages that could not be used", ["feed", "what"])
+RECONNECTS = Counter("zt_md_reconnects_total", "Stream reconnect attempts, by cause", ["feed", "reason"])
+FEED_STATE = Gauge(
+    "zt_md_feed_state",
+    "Feed state: 0 disconnected, 1 connecting, 2 connected, 3 subscribed, 4 stale, 5 error",
+    ["feed"],
+)
+STATE_CODES = {"disconnected": 0, "connecting": 1, "connected": 2, "subscribed": 3, "stale": 4, "error": 5}

@@ -1,0 +1,101 @@
+"""The market_data service: Alpaca stock and crypto streams -> normalized wire messages on PUB."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, ClassVar
+
+from common.config import Settings
+from common.service import Service
+from services.market_data.book import warm_up
+from services.market_data.capture import FrameCapture
+from services.market_data.feed import Feed
+from services.market_data.normalize import Normalizer
+
+log = logging.getLogger(__name__)
+
+
+def stock_channels(settings: Settings) -> dict[str, list[str]]:
+    md = settings.market_data
+    return {
+        "quotes": list(md.stocks),
+        "trades": list(md.stocks) if md.subscribe_trades else [],
+        "bars": list(md.stocks) if md.subscribe_bars else [],
+        "updatedBars": list(md.stocks) if md.subscribe_bars else [],
+    }
+
+
+def crypto_channels(settings: Settings) -> dict[str, list[str]]:
+    md = settings.market_data
+    return {
+        "quotes": list(md.crypto),
+        "orderbooks": list(md.crypto),
+        "trades": list(md.crypto) if md.subscribe_trades else [],
+        "bars": list(md.crypto) if md.subscribe_bars else [],
+        "updatedBars": list(md.crypto) if md.subscribe_bars else [],
+    }
+
+
+class MarketDataService(Service):
+    name: ClassVar[str] = "market_data"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.feeds: dict[str, Feed] = {}
+        self._capture: FrameCapture | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        md = self.settings.market_data
+        warm_up()  # compiled or loaded from numba's cache now, not on the first frame
+        if md.capture_file is not None:
+            self._capture = FrameCapture(md.capture_file)
+        credentials = self.settings.credentials()
+        plan = [
+            ("stocks", md.stocks, self.settings.stock_stream_url(), stock_channels(self.settings)),
+            ("crypto", md.crypto, self.settings.crypto_stream_url(), crypto_channels(self.settings)),
+        ]
+        for feed_name, symbols, url, channels in plan:
+            if not symbols:
+                continue
+            feed = Feed(
+                feed_name,
+                url,
+                credentials,
+                channels,
+                self.pub.publish,
+                Normalizer(md.book_capacity, md.book_depth_published),
+                md.reconnect_min_s,
+                md.reconnect_max_s,
+                self._capture,
+            )
+            self.feeds[feed_name] = feed
+            feed.start()
+        self._watchdog = self.loop.create_task(self._stale_watchdog())
+
+    async def _stale_watchdog(self) -> None:
+        stale_after_s = self.settings.market_data.stale_after_s
+        stale_after_ns = int(stale_after_s * 1e9)
+        while True:
+            await asyncio.sleep(min(1.0, stale_after_s / 4))
+            for feed in self.feeds.values():
+                feed.check_stale(stale_after_ns)
+
+    async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        await asyncio.gather(*(f.stop() for f in self.feeds.values()), return_exceptions=True)
+        if self._capture is not None:
+            self._capture.close()
+
+    def heartbeat_state(self) -> str:
+        if not self.feeds:
+            return "ok"
+        return "ok" if all(f.state == "subscribed" for f in self.feeds.values()) else "degraded"
+
+    def status(self) -> dict[str, Any]:
+        return {"feeds": {name: f.status() for name, f in self.feeds.items()}}
+
+
+SERVICE_CLASS = MarketDataService
