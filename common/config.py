@@ -100,6 +100,9 @@ class SimConfig(Section):
     starting_cash: Decimal = Decimal("100000")
     auth_timeout_s: float = Field(default=10.0, gt=0)
     log_level: str = "INFO"
+    md_send_queue_max: int = Field(default=10_000, ge=1)  # frames queued per md client before 407
+    md_log_size: int = Field(default=4096, ge=1)  # frames kept for GET /sim/md/log
+    feed_start_paused: bool = False  # synthetic/replay feed waits for POST /sim/feed/resume
 
 
 class ZmqConfig(Section):

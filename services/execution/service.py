@@ -21,6 +21,7 @@ from common.clock import wall_ns
 from common.config import LIVE_BASE_URL, Settings
 from common.log import kv
 from common.metrics import STAGE_LATENCY, TICK_TO_ORDER
+from common.positions import PositionBook
 from common.service import Service
 from services.execution.event_log import MAX_REPLAY, EventLog, OrderEvent
 from services.execution.journal import InMemoryJournal, OrderJournal
@@ -131,6 +132,8 @@ class ExecutionService(Service):
         self._max_tracked = ex.event_log_size
         self.ready = False
         self.start_positions: list[wire.Position] = []
+        # venue positions at start plus every Fill since: consistent with events.last_seq at any moment
+        self.positions = PositionBook()
         self.reconciles = 0
         self.last_reconcile_error = ""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -169,6 +172,9 @@ class ExecutionService(Service):
     async def _startup_reconcile(self) -> None:
         now = wall_ns()
         self.start_positions = [venue_position(d, now) for d in await self.rest.positions()]
+        self.positions = PositionBook()
+        for p in self.start_positions:
+            self.positions.get(p.symbol).set_from_venue(p.qty, p.avg_px)
         await self._reconcile("startup")
         self.ready = True
         log.info(
@@ -329,6 +335,8 @@ class ExecutionService(Service):
 
     def control(self, cmd: wire.Control) -> Any:
         if cmd.cmd == "positions":
+            return self._book_positions_reply()
+        if cmd.cmd == "venue_positions":
             return self._positions_reply()
         if cmd.cmd == "orders":
             docs = [o.as_dict() for o in self.orders.values()]
@@ -337,7 +345,19 @@ class ExecutionService(Service):
             return self._cancel_all()
         return None
 
+    def _book_positions_reply(self) -> wire.Reply:
+        """Positions as of ``events.last_seq`` (in ``detail``: ``as_of_seq=N``): a receiver applies
+        only fills with a greater seq on top, so nothing is counted twice or missed."""
+        if not self.ready:
+            return wire.Reply(ok=False, detail="not ready: venue positions not loaded yet")
+        now = wall_ns()
+        positions = [p.to_wire(now) for p in self.positions.all()]
+        return wire.Reply(
+            ok=True, detail=f"as_of_seq={self.events.last_seq}", data=wire.encode_list(positions)
+        )
+
     async def _positions_reply(self) -> wire.Reply:
+        """The venue's positions right now (not sequenced with order events)."""
         try:
             docs = await self.rest.positions()
             now = wall_ns()
@@ -486,6 +506,7 @@ class ExecutionService(Service):
                 recv_ns=recv_ns,
             )
             # Fill before the update: a position rises before the pending quantity that became it falls.
+            self.positions.apply_fill(order.symbol, order.side, f.qty, f.px)
             self._publish(fill, topics.sym(topics.EX_FILL, order.symbol))
         if tr.changed:
             if order.status == "filled" and not was_filled:

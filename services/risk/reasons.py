@@ -20,6 +20,7 @@ class Reason(IntEnum):
     EXPIRED = 9  # intent deadline passed before risk saw it
     EXECUTION_UNAVAILABLE = 10  # execution not connected
     UNKNOWN_SYMBOL = 11  # reserved for an instrument whitelist
+    NOT_READY = 12  # positions not yet known (risk just started, or execution restarted)
 
     @property
     def code(self) -> str:

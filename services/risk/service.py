@@ -41,6 +41,8 @@ class RiskService(Service):
         self.risk = RiskState(limits)
         self.decisions: Counter[str] = Counter()
         self.positions_loaded = False
+        self._positions_as_of = 0  # execution's event seq the loaded positions include
+        self._early_fills: list[wire.Fill] = []  # fills seen before the positions snapshot arrived
         self._prefix = settings.execution.client_order_id_prefix
         self._max_age_ns = r.intent_max_age_ms * 1_000_000
         self._check_lat = STAGE_LATENCY.labels(self.name, "risk_check")
@@ -55,11 +57,22 @@ class RiskService(Service):
     async def start(self) -> None:
         self._execution = self.client("execution")
         self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data)
-        self._events = OrderEventReceiver(self, self._on_order_event)
+        self._events = OrderEventReceiver(self, self._on_order_event, on_reset=self._on_execution_reset)
+        self._spawn_load_positions()
+        self.ready.set()
+
+    def _spawn_load_positions(self) -> None:
         task = self.loop.create_task(self._load_positions())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        self.ready.set()
+
+    def _on_execution_reset(self) -> None:
+        """Execution restarted: its sequence starts over, so our positions need a new snapshot."""
+        self.positions_loaded = False
+        self._positions_as_of = 0
+        self._early_fills.clear()
+        self.risk.pending.clear()
+        self._spawn_load_positions()
 
     async def stop(self) -> None:
         for t in list(self._tasks):
@@ -81,6 +94,8 @@ class RiskService(Service):
             return self._reject(
                 intent, Reason.EXPIRED, f"deadline passed {(now - intent.deadline_ns) / 1e6:.3f} ms ago"
             )
+        if not self.positions_loaded:
+            return self._reject(intent, Reason.NOT_READY, "positions not loaded from execution yet")
         t0 = time.perf_counter_ns()
         code = self.risk.check(intent)
         self._check_lat.observe((time.perf_counter_ns() - t0) / 1e9)
@@ -154,6 +169,15 @@ class RiskService(Service):
         if isinstance(ev, wire.OrderUpdate):
             self.risk.on_order_update(ev)
             return
+        if not self.positions_loaded:
+            self._early_fills.append(ev)
+            return
+        if ev.seq <= self._positions_as_of:
+            self.risk.on_fill_pending_only(ev)  # already in the snapshot's positions
+            return
+        self._apply_fill(ev)
+
+    def _apply_fill(self, ev: wire.Fill) -> None:
         pos, reconciled = self.risk.on_fill(ev)
         if reconciled:
             RECONCILED.labels(ev.symbol).inc()
@@ -178,10 +202,19 @@ class RiskService(Service):
                 continue
             if isinstance(reply, wire.Reply) and reply.ok:
                 positions = [p for p in wire.decode_list(reply.data) if isinstance(p, wire.Position)]
+                as_of = (
+                    int(reply.detail.removeprefix("as_of_seq="))
+                    if reply.detail.startswith("as_of_seq=")
+                    else 0
+                )
                 self.risk.set_positions(positions)
+                self._positions_as_of = as_of
                 for p in positions:
                     self._publish_position(p.symbol)
                 self.positions_loaded = True
+                early, self._early_fills = self._early_fills, []
+                for f in early:
+                    self._on_order_event(f)
                 log.info("positions loaded", extra=kv(symbols=len(positions)))
                 return
             detail = reply.detail if isinstance(reply, wire.Reply) else type(reply).__name__
@@ -197,6 +230,7 @@ class RiskService(Service):
         return {
             "trading_state": self.risk.trading_state.name,
             "positions_loaded": self.positions_loaded,
+            "positions_as_of_seq": self._positions_as_of,
             "positions": {
                 p.symbol: {
                     "qty": to_str(p.qty),

@@ -9,8 +9,8 @@ import numpy as np
 
 from common import wire
 from common.order_events import TERMINAL_STATUSES
+from common.positions import PositionBook, SymbolPosition
 from services.risk import checks
-from services.risk.positions import PositionBook, SymbolPosition
 from services.risk.reasons import TradingState
 
 
@@ -105,17 +105,26 @@ class RiskState:
         """Apply a fill; returns the position and whether the venue's quantity had to be adopted."""
         pos = self.positions.apply_fill(f.symbol, f.side, f.qty, f.px)
         reconciled = f.position_qty is not None and pos.reconcile_qty(f.position_qty)
+        self.on_fill_pending_only(f)
+        self._sync_position(f.symbol)
+        return pos, reconciled
+
+    def on_fill_pending_only(self, f: wire.Fill) -> None:
+        """A fill already counted in a positions snapshot: only the pending quantity moves."""
         p = self.pending.get(f.client_order_id)
         if p is not None:
             p.filled = max(p.filled, f.cum_qty)
             if p.remaining == 0:
                 del self.pending[f.client_order_id]
             self._sync_pending(f.symbol)
-        self._sync_position(f.symbol)
-        return pos, reconciled
 
     def set_positions(self, positions: list[wire.Position]) -> None:
-        """The venue's view replaces ours (startup snapshot)."""
+        """A snapshot replaces our view: symbols it does not list are flat."""
+        listed = {p.symbol for p in positions}
+        for pos in self.positions.all():
+            if pos.symbol not in listed:
+                pos.set_from_venue(0, 0)
+                self._sync_position(pos.symbol)
         for p in positions:
             self.positions.get(p.symbol).set_from_venue(p.qty, p.avg_px, p.realized_pnl)
             self._sync_position(p.symbol)

@@ -149,17 +149,26 @@ def test_stream_outage_is_reconciled(tmp_path: Path) -> None:
 def test_positions_and_cancel_all_controls(tmp_path: Path) -> None:
     async def scenario(h: Harness) -> None:
         h.venue.positions = [{"symbol": "MSFT", "qty": "3", "side": "short", "avg_entry_price": "400.25"}]
-        reply = await h.rpc.request(wire.Control(cmd="positions"))
+        reply = await h.rpc.request(wire.Control(cmd="venue_positions"))
         assert reply.ok
         [pos] = wire.decode_list(reply.data)
         assert isinstance(pos, wire.Position) and (pos.symbol, pos.qty, pos.avg_px) == (
             "MSFT", to_fixed(-3), to_fixed("400.25"),
         )  # fmt: skip
+        # the sequenced book: (empty) venue positions at start plus our own fills, as of a seq
+        assert (await h.order("zt-e.0")).accepted
+        await until(lambda: h.svc.orders["zt-e.0"].status == "new")
+        await h.venue.fill("zt-e.0", "4", "50")
+        await until(lambda: len(h.fills("zt-e.0")) == 1)
+        reply = await h.rpc.request(wire.Control(cmd="positions"))
+        assert reply.ok and reply.detail == f"as_of_seq={h.svc.events.last_seq}"
+        [book] = wire.decode_list(reply.data)
+        assert isinstance(book, wire.Position) and (book.symbol, book.qty) == ("AAPL", to_fixed(4))
         assert (await h.order("zt-e.1")).accepted
         await until(lambda: h.svc.orders["zt-e.1"].status == "new")
         reply = await h.rpc.request(wire.Control(cmd="cancel_all"))
-        assert reply.ok and len(orjson.loads(reply.data)) == 1
-        await until(lambda: "canceled" in h.statuses("zt-e.1"))
+        assert reply.ok and len(orjson.loads(reply.data)) == 2  # zt-e.0 is only partially filled
+        await until(lambda: "canceled" in h.statuses("zt-e.1") and "canceled" in h.statuses("zt-e.0"))
         status = orjson.loads((await h.rpc.request(wire.Control(cmd="status"))).data)
         assert status["ready"] and status["trade_stream_connected"] and status["orders_open"] == 0
         unknown = await h.rpc.request(wire.Control(cmd="launch"))

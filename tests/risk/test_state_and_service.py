@@ -98,6 +98,9 @@ def test_risk_service_decisions(tmp_path: Path) -> None:
         running = asyncio.get_running_loop().create_task(svc.run_forever())
         await svc.ready.wait()
         try:
+            not_ready = svc.decide(_intent("z"))  # no positions snapshot from execution yet
+            assert (not_ready.approved, not_ready.reason) == (False, Reason.NOT_READY.code)
+            svc.positions_loaded = True  # as if execution had answered the positions request
             no_quote = svc.decide(_intent("a"))
             svc.risk.on_quote(_quote("AAPL"))
             expired = svc.decide(_intent("b", deadline_ns=time.time_ns() - 1))
@@ -117,6 +120,7 @@ def test_risk_service_decisions(tmp_path: Path) -> None:
 
     status = asyncio.run(scenario())
     assert status["decisions"] == {
+        "not_ready": 1,
         "no_quote": 1,
         "expired": 1,
         "max_order_qty": 1,

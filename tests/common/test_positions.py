@@ -6,7 +6,7 @@ import pytest
 
 from common import wire
 from common.fixed import to_fixed
-from services.risk.positions import PositionBook, SymbolPosition
+from common.positions import PositionBook, SymbolPosition
 
 
 def f(x: str) -> int:
