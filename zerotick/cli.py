@@ -49,9 +49,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     venue = {
         "sim": f"the simulator at {settings.trading_base_url()}",
         "paper": "Alpaca PAPER",
-        "live": "Alpaca LIVE",
-    }
-    print(f"zerotick up: supervisord pid {pid}, trading on {venue[settings.venue]}")
+        "live": "Alpaca LIVE (real money)",
+        "custom": f"the venue at {settings.trading_base_url()}",
+    }[settings.venue]
+    print(f"zerotick up: supervisord pid {pid}, trading on {venue}")
     print(f"  programs: {', '.join(supervisor.programs(settings))}")
     print(f"  logs:     {layout.logs}/")
     print("  `zerotick status` to check, `zerotick down` to stop")

@@ -54,14 +54,20 @@ def write_toml(path: Path, doc: dict[str, Any]) -> Path:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZT_", "APCA_")) and k != "ZEROTICK_CONFIG"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ZT_", "APCA_")) and k != "ZEROTICK_CONFIG"
+    }
     env.update(extra)
     return env
 
 
 def zerotick(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "zerotick.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "zerotick.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -27,3 +27,7 @@ class ProbeStrategy(Strategy):
             return None
         self.sent += 1
         return [self.buy(quote.symbol, self.qty, limit_px=quote.ask_px, tif="day")]
+
+    def on_rejected(self, intent: wire.OrderIntent, decision: wire.RiskDecision) -> Intents:
+        self.sent -= 1  # max_orders caps orders that reached the venue, not attempts
+        return None

@@ -1,0 +1,189 @@
+"""The whole system as a user runs it: `zerotick up` under a real supervisord, real processes, real
+ZeroMQ sockets, the real venue; the official alpaca-py SDK checks the venue's side of the story."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderStatus, QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
+
+from tests.system.harness import (
+    clean_env,
+    free_port,
+    kill_pid,
+    read_logs,
+    status_json,
+    wait_until,
+    write_toml,
+    zerotick,
+)
+from zerotick.supervisor import Layout, supervisord_pid
+
+PROBE_ORDERS = 5
+
+
+def _config(tmp_path: Path, sim_port: int, **extra: dict[str, Any]) -> Path:
+    doc: dict[str, Any] = {
+        "sim": {"port": sim_port, "metrics_port": 0, "stocks": ["AAPL", "MSFT"], "crypto": ["BTC/USD"],
+                "message_rate": 40.0},
+        "zmq": {"run_dir": str(tmp_path / "run")},
+        "metrics": {"base_port": 0},
+        "market_data": {"stocks": ["AAPL", "MSFT"], "crypto": ["BTC/USD"]},
+        "signal": {"strategies": [
+            {"name": "probe1", "kind": "probe", "symbols": ["AAPL"], "params": {"max_orders": PROBE_ORDERS}},
+        ]},
+    }  # fmt: skip
+    for section, body in extra.items():
+        doc.setdefault(section, {}).update(body)
+    return write_toml(tmp_path / "zerotick.toml", doc)
+
+
+@contextmanager
+def system_up(config: Path, env: dict[str, str], run_dir: Path) -> Iterator[dict[str, Any]]:
+    pids: set[int] = set()
+    try:
+        up = zerotick("up", "--config", str(config), env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        try:
+            st = wait_until(
+                lambda: (s := status_json(config, env))["all_up"] and s, 90, "every process up and answering"
+            )
+        except AssertionError:
+            print(read_logs(run_dir))
+            raise
+        pids.update(p["pid"] for p in st["processes"].values() if p["pid"])
+        yield st
+    finally:
+        sup = supervisord_pid(Layout(run_dir))
+        down = zerotick("down", "--config", str(config), env=env)
+        kill_pid(sup)
+        for pid in pids:  # supervisord stops them; any straggler is stopped by its PID
+            kill_pid(pid)
+        assert down.returncode == 0, down.stderr
+
+
+def _risk_positions(config: Path, env: dict[str, str]) -> dict[str, Decimal]:
+    out = zerotick("ctl", "risk", "status", "--config", str(config), env=env)
+    assert out.returncode == 0, out.stderr
+    import orjson
+
+    st = orjson.loads(out.stdout)
+    return {s: Decimal(p["qty"]) for s, p in st["positions"].items() if Decimal(p["qty"]) != 0}
+
+
+def _venue_positions(client: TradingClient) -> dict[str, Decimal]:
+    return {p.symbol: Decimal(p.qty) for p in client.get_all_positions()}
+
+
+def _filled_orders(client: TradingClient) -> list[Any]:
+    orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500))
+    return [o for o in orders if o.status == OrderStatus.FILLED]
+
+
+@pytest.mark.timeout(240)
+def test_whole_system_trades_on_the_venue_under_supervisord(tmp_path: Path) -> None:
+    port = free_port()
+    config = _config(tmp_path, port)
+    env = clean_env()
+    run_dir = tmp_path / "run"
+    with system_up(config, env, run_dir) as st:
+        assert st["venue"] == "sim"
+        assert set(st["processes"]) == {"sim", "market_data", "signal", "risk", "execution"}
+        assert all(p["supervisor"] == "RUNNING" and p["up"] for p in st["processes"].values())
+
+        client = TradingClient(
+            "zerotick-sim-key", "zerotick-sim-secret", url_override=f"http://127.0.0.1:{port}"
+        )
+        filled = wait_until(
+            lambda: (f := _filled_orders(client)) and len(f) >= PROBE_ORDERS and f,
+            90,
+            "the probe's orders filled",
+        )
+        # exactly the probe's orders, each once, each with zerotick's deterministic client id
+        assert len(filled) == PROBE_ORDERS
+        assert all(o.symbol == "AAPL" and o.client_order_id.startswith("zt-") for o in filled)
+        assert len({o.client_order_id for o in filled}) == PROBE_ORDERS
+
+        # quotes reached signal and its intents passed risk
+        sig = status_json(config, env)["processes"]["signal"]["service"]
+        assert sig["intents_sent"] >= PROBE_ORDERS  # some may meet not_ready while risk starts
+        assert sig["decisions"].get("approved", 0) == PROBE_ORDERS
+
+        # risk's positions equal the venue's, once the fills have travelled back
+        venue = _venue_positions(client)
+        assert venue == {"AAPL": Decimal(PROBE_ORDERS)}
+        wait_until(lambda: _risk_positions(config, env) == venue, 30, "risk positions == venue positions")
+
+        # market data is flowing on both feeds
+        md = status_json(config, env)["processes"]["market_data"]["service"]
+        assert {f: v["state"] for f, v in md["feeds"].items()} == {
+            "stocks": "subscribed",
+            "crypto": "subscribed",
+        }
+
+    assert supervisord_pid(Layout(run_dir)) is None
+
+
+@pytest.mark.timeout(240)
+def test_configuration_alone_points_the_system_at_another_venue(tmp_path: Path) -> None:
+    """A second, independently started venue on other ports, with other keys: nothing but
+    configuration (Alpaca's env names plus the stream URL settings) points zerotick at it."""
+    sim_cfg = write_toml(
+        tmp_path / "venue-b.toml",
+        {"sim": {"key_id": "venue-b-key", "secret_key": "venue-b-secret", "metrics_port": 0, "message_rate": 40.0,
+                 "stocks": ["AAPL", "MSFT"], "crypto": ["BTC/USD"]}},
+    )  # fmt: skip
+    venue = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--config", str(sim_cfg), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        from simulator.app import parse_ready_line
+
+        assert venue.stdout is not None
+        urls = parse_ready_line(venue.stdout.readline().strip())
+        config = _config(tmp_path, free_port())
+        env = clean_env(
+            APCA_API_KEY_ID="venue-b-key",
+            APCA_API_SECRET_KEY="venue-b-secret",
+            APCA_API_BASE_URL=urls["rest"],
+            ZT_ALPACA__TRADE_STREAM_URL=urls["trade_updates"],
+            ZT_ALPACA__STOCK_STREAM_URL=urls["iex"],
+            ZT_ALPACA__CRYPTO_STREAM_URL=urls["crypto"],
+        )
+        with system_up(config, env, tmp_path / "run") as st:
+            assert st["venue"] == "custom"
+            assert "sim" not in st["processes"]  # no embedded venue: keys are configured
+            ex = st["processes"]["execution"]["service"]
+            assert ex["trading_base_url"] == urls["rest"]
+            client = TradingClient("venue-b-key", "venue-b-secret", url_override=urls["rest"])
+            filled = wait_until(
+                lambda: (f := _filled_orders(client)) and len(f) >= PROBE_ORDERS and f,
+                90,
+                "orders at venue B",
+            )
+            assert len(filled) == PROBE_ORDERS
+            wait_until(
+                lambda: (
+                    _risk_positions(config, env)
+                    == _venue_positions(client)
+                    == {"AAPL": Decimal(PROBE_ORDERS)}
+                ),
+                30,
+                "risk positions == venue B positions",
+            )
+    finally:
+        kill_pid(venue.pid)
+        venue.wait(10)
