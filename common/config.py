@@ -89,6 +89,8 @@ class SimConfig(Section):
     secret_key: SecretStr = SecretStr("zerotick-sim-secret")
     seed: int = 7
     stocks: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "FAKEPACA"])
+    # tradable stocks with no synthetic data: only what /sim/inject sends (benchmarks' probe symbol)
+    quiet_stocks: list[str] = Field(default_factory=list)
     crypto: list[str] = Field(default_factory=lambda: ["BTC/USD", "ETH/USD"])
     message_rate: float = Field(default=20.0, ge=0, le=1_000_000)  # total md messages / s
     batch_max: int = Field(default=16, ge=1, le=10_000)  # messages per ws frame at most

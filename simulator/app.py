@@ -94,25 +94,7 @@ def build_app(cfg: SimConfig) -> web.Application:
     exchange = Exchange(cfg)
     app = build_venue_app(cfg, exchange, add_trading_routes)
     app[CONTROL].drop_trade_streams = app[TRADE_STREAM_HUB].drop_all
-    _exempt_market_data(app)
     return app
-
-
-def _exempt_market_data(app: web.Application) -> None:
-    """Market-data sockets authenticate by their own protocol (§3): the trading API's middlewares
-    (REST key headers, the 200/min limiter) must not see their upgrade requests."""
-    md_paths = frozenset([*STOCK_PATHS, *CRYPTO_PATHS])
-
-    def exempt(mw: Any) -> Any:
-        @web.middleware
-        async def wrapped(request: web.Request, handler: Any) -> web.StreamResponse:
-            if request.path in md_paths:
-                return await handler(request)
-            return await mw(request, handler)
-
-        return wrapped
-
-    app.middlewares[:] = [exempt(mw) for mw in app.middlewares]
 
 
 def _url_host(host: str) -> str:

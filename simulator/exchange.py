@@ -118,7 +118,7 @@ class Exchange:
     def __init__(self, cfg: SimConfig, now_ns: Callable[[], int] = time.time_ns) -> None:
         self.cfg = cfg
         self.now_ns = now_ns
-        self.assets = AssetBook(cfg.stocks, cfg.crypto)
+        self.assets = AssetBook([*cfg.stocks, *cfg.quiet_stocks], cfg.crypto)
         self._listeners: list[EventListener] = []
         self._touch: dict[str, Touch] = {}
         self._last_trade: dict[str, Decimal] = {}

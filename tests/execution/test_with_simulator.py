@@ -19,10 +19,10 @@ from alpaca.trading.requests import GetOrdersRequest
 from common.config import Settings, SimConfig
 from common.fixed import to_fixed
 from services.execution.service import ExecutionService
+from simulator import app
+from simulator import rest as sim_rest
 from tests.execution.harness import Harness, until
 
-app = pytest.importorskip("simulator.app")
-sim_rest = pytest.importorskip("simulator.rest")
 pytestmark = pytest.mark.timeout(60)
 
 BID, ASK = "100", "100.05"

@@ -1,0 +1,155 @@
+"""Wire-to-wire tick-to-order benchmark: venue writes a quote -> venue sees the order POST it caused.
+
+The whole system runs as users run it (`zerotick up`: supervisord, four service processes, the
+venue), with background market data at ``--background-rate`` msgs/s on other symbols. One probe
+quote at a time is injected on a quiet symbol (no synthetic data) with a unique ask price; the
+``probe`` strategy answers each with a buy limit at that ask. Both timestamps are taken by the
+venue (wall ns when the quote frame was written to the socket, and when the order request
+arrived), so no clock crosses a process boundary.
+
+    python -m bench.wire_to_wire [--probes 2000] [--probe-rate 100] [--background-rate 1000]
+
+Prints p50/p90/p99/p99.9 in microseconds. Machine noise is large on 2 shared cores: compare
+runs interleaved, report medians of several runs. /dev/cpu_dma_latency is NOT held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+
+from tests.system.harness import clean_env, free_port, kill_pid, status_json, wait_until, write_toml, zerotick
+from zerotick.supervisor import Layout, supervisord_pid
+
+PROBE_SYMBOL = "FAKEPACA"
+BASE_PRICE = Decimal("50.00")
+
+
+def percentile(sorted_vals: list[float], q: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    k = min(len(sorted_vals) - 1, max(0, round(q * (len(sorted_vals) - 1))))
+    return sorted_vals[k]
+
+
+def config(tmp: Path, port: int, background_rate: float) -> Path:
+    big = "1000000000"
+    return write_toml(
+        tmp / "bench.toml",
+        {
+            "sim": {
+                "port": port, "metrics_port": 0, "stocks": ["AAPL", "MSFT"], "quiet_stocks": [PROBE_SYMBOL],
+                "crypto": ["BTC/USD"], "message_rate": background_rate, "rate_limit_per_min": 100_000_000,
+                "starting_cash": "1000000000000",
+            },
+            "zmq": {"run_dir": str(tmp / "run")},
+            "metrics": {"base_port": 0},
+            "log": {"level": "WARNING"},
+            "market_data": {"stocks": ["AAPL", "MSFT", PROBE_SYMBOL], "crypto": ["BTC/USD"]},
+            "signal": {"strategies": [{"name": "probe", "kind": "probe", "symbols": [PROBE_SYMBOL]}]},
+            "risk": {"max_order_qty": "10", "max_order_notional": big, "max_position_qty": big,
+                     "price_band_bps": 100_000},
+            "execution": {"rate_limit_per_min": 100_000_000, "rate_limit_burst": 10_000},
+        },
+    )  # fmt: skip
+
+
+def run(probes: int, probe_rate: float, background_rate: float, warmup: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="zt-w2w-"))
+    port = free_port()
+    cfg = config(tmp, port, background_rate)
+    env = clean_env()
+    base = f"http://127.0.0.1:{port}"
+    http = requests.Session()
+    http.trust_env = False
+    up = zerotick("up", "--config", str(cfg), env=env)
+    if up.returncode != 0:
+        raise SystemExit(up.stdout + up.stderr)
+    try:
+        wait_until(lambda: status_json(cfg, env)["all_up"], 90, "the system up")
+        wait_until(
+            lambda: status_json(cfg, env)["processes"]["risk"]["service"]["positions_loaded"], 30, "risk ready"
+        )
+        sent: dict[str, int] = {}
+        n_total = warmup + probes
+        gap = 1.0 / probe_rate
+        next_t = time.perf_counter()
+        for i in range(n_total):
+            ask = BASE_PRICE + Decimal(i) / 100
+            body = {"symbol": PROBE_SYMBOL, "bid_px": str(ask - Decimal("0.01")), "bid_sz": 100,
+                    "ask_px": str(ask), "ask_sz": 100}  # fmt: skip
+            r = http.post(f"{base}/sim/inject/quote", json=body, timeout=5)
+            r.raise_for_status()
+            if i >= warmup:
+                sent[str(ask)] = int(r.json()["sent_ns"])
+            next_t += gap
+            delay = next_t - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_t = time.perf_counter()
+        time.sleep(2.0)  # let the last orders arrive
+        log = http.get(f"{base}/sim/orders/log", timeout=10).json()
+        entries = log["orders"] if isinstance(log, dict) else log
+        lat_us: list[float] = []
+        seen: set[str] = set()
+        for e in entries:
+            if e.get("symbol") != PROBE_SYMBOL or e.get("method") != "POST" or e.get("limit_price") is None:
+                continue
+            key = str(Decimal(str(e["limit_price"])).quantize(Decimal("0.01")))
+            if key in sent and key not in seen:
+                seen.add(key)
+                lat_us.append((int(e["arrived_ns"]) - sent[key]) / 1000)
+        lat_us.sort()
+        procs = status_json(cfg, env)["processes"]
+        return {
+            "risk_decisions": (procs["risk"].get("service") or {}).get("decisions"),
+            "signal_decisions": (procs["signal"].get("service") or {}).get("decisions"),
+            "probes": probes,
+            "orders_matched": len(lat_us),
+            "missing": probes - len(lat_us),
+            "p50_us": percentile(lat_us, 0.5),
+            "p90_us": percentile(lat_us, 0.9),
+            "p99_us": percentile(lat_us, 0.99),
+            "p99.9_us": percentile(lat_us, 0.999),
+            "max_us": lat_us[-1] if lat_us else float("nan"),
+            "probe_rate": probe_rate,
+            "background_rate": background_rate,
+        }
+    finally:
+        sup = supervisord_pid(Layout(tmp / "run"))
+        zerotick("down", "--config", str(cfg), env=env)
+        kill_pid(sup)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--probes", type=int, default=2000)
+    p.add_argument("--probe-rate", type=float, default=100.0, help="probe quotes per second")
+    p.add_argument("--background-rate", type=float, default=1000.0, help="background md messages per second")
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--runs", type=int, default=1)
+    args = p.parse_args(argv)
+    print(
+        f"wire-to-wire tick-to-order, {os.cpu_count()} cpus, python {sys.version.split()[0]}, idle-poll off"
+    )
+    for i in range(args.runs):
+        res = run(args.probes, args.probe_rate, args.background_rate, args.warmup)
+        print(f"run {i + 1}: " + orjson.dumps(res).decode())
+        print(
+            f"  p50 {res['p50_us']:.0f} us   p90 {res['p90_us']:.0f} us   p99 {res['p99_us']:.0f} us   "
+            f"p99.9 {res['p99.9_us']:.0f} us   (n={res['orders_matched']}, missing={res['missing']})"
+        )
+
+
+if __name__ == "__main__":
+    main()
