@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/zerotick up
+	$(BIN)/zerotick up --config deploy/zerotick.toml
 
 down: $(STAMP)
-	$(BIN)/zerotick down
+	$(BIN)/zerotick down --config deploy/zerotick.toml
 
 test: $(STAMP)
 	$(BIN)/ruff check .
