@@ -26,12 +26,35 @@ from typing import Any
 
 import orjson
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
+from common.config import SERVICES
 from tests.system.harness import clean_env, free_port, kill_pid, status_json, wait_until, write_toml, zerotick
 from zerotick.supervisor import Layout, supervisord_pid
 
 PROBE_SYMBOL = "FAKEPACA"
 BASE_PRICE = Decimal("50.00")
+
+
+def free_port_block(n: int) -> int:
+    """A base port with n consecutive free ports after it (checked, not reserved)."""
+    import socket
+
+    for _ in range(50):
+        base = free_port()
+        if base + n > 65535:
+            continue
+        ok = True
+        for p in range(base, base + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no block of free ports")
 
 
 def percentile(sorted_vals: list[float], q: float) -> float:
@@ -41,7 +64,39 @@ def percentile(sorted_vals: list[float], q: float) -> float:
     return sorted_vals[k]
 
 
-def config(tmp: Path, port: int, background_rate: float) -> Path:
+def stage_breakdown(metrics_ports: dict[str, int]) -> list[dict[str, Any]]:
+    """Per-stage latency from each service's Prometheus histograms: mean (exact) and bucket p50/p99."""
+    rows: list[dict[str, Any]] = []
+    for service, port in metrics_ports.items():
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        for fam in text_string_to_metric_families(text):
+            if fam.name not in ("zt_stage_latency_seconds", "zt_tick_to_order_seconds"):
+                continue
+            series: dict[str, dict[str, Any]] = {}
+            for s in fam.samples:
+                stage = s.labels.get("stage", "tick_to_order")
+                d = series.setdefault(stage, {"buckets": []})
+                if s.name.endswith("_bucket"):
+                    d["buckets"].append((float(s.labels["le"]), s.value))
+                elif s.name.endswith("_count"):
+                    d["count"] = s.value
+                elif s.name.endswith("_sum"):
+                    d["sum"] = s.value
+            for stage, d in series.items():
+                n = d.get("count", 0)
+                if not n:
+                    continue
+                bks = sorted(d["buckets"])
+
+                def q(frac: float, bks: list[tuple[float, float]] = bks, n: float = n) -> float:
+                    return next((le for le, c in bks if c >= frac * n), float("inf"))
+
+                rows.append({"service": service, "stage": stage, "count": int(n), "mean_us": d["sum"] / n * 1e6,
+                             "p50_le_us": q(0.5) * 1e6, "p99_le_us": q(0.99) * 1e6})  # fmt: skip
+    return rows
+
+
+def config(tmp: Path, port: int, background_rate: float, metrics_base: int) -> Path:
     big = "1000000000"
     return write_toml(
         tmp / "bench.toml",
@@ -52,7 +107,7 @@ def config(tmp: Path, port: int, background_rate: float) -> Path:
                 "starting_cash": "1000000000000",
             },
             "zmq": {"run_dir": str(tmp / "run")},
-            "metrics": {"base_port": 0},
+            "metrics": {"base_port": metrics_base},
             "log": {"level": "WARNING"},
             "market_data": {"stocks": ["AAPL", "MSFT", PROBE_SYMBOL], "crypto": ["BTC/USD"]},
             "signal": {"strategies": [{"name": "probe", "kind": "probe", "symbols": [PROBE_SYMBOL]}]},
@@ -66,7 +121,8 @@ def config(tmp: Path, port: int, background_rate: float) -> Path:
 def run(probes: int, probe_rate: float, background_rate: float, warmup: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="zt-w2w-"))
     port = free_port()
-    cfg = config(tmp, port, background_rate)
+    metrics_base = free_port_block(4)
+    cfg = config(tmp, port, background_rate, metrics_base)
     env = clean_env()
     base = f"http://127.0.0.1:{port}"
     http = requests.Session()
@@ -77,7 +133,9 @@ def run(probes: int, probe_rate: float, background_rate: float, warmup: int) -> 
     try:
         wait_until(lambda: status_json(cfg, env)["all_up"], 90, "the system up")
         wait_until(
-            lambda: status_json(cfg, env)["processes"]["risk"]["service"]["positions_loaded"], 30, "risk ready"
+            lambda: status_json(cfg, env)["processes"]["risk"]["service"]["positions_loaded"],
+            30,
+            "risk ready",
         )
         sent: dict[str, int] = {}
         n_total = warmup + probes
@@ -111,7 +169,9 @@ def run(probes: int, probe_rate: float, background_rate: float, warmup: int) -> 
                 lat_us.append((int(e["arrived_ns"]) - sent[key]) / 1000)
         lat_us.sort()
         procs = status_json(cfg, env)["processes"]
+        stages = stage_breakdown({svc: metrics_base + i for i, svc in enumerate(SERVICES)})
         return {
+            "stages": stages,
             "risk_decisions": (procs["risk"].get("service") or {}).get("decisions"),
             "signal_decisions": (procs["signal"].get("service") or {}).get("decisions"),
             "probes": probes,
@@ -144,7 +204,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     for i in range(args.runs):
         res = run(args.probes, args.probe_rate, args.background_rate, args.warmup)
+        stages = res.pop("stages")
         print(f"run {i + 1}: " + orjson.dumps(res).decode())
+        print("  per stage (from the services' histograms; p50/p99 are bucket upper bounds):")
+        for r in stages:
+            print(
+                f"    {r['service']:<12} {r['stage']:<14} n={r['count']:<6} mean {r['mean_us']:8.0f} us"
+                f"   p50<= {r['p50_le_us']:6.0f} us   p99<= {r['p99_le_us']:6.0f} us"
+            )
         print(
             f"  p50 {res['p50_us']:.0f} us   p90 {res['p90_us']:.0f} us   p99 {res['p99_us']:.0f} us   "
             f"p99.9 {res['p99.9_us']:.0f} us   (n={res['orders_matched']}, missing={res['missing']})"
