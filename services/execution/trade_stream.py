@@ -16,6 +16,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from common.backoff import Backoff
 from common.log import kv
 from services.execution.metrics import STREAM_CONNECTED
 
@@ -36,27 +37,20 @@ class TradeStream:
         on_connected: Callable[[], Awaitable[None]] | None = None,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
-        rng: Callable[[], float] = random.random,
+        rng: random.Random | None = None,
     ) -> None:
         self.url = url
         self._auth = orjson.dumps({"action": "auth", "key": key_id, "secret": secret_key})
         self._on_update = on_update
         self._on_connected = on_connected
-        self.reconnect_min_s = reconnect_min_s
-        self.reconnect_max_s = reconnect_max_s
-        self._rng = rng
+        self.backoff = Backoff(reconnect_min_s, reconnect_max_s, rng)
         self.connected = False
         self.connects = 0
         self.updates = 0
         self.bad_frames = 0
-        self._failures = 0
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[None]] = set()
-
-    def backoff_delay(self, failures: int) -> float:
-        cap = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** max(0, failures - 1))
-        return cap / 2 + self._rng() * cap / 2
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -95,8 +89,7 @@ class TradeStream:
             finally:
                 self._ws = None
                 self._set_connected(False)
-            self._failures += 1
-            await asyncio.sleep(self.backoff_delay(self._failures))
+            await asyncio.sleep(self.backoff.next_delay())
 
     async def _session(self) -> None:
         async with connect(
@@ -110,7 +103,7 @@ class TradeStream:
                 raise StreamAuthError(f"not authorized: {str(reply)[:200]}")
             await ws.send(orjson.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}).decode())
             self.connects += 1
-            self._failures = 0
+            self.backoff.reset()
             self._set_connected(True)
             log.info("trade stream connected", extra=kv(url=self.url, connects=self.connects))
             if self._on_connected is not None:

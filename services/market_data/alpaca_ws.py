@@ -19,6 +19,7 @@ import msgpack
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from common.backoff import Backoff
 from common.clock import wall_ns
 from services.market_data import decode as d
 from services.market_data.metrics import RECONNECTS
@@ -68,25 +69,16 @@ class FeedConnection:
         self.channels = channels
         self._on_frame = on_frame
         self._on_state = on_state
-        self.reconnect_min_s = reconnect_min_s
-        self.reconnect_max_s = max(reconnect_max_s, reconnect_min_s)
-        self._rng = rng or random.Random()
-        self._attempt = 0
+        self.backoff = Backoff(reconnect_min_s, reconnect_max_s, rng)
         self.reconnects = 0
         self._ws: ClientConnection | None = None
 
     def data_seen(self) -> None:
         """Market data flowed: the next disconnect starts the backoff from the minimum again."""
-        self._attempt = 0
+        self.backoff.reset()
 
     def next_delay(self, long: bool) -> float:
-        base = (
-            self.reconnect_max_s
-            if long
-            else min(self.reconnect_max_s, self.reconnect_min_s * 2**self._attempt)
-        )
-        self._attempt = min(self._attempt + 1, 60)
-        return base / 2 + self._rng.uniform(0, base / 2)
+        return self.backoff.next_delay(longest=long)
 
     async def run(self) -> None:
         """Connect and keep connected until cancelled."""
