@@ -79,10 +79,15 @@ class Feed:
             return
         self.state, self.detail = state, detail
         self._gauge.set(STATE_CODES[state])
-        self._publish(
-            self._status_topic, [wire.FeedStatus(feed=self.feed, state=state, detail=detail, ts_ns=wall_ns())]
-        )
+        self.publish_status()
         log.info("feed state", extra={"fields": {"feed": self.feed, "state": state, "detail": detail}})
+
+    def publish_status(self) -> None:
+        """Also called periodically, so a subscriber that joins late learns the state."""
+        self._publish(
+            self._status_topic,
+            [wire.FeedStatus(feed=self.feed, state=self.state, detail=self.detail, ts_ns=wall_ns())],
+        )
 
     def check_stale(self, stale_after_ns: int) -> None:
         if self.state == "subscribed" and mono_ns() - self.last_data_mono_ns > stale_after_ns:

@@ -75,12 +75,14 @@ class MarketDataService(Service):
         self._watchdog = self.loop.create_task(self._stale_watchdog())
 
     async def _stale_watchdog(self) -> None:
+        """Turns silent feeds stale, and re-publishes every feed's status for late subscribers."""
         stale_after_s = self.settings.market_data.stale_after_s
         stale_after_ns = int(stale_after_s * 1e9)
         while True:
             await asyncio.sleep(min(1.0, stale_after_s / 4))
             for feed in self.feeds.values():
                 feed.check_stale(stale_after_ns)
+                feed.publish_status()
 
     async def stop(self) -> None:
         if self._watchdog is not None:

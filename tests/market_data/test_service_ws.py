@@ -121,3 +121,16 @@ def test_connection_limit_406_is_reported_and_retried(tmp_path: Path, venue: Fak
     finally:
         stop_process(proc)
         sub.close()
+
+
+def test_a_late_subscriber_learns_the_feed_state_without_a_change(tmp_path: Path, venue: FakeAlpaca) -> None:
+    proc, first = _run(tmp_path, venue)
+    try:
+        wait_feeds_subscribed(tmp_path / "run", ("stocks", "crypto"))
+        late = MdSubscriber(tmp_path / "run")  # joins after every state change already happened
+        st = late.wait_feed("crypto", "subscribed", timeout=10.0)
+        assert st.feed == "crypto"
+        late.close()
+    finally:
+        first.close()
+        stop_process(proc)
