@@ -14,6 +14,7 @@ import argparse
 import importlib
 import os
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,15 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _venue_healthy(settings: Settings, timeout_ms: int) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{settings.sim_origin()}/sim/health", timeout=timeout_ms / 1000) as resp:
+            return bool(resp.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
 def collect_status(settings: Settings, timeout_ms: int = 500) -> dict[str, Any]:
     layout = _layout(settings)
     procs = supervisor.process_info(layout)
@@ -85,7 +95,8 @@ def collect_status(settings: Settings, timeout_ms: int = 500) -> dict[str, Any]:
                 row["rpc_error"] = str(exc)
             row["up"] = row["supervisor"] == "RUNNING" and row["rpc"] == "ok"
         else:
-            row["up"] = row["supervisor"] == "RUNNING"
+            row["rpc"] = "ok" if _venue_healthy(settings, timeout_ms) else "down"
+            row["up"] = row["supervisor"] == "RUNNING" and row["rpc"] == "ok"
         rows[name] = row
     return {
         "venue": settings.venue,
