@@ -1,25 +1,19 @@
-"""Adapter to ``common.capture.CaptureWriter``: frames back to Alpaca-shaped dicts ("t" as RFC3339-ns)."""
+"""Recording market data for replay: each received frame, back to Alpaca-shaped dicts ("t" as
+RFC3339-ns strings), written with ``common.capture.CaptureWriter`` (the format the venue replays)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
 
 import msgpack
 
+from common.capture import CaptureWriter
 from services.market_data.decode import ns_to_rfc3339
-
-
-class _Writer(Protocol):
-    def write_frame(self, feed: str, recv_ns: int, msgs: list[dict[str, Any]]) -> None: ...
-    def close(self) -> None: ...
 
 
 class FrameCapture:
     def __init__(self, path: Path) -> None:
-        from common.capture import CaptureWriter  # written by another engineer; only needed with capture on
-
-        self._writer: _Writer = CaptureWriter(path)
+        self._writer = CaptureWriter(path)
 
     def write(self, feed: str, recv_ns: int, frame: bytes) -> None:
         msgs = msgpack.unpackb(frame, raw=False, timestamp=2, strict_map_key=False)
