@@ -105,6 +105,9 @@ class SimConfig(Section):
     md_send_queue_max: int = Field(default=10_000, ge=1)  # frames queued per md client before 407
     md_log_size: int = Field(default=4096, ge=1)  # frames kept for GET /sim/md/log
     feed_start_paused: bool = False  # synthetic/replay feed waits for POST /sim/feed/resume
+    # > 0: orders are acknowledged (pending_new -> new), canceled and replaced this long after the
+    # request, with pending_* events in between; 0 = everything takes effect at once
+    ack_delay_ms: float = Field(default=0.0, ge=0, le=60_000)
 
 
 class ZmqConfig(Section):

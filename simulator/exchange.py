@@ -21,9 +21,49 @@ Matching (all fills are at the touch price, never better or worse)
     * notional orders (market only) fill qty = remaining notional / price, rounded down to 1e-9.
     * ioc: what fills on arrival (or on trigger) fills, the remainder is canceled (``canceled``
       event). fok: fills in full on arrival or is canceled with no fill.
-    * day orders are treated as gtc: the simulator models no session close, so nothing expires.
     * Resting orders are matched in arrival order against each new quote.
-    * Rejections happen synchronously (HTTP 4xx, no order is created); no ``rejected`` events.
+    * Rejections are normally synchronous (HTTP 4xx, no order is created). ``arm_rejections(n,
+      reason)`` (POST /sim/faults/reject) makes the next n accepted submissions (position closes
+      included) answer ``pending_new`` and then fail on the stream: ``pending_new`` event, then
+      ``rejected`` (status ``rejected``, ``failed_at`` set, no fill, holds released; the event data
+      carries ``reason``, an extension Alpaca does not send) after ``ack_delay_ms``, or on the next
+      loop turn when that is 0.
+
+Trading session (``close_session`` / ``open_session``, POST /sim/session/close|open)
+    The session is open at start and stays open unless closed by hand: the simulator matches
+    around the clock, like Alpaca's 24/7 test feed. Closing it
+    * expires every open ``day`` order (status ``expired``, ``expired_at``, ``expired`` event; legs
+      of a day bracket too, since they share its time_in_force), which releases their holds;
+      extended-hours day orders included: the close models the end of the trading day;
+    * pauses stock orders without extended_hours: resting ones (gtc) stay ``new`` but do not
+      match until the open. Crypto and extended-hours orders keep trading;
+    * queues new stock orders without extended_hours, market orders included, as Alpaca does
+      outside market hours: they pass every check, hold buying power, get status ``accepted``
+      and an ``accepted`` event, and go live (``new`` event, matched, ioc/fok applied) at the next
+      open, after the orders that were already resting. A queued day order is for the next
+      session, so it is not expired by a close that happens while it waits (there is none: a
+      close while closed does nothing).
+    ``opg`` and ``cls`` stay rejected (422) in both states: the simulator runs no opening or
+    closing auction. GET /v2/clock reports ``is_open`` and next_open / next_close consistent
+    with it (simulator/exchange_calendar.py).
+
+Acknowledgement delay (``SimConfig.ack_delay_ms`` > 0; 0 = every request takes effect at once)
+    * submit: the reply and a ``pending_new`` event come at once; after the delay the order is
+      acknowledged (``new``, or ``accepted`` while the session is closed) and only then can fill.
+    * cancel: ``pending_cancel`` (status, event, ``cancel_requested_at``) at once, ``canceled``
+      (with the rest of its group) after the delay. The order keeps working in between, so a
+      fill may win the race: a complete fill leaves it ``filled`` and the cancel does nothing; a
+      partial fill is reported (``partial_fill``) and the status stays ``pending_cancel``.
+    * replace: the PATCH reply is the new order (status ``pending_new``, ``replaces`` set) and the
+      old one gets ``pending_replace`` at once; after the delay the old order is ``replaced`` and
+      the new one ``new``. The old order keeps working in between: partial fills are reported
+      (status stays ``pending_replace``); if it fills completely, expires or is canceled first,
+      the new order is ``rejected`` instead. A second cancel or replace of an order with a
+      request in flight: cancel is a no-op while a cancel is pending, and 422 while a replace is
+      pending (of the old order or of its not-yet-live replacement), as is replace.
+    Per order the events therefore run pending_new -> new | accepted -> (partial_fill)* ->
+    pending_cancel | pending_replace -> (partial_fill)* -> fill | canceled | replaced | expired;
+    or pending_new -> rejected. ``reset`` drops every delayed step still to come.
 
 Order classes
     bracket / oto: the exit legs are ``held`` and inactive until the entry fills completely. Then
@@ -56,6 +96,7 @@ All money and quantities are Decimal; the only rounding is documented above (1e-
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -68,17 +109,21 @@ from common.config import SimConfig
 from simulator import errors
 from simulator.accounts import Account
 from simulator.exchange_assets import Asset, AssetBook
+from simulator.metrics import ASYNC_REJECTION, ORDER_EVENTS, REJECTIONS
 from simulator.models import AccountConfigPatch, OrderBody, ReplaceBody
 from simulator.orders import NANO, ZERO, SimOrder, fmt, quantize9, rfc3339
 
 log = logging.getLogger("simulator.exchange")
 
 EventListener = Callable[[dict[str, Any]], None]
+# schedule(delay_s, fn): run fn on the exchange's thread after delay_s seconds
+Scheduler = Callable[[float, Callable[[], None]], object]
 
 HUNDRED = Decimal(100)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 REPLACEABLE = frozenset({"new", "partially_filled", "held", "accepted", "pending_new"})
+PENDING_CHANGE = frozenset({"pending_cancel", "pending_replace"})
 DEFAULT_ACCOUNT_CONFIG: dict[str, Any] = {
     "dtbp_check": "entry",
     "fractional_trading": True,
@@ -114,10 +159,22 @@ def _decimals(p: Decimal) -> int:
     return -exp if isinstance(exp, int) and exp < 0 else 0
 
 
+def _loop_schedule(delay_s: float, fn: Callable[[], None]) -> object:
+    return asyncio.get_running_loop().call_later(delay_s, fn)
+
+
 class Exchange:
-    def __init__(self, cfg: SimConfig, now_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self, cfg: SimConfig, now_ns: Callable[[], int] = time.time_ns, schedule: Scheduler | None = None
+    ) -> None:
+        """``schedule`` runs the delayed steps (acks, async rejections); default: the running loop."""
         self.cfg = cfg
         self.now_ns = now_ns
+        self.scheduler: Scheduler = schedule or _loop_schedule
+        self.session_open = True
+        self._reject_left = 0
+        self._reject_reason = ""
+        self._epoch = 0
         self.assets = AssetBook([*cfg.stocks, *cfg.quiet_stocks], cfg.crypto)
         self._listeners: list[EventListener] = []
         self._touch: dict[str, Touch] = {}
@@ -129,13 +186,16 @@ class Exchange:
 
     def reset(self, cash: Decimal | None = None) -> None:
         """Flat account with fresh cash, no orders, no used client_order_ids, empty request log.
-        Market state (touches, last trades) is kept: it belongs to the market, not the account."""
+        Market state (touches, last trades) and the venue's session and armed rejections are kept;
+        delayed steps of the old orders are dropped."""
         self.account = Account(self.cfg.starting_cash if cash is None else cash)
         self.account_config: dict[str, Any] = dict(DEFAULT_ACCOUNT_CONFIG)
         self._orders: dict[str, SimOrder] = {}
         self._by_coid: dict[str, SimOrder] = {}
         self._resting: dict[str, list[SimOrder]] = {}
+        self._queued: list[SimOrder] = []  # accepted while the session is closed, in arrival order
         self._seq = 0
+        self._epoch += 1
         self._log: list[dict[str, Any]] = []
         for touch in self._touch.values():
             touch.bid_avail, touch.ask_avail = touch.bid_sz, touch.ask_sz
@@ -153,6 +213,50 @@ class Exchange:
 
     def order_log(self) -> list[dict[str, Any]]:
         return list(self._log)
+
+    # ---- session and injected rejections -------------------------------------------------
+
+    def close_session(self) -> list[SimOrder]:
+        """End the trading day: expire every open day order; returns them (none if already closed)."""
+        if not self.session_open:
+            return []
+        self.session_open = False
+        now = self.now_ns()
+        expired = []
+        for order in list(self._orders.values()):
+            # a replacement still waiting for its swap is decided at the swap (queued for the next day)
+            if order.terminal or order.time_in_force != "day" or order.swap_pending:
+                continue
+            self._unrest(order)
+            order.expired_ns = now
+            self._set_status(order, "expired")
+            self._emit("expired", order)
+            expired.append(order)
+        return expired
+
+    def open_session(self) -> list[SimOrder]:
+        """Start a trading day: resting stock orders match again, then queued orders go live."""
+        if self.session_open:
+            return []
+        self.session_open = True
+        for symbol in list(self._resting):
+            if symbol in self._resting:
+                self._match_symbol(symbol)
+        queued, self._queued = self._queued, []
+        released = []
+        for order in queued:
+            if order.status == "accepted":  # not canceled, replaced or pending a change meanwhile
+                self._go_live(order)
+                released.append(order)
+        return released
+
+    def arm_rejections(self, count: int, reason: str) -> None:
+        """The next ``count`` accepted submissions are rejected asynchronously (0 disarms)."""
+        self._reject_left, self._reject_reason = count, reason
+
+    @property
+    def rejections_armed(self) -> int:
+        return self._reject_left
 
     # ---- market data in ------------------------------------------------------------------
 
@@ -257,7 +361,7 @@ class Exchange:
             if pos.qty < 0:
                 bp += 2 * pos.cost_basis  # cost_basis is negative for shorts
         for order in self._orders.values():
-            if order.side == "buy" and order.role is None and not order.terminal:
+            if order.side == "buy" and order.role is None and not order.terminal and not order.swap_pending:
                 bp -= self._hold(order)
         return max(bp, ZERO)
 
@@ -373,13 +477,77 @@ class Exchange:
             self._add_leg(
                 root, "stop_loss", body.side, sl_type, body.stop_loss.limit_price, body.stop_loss.stop_price
             )
-        self._emit("new", root)
-        self._activate(root)
-        if order_class == "oco":
-            for leg in root.legs:
-                if not leg.terminal:
-                    self._activate(leg)
+        if self._reject_left > 0:
+            self._reject_left -= 1
+            reason = self._reject_reason
+            self._set_status(root, "pending_new")
+            self._emit("pending_new", root)
+            self._later(lambda: self._reject(root, reason), self._ack_delay_s)
+        elif self._ack_delay_s > 0:
+            self._set_status(root, "pending_new")
+            self._emit("pending_new", root)
+            self._later(lambda: self._on_ack(root), self._ack_delay_s)
+        else:
+            self._acknowledge(root)
         return root
+
+    @property
+    def _ack_delay_s(self) -> float:
+        return self.cfg.ack_delay_ms / 1000
+
+    def _later(self, step: Callable[[], None], delay_s: float) -> None:
+        """Run ``step`` after ``delay_s`` unless the account is reset before."""
+        epoch = self._epoch
+
+        def run() -> None:
+            if epoch != self._epoch:
+                return
+            try:
+                step()
+            except Exception:
+                log.exception("delayed order step failed")
+
+        self.scheduler(delay_s, run)
+
+    def _on_ack(self, order: SimOrder) -> None:
+        if order.status == "pending_new":  # else canceled, replaced or expired while pending
+            self._acknowledge(order)
+
+    def _acknowledge(self, order: SimOrder) -> None:
+        """The venue takes the order: live now, or queued as ``accepted`` until the session opens."""
+        if not self._trades_now(order):
+            self._set_status(order, "accepted")
+            self._emit("accepted", order)
+            self._queued.append(order)
+            return
+        self._go_live(order)
+
+    def _go_live(self, order: SimOrder) -> None:
+        self._set_status(order, "new")
+        self._emit("new", order)
+        self._activate(order)
+        if order.order_class == "oco":
+            for leg in order.legs:
+                if not leg.active and not leg.terminal:
+                    self._activate(leg)
+
+    def _trades_now(self, order: SimOrder) -> bool:
+        return self.session_open or order.extended_hours or order.asset_class == "crypto"
+
+    def _reject(self, order: SimOrder, reason: str) -> None:
+        """Reject an accepted order after the fact, with the rest of its group."""
+        if order.terminal:
+            return
+        now = self.now_ns()
+        for member in (order, *order.legs):
+            if member.terminal:
+                continue
+            self._unrest(member)
+            member.failed_ns = now
+            self._set_status(member, "rejected")
+            self._emit("rejected", member, reason=reason)
+        REJECTIONS.labels(ASYNC_REJECTION).inc()
+        log.info("order rejected asynchronously", extra={"fields": {"order_id": order.id, "reason": reason}})
 
     def _new_order(
         self,
@@ -599,7 +767,13 @@ class Exchange:
         """Qty of open entry orders on this side (exit legs are not counted twice)."""
         held = ZERO
         for order in self._orders.values():
-            if order.symbol == symbol and order.side == side and order.parent is None and not order.terminal:
+            if (
+                order.symbol == symbol
+                and order.side == side
+                and order.parent is None
+                and not order.terminal
+                and not order.swap_pending
+            ):
                 held += order.remaining_qty or ZERO
         return held
 
@@ -613,25 +787,42 @@ class Exchange:
 
     def cancel(self, order_id: str) -> SimOrder:
         order = self.get_order(order_id)
-        if order.terminal:
+        if order.terminal or order.cancel_requested_ns is not None:
             return order
+        if order.swap_pending or order.status == "pending_replace":
+            raise errors.unprocessable("order is pending replace; cancel the replacement once it is live")
+        order.cancel_requested_ns = self.now_ns()
+        if self._ack_delay_s > 0:
+            self._set_status(order, "pending_cancel")
+            self._emit("pending_cancel", order)
+            self._later(lambda: self._cancel_with_group(order), self._ack_delay_s)
+        else:
+            self._cancel_with_group(order)
+        return order
+
+    def _cancel_with_group(self, order: SimOrder) -> None:
+        if order.terminal:  # a fill won the race against a pending cancel
+            return
         self._cancel(order)
         for member in self._group(order):
             self._cancel(member)
-        return order
 
     def cancel_all(self) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         for order in list(self._orders.values()):
             if order.terminal or order.parent is not None:
                 continue
-            self.cancel(order.id)
+            try:
+                self.cancel(order.id)
+            except errors.ApiError as exc:
+                out.append({"id": order.id, "status": exc.status, "body": exc.body()})
+                continue
             out.append({"id": order.id, "status": 200, "body": order.to_json()})
         return out
 
     def replace(self, order_id: str, body: ReplaceBody) -> SimOrder:
         old = self.get_order(order_id)
-        if old.status not in REPLACEABLE:
+        if old.status not in REPLACEABLE or old.swap_pending:
             raise errors.unprocessable("unable to replace order in current state")
         changes: dict[str, Any] = {}
         if body.qty is not None and body.qty != old.qty:
@@ -674,11 +865,29 @@ class Exchange:
             old.order_class,
             coid,
         )
+        prior_status = old.status
+        if self._ack_delay_s <= 0:
+            self._swap(old, new, prior_status)
+            return new
+        new.replaces, new.swap_pending, new.active = old.id, True, False
+        self._set_status(new, "pending_new")
+        self._set_status(old, "pending_replace")
+        self._emit("pending_replace", old)
+        self._later(lambda: self._finish_replace(old, new, prior_status), self._ack_delay_s)
+        return new
+
+    def _finish_replace(self, old: SimOrder, new: SimOrder, prior_status: str) -> None:
+        if new.terminal:
+            return
+        new.swap_pending = False
+        if old.status != "pending_replace":  # filled, expired or canceled first: too late to replace
+            self._reject(new, "order was no longer replaceable")
+            return
+        self._swap(old, new, prior_status)
+
+    def _swap(self, old: SimOrder, new: SimOrder, prior_status: str) -> None:
+        """``new`` takes the place of ``old`` (in its group too); old becomes ``replaced``."""
         new.replaces, new.role, new.parent, new.hold_px = old.id, old.role, old.parent, old.hold_px
-        if not old.active:
-            new.status, new.active = "held", False
-        else:  # a working order, or an armed stop-loss leg that stays held until triggered
-            new.status = "held" if old.status == "held" else "new"
         new.legs = old.legs
         for leg in new.legs:
             leg.parent = new
@@ -689,12 +898,17 @@ class Exchange:
         self._unrest(old)
         now = self.now_ns()
         old.status, old.replaced_by, old.replaced_ns, old.updated_ns = "replaced", new.id, now, now
-        self._emit("replaced", old)
-        if new.status == "new":
-            self._emit("new", new)
-        if new.active:
+        if not old.active:  # a leg waiting for its entry
+            new.status, new.active = "held", False
+            self._emit("replaced", old)
+        elif prior_status == "held" and not old.triggered:  # an armed stop-loss: held until triggered
+            new.status, new.active = "held", True
+            self._emit("replaced", old)
             self._activate(new)
-        return new
+        else:
+            new.active = True
+            self._emit("replaced", old)
+            self._acknowledge(new)
 
     # ---- positions -----------------------------------------------------------------------
 
@@ -756,6 +970,8 @@ class Exchange:
 
     def _work(self, order: SimOrder, touch: Touch | None, arriving: bool) -> None:
         """One matching step of one order against the current touch."""
+        if not self._trades_now(order):
+            return
         if order.waits_for_trigger():
             if order.type == "trailing_stop":
                 self._update_trail(order, touch)
@@ -849,7 +1065,11 @@ class Exchange:
         if done:
             order.filled_ns = now
             self._unrest(order)
-        self._set_status(order, "filled" if done else "partially_filled")
+            self._set_status(order, "filled")
+        elif order.status in PENDING_CHANGE:  # the cancel / replace is still in flight
+            order.updated_ns = now
+        else:
+            self._set_status(order, "partially_filled")
         self._emit("fill" if done else "partial_fill", order, qty, px, position)
         log.debug("fill %s %s %s @ %s", order.symbol, order.side, qty, px)
         if done and order.parent is None and order.order_class in ("bracket", "oto"):
@@ -901,8 +1121,10 @@ class Exchange:
         qty: Decimal | None = None,
         price: Decimal | None = None,
         position: Decimal | None = None,
+        reason: str | None = None,
     ) -> None:
         self._event_seq += 1
+        ORDER_EVENTS.labels(event).inc()
         if not self._listeners:
             return
         ts = rfc3339(self.now_ns())
@@ -916,6 +1138,8 @@ class Exchange:
         }
         if qty is not None:
             data["qty"], data["price"], data["position_qty"] = fmt(qty), fmt(price), fmt(position)
+        if reason is not None:
+            data["reason"] = reason
         for listener in list(self._listeners):
             try:
                 listener(data)

@@ -1,10 +1,12 @@
 """Clock and calendar of the simulated venue.
 
-The simulator matches around the clock (like Alpaca's 24/7 test feed), so the clock always reports
-``is_open: true``. ``next_open`` / ``next_close`` are the next 13:30 / 20:00 UTC on a weekday (the
-regular NYSE session in winter) so clients that schedule around them still get sane values. The
-calendar lists every weekday in the range with a 09:30-16:00 session (exchange-local times, as Alpaca
-sends them); holidays are not modelled.
+The simulator matches around the clock (like Alpaca's 24/7 test feed): its session is open unless
+closed by hand (POST /sim/session/close, see simulator/exchange.py), and the clock reports that
+state in ``is_open``. ``next_open`` / ``next_close`` are 13:30 / 20:00 UTC on weekdays (the regular
+NYSE session in winter), chosen consistent with ``is_open`` as Alpaca's are: while open the next
+close comes before the next open, while closed the next open comes first. The calendar lists every
+weekday in the range with a 09:30-16:00 session (exchange-local times, as Alpaca sends them);
+holidays are not modelled.
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ def _next_weekday_time(now: datetime, hour: int, minute: int) -> datetime:
     return cand
 
 
-def clock_json(now_ns: int) -> dict[str, Any]:
-    now = datetime.fromtimestamp(now_ns / 1e9, UTC)
-    nxt_open = _next_weekday_time(now, *_OPEN_UTC)
-    nxt_close = _next_weekday_time(now, *_CLOSE_UTC)
+def clock_json(now_ns: int, is_open: bool = True) -> dict[str, Any]:
+    now = datetime.fromtimestamp(now_ns // 1_000_000_000, UTC)
+    if is_open:
+        nxt_close = _next_weekday_time(now, *_CLOSE_UTC)
+        nxt_open = _next_weekday_time(nxt_close, *_OPEN_UTC)
+    else:
+        nxt_open = _next_weekday_time(now, *_OPEN_UTC)
+        nxt_close = _next_weekday_time(nxt_open, *_CLOSE_UTC)
     return {
         "timestamp": rfc3339(now_ns),
-        "is_open": True,
+        "is_open": is_open,
         "next_open": nxt_open.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "next_close": nxt_close.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -102,6 +102,11 @@ class RestFaultBody(Body):
     paths: str | None = None  # only calls whose path starts with this prefix are faulted
 
 
+class RejectFaultBody(Body):
+    count: int = Field(ge=0, le=1_000_000)  # 0 disarms
+    reason: str = Field(default="rejected by simulator fault injection", min_length=1, max_length=256)
+
+
 def parse(model: type[M], data: Any) -> M:
     """Validate a decoded JSON body; failures become Alpaca's 422 with every problem named."""
     if not isinstance(data, dict):
@@ -124,6 +129,7 @@ __all__ = [
     "AccountConfigPatch",
     "ApiError",
     "OrderBody",
+    "RejectFaultBody",
     "ReplaceBody",
     "ResetBody",
     "RestFaultBody",

@@ -62,6 +62,7 @@ class SimOrder:
     filled_notional: Decimal = ZERO
     filled_ns: int | None = None
     canceled_ns: int | None = None
+    cancel_requested_ns: int | None = None
     expired_ns: int | None = None
     failed_ns: int | None = None
     replaced_ns: int | None = None
@@ -73,6 +74,7 @@ class SimOrder:
     active: bool = True  # held bracket legs are inactive until the entry fills
     triggered: bool = False  # stop-type orders: the stop has been reached
     hold_px: Decimal | None = None  # reference price for buying-power holds of market-like buys
+    swap_pending: bool = False  # a replacement returned by PATCH, not yet swapped in for the old order
 
     @property
     def terminal(self) -> bool:
@@ -107,6 +109,7 @@ class SimOrder:
             "expired_at": rfc3339(self.expired_ns),
             "expires_at": None,
             "canceled_at": rfc3339(self.canceled_ns),
+            "cancel_requested_at": rfc3339(self.cancel_requested_ns),
             "failed_at": rfc3339(self.failed_ns),
             "replaced_at": rfc3339(self.replaced_ns),
             "replaced_by": self.replaced_by,

@@ -5,7 +5,9 @@ One middleware handles every trading ``/v2/...`` request in this order: arrival 
 (``X-Ratelimit-*`` headers on every /v2 response, 429 beyond the budget), Alpaca key auth (401),
 injected faults, the handler, and Alpaca-shaped JSON errors. Order-changing requests (POST/PATCH/
 DELETE under /v2/orders and /v2/positions) are appended to ``exchange.order_log()`` with their final
-status. /sim routes need no auth, are not rate limited and are never faulted.
+status; when their handler refuses them (4xx) ``zt_sim_rejections_total{code}`` counts the Alpaca
+code. Every trading request is counted and timed per route template (simulator/metrics.py).
+/sim routes need no auth, are not rate limited, are never faulted and are not counted.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -25,7 +28,16 @@ from common.config import SimConfig
 from simulator import errors
 from simulator.exchange import Exchange
 from simulator.exchange_calendar import MAX_CALENDAR_DAYS, calendar_json, clock_json
-from simulator.models import AccountConfigPatch, OrderBody, ReplaceBody, ResetBody, RestFaultBody, parse
+from simulator.metrics import REJECTIONS, REST_LATENCY, REST_REQUESTS, UNMATCHED_ROUTE
+from simulator.models import (
+    AccountConfigPatch,
+    OrderBody,
+    RejectFaultBody,
+    ReplaceBody,
+    ResetBody,
+    RestFaultBody,
+    parse,
+)
 from simulator.orders import SimOrder, fmt
 from simulator.ratelimit import RateLimiter
 from simulator.rest_faults import RestFaults
@@ -143,6 +155,12 @@ def _note_order(request: web.Request, order: SimOrder | None = None, **fields: A
 # ---- middleware -------------------------------------------------------------------------------
 
 
+def _route_template(request: web.Request) -> str:
+    """``/v2/orders/{order_id}`` rather than the concrete path: a bounded label set."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
 def _trading_middleware(exchange: Exchange, cfg: SimConfig, limiter: RateLimiter, faults: RestFaults) -> Any:
     key_id = cfg.key_id.encode()
     secret = cfg.secret_key.get_secret_value().encode()
@@ -153,12 +171,20 @@ def _trading_middleware(exchange: Exchange, cfg: SimConfig, limiter: RateLimiter
         key_ok = hmac.compare_digest(got_key, key_id)
         return hmac.compare_digest(got_secret, secret) and key_ok
 
+    async def refusing(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except errors.ApiError as exc:
+            if 400 <= exc.status < 500 and _LOG_KEY in request:
+                REJECTIONS.labels(str(exc.code)).inc()
+            raise
+
     async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not authorized(request):
             raise errors.unauthorized()
         fault = faults.take(request.path)
         if fault is None:
-            return await handler(request)
+            return await refusing(request, handler)
         if fault.after_apply:
             try:
                 await handler(request)
@@ -172,6 +198,7 @@ def _trading_middleware(exchange: Exchange, cfg: SimConfig, limiter: RateLimiter
         path = request.path
         if not path.startswith(_TRADING_PATHS):
             return await handler(request)
+        started = time.perf_counter()
         arrived_ns = exchange.now_ns()
         logged = request.method != "GET" and path.startswith(_ORDER_PATHS)
         if logged:
@@ -211,6 +238,9 @@ def _trading_middleware(exchange: Exchange, cfg: SimConfig, limiter: RateLimiter
             entry = request[_LOG_KEY]
             entry["status_code"] = response.status
             exchange.record_request(entry)
+        route = _route_template(request)
+        REST_REQUESTS.labels(request.method, route, str(response.status)).inc()
+        REST_LATENCY.labels(route).observe(time.perf_counter() - started)
         return response
 
     return middleware
@@ -321,7 +351,7 @@ class TradingApi:
         return json_response(self.ex.close_all_positions(q_bool(request, "cancel_orders")), status=207)
 
     async def get_clock(self, request: web.Request) -> web.Response:
-        return json_response(clock_json(self.ex.now_ns()))
+        return json_response(clock_json(self.ex.now_ns(), self.ex.session_open))
 
     async def get_calendar(self, request: web.Request) -> web.Response:
         today = datetime.fromtimestamp(self.ex.now_ns() / 1e9, UTC).date()
@@ -358,6 +388,22 @@ class TradingApi:
 
     async def sim_order_log(self, request: web.Request) -> web.Response:
         return json_response(self.ex.order_log())
+
+    async def sim_session_close(self, request: web.Request) -> web.Response:
+        expired = self.ex.close_session()
+        log.info("session closed", extra={"fields": {"expired": len(expired)}})
+        return json_response({"is_open": False, "expired": [o.id for o in expired]})
+
+    async def sim_session_open(self, request: web.Request) -> web.Response:
+        released = self.ex.open_session()
+        log.info("session opened", extra={"fields": {"released": len(released)}})
+        return json_response({"is_open": True, "released": [o.id for o in released]})
+
+    async def sim_reject_fault(self, request: web.Request) -> web.Response:
+        body = parse(RejectFaultBody, await read_json(request))
+        self.ex.arm_rejections(body.count, body.reason)
+        log.info("async rejections armed", extra={"fields": body.model_dump()})
+        return json_response(body.model_dump())
 
     async def sim_rest_fault(self, request: web.Request) -> web.Response:
         body = parse(RestFaultBody, await read_json(request))
@@ -414,3 +460,6 @@ def add_trading_routes(app: web.Application, exchange: Exchange, cfg: SimConfig)
     r.add_post("/sim/account/reset", _sim_errors(api.sim_reset))
     r.add_get("/sim/orders/log", _sim_errors(api.sim_order_log))
     r.add_post("/sim/faults/rest", _sim_errors(api.sim_rest_fault))
+    r.add_post("/sim/faults/reject", _sim_errors(api.sim_reject_fault))
+    r.add_post("/sim/session/close", _sim_errors(api.sim_session_close))
+    r.add_post("/sim/session/open", _sim_errors(api.sim_session_open))

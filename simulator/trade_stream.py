@@ -19,6 +19,7 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from simulator.exchange import Exchange
+from simulator.metrics import TRADE_STREAM_CONNECTIONS
 
 log = logging.getLogger("simulator.trade_stream")
 
@@ -74,6 +75,7 @@ class TradeStreamHub:
         await ws.prepare(request)
         client = _Client(ws)
         self._clients.add(client)
+        TRADE_STREAM_CONNECTIONS.inc()
         writer = asyncio.create_task(self._write(client))
         try:
             async for msg in ws:
@@ -89,6 +91,7 @@ class TradeStreamHub:
                 self._on_message(client, doc)
         finally:
             self._clients.discard(client)
+            TRADE_STREAM_CONNECTIONS.dec()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
