@@ -1,9 +1,23 @@
 """Per-order state machine, fed by REST replies, trade_updates and reconciliation snapshots.
 
-Updates may arrive duplicated or out of order (stream vs REST vs reconcile), so: status only moves
-forward, terminal states stick, filled_qty never decreases, and each increase of the cumulative
-filled_qty becomes exactly one fill whose price comes from the cumulative averages. A replayed
+Updates may arrive duplicated or out of order (stream vs REST vs reconcile), so: filled_qty never
+decreases, and each increase of the cumulative filled_qty becomes exactly one fill. A replayed
 update therefore yields no second fill and a skipped partial is not lost.
+
+Status: the venue's ``updated_at`` orders snapshots. A strictly newer snapshot moves the status
+wherever the venue says (``done_for_day`` -> ``new`` next day, ``pending_cancel`` -> ``new`` after a
+cancel was refused even if the ``order_cancel_rejected`` event was missed), a strictly older one
+never moves it, and on a tie (or without timestamps) the status only moves forward by rank.
+Venue terminal states stick. Our own ``submit_failed`` is a belief, not a venue fact: if the venue
+later shows the order (a POST that landed after we gave up), the venue's status replaces it.
+
+Fill prices: with the execution's own ``qty``/``price`` when they describe exactly the increment;
+otherwise (skipped or merged executions, REST snapshots) derived from the cumulative averages as
+``(new_avg*new_cum - old_avg*old_cum) / (new_cum - old_cum)`` in exact integer nanos, rounded
+half-even to 1e-9. The venue's ``filled_avg_price`` is itself rounded, so a derived price can
+differ from the true execution price by up to (avg rounding * cum / delta); quantities are exact.
+A snapshot whose filled_qty rose but that carries no usable average is refused before anything is
+changed (:class:`OrderParseError`): the next snapshot still carries the increase, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ _RANK: dict[str, int] = {
     "new": 2,
     "held": 2,
     "calculated": 2,
-    "done_for_day": 2,
+    "done_for_day": 3,
     "suspended": 2,
     "stopped": 2,
     "partially_filled": 3,
@@ -38,6 +52,7 @@ _RANK: dict[str, int] = {
     "pending_replace": 4,
     **dict.fromkeys(TERMINAL, 5),
 }
+KNOWN_STATUSES = frozenset(_RANK) - {SUBMITTING, UNKNOWN, SUBMIT_FAILED}
 _PENDING_CHANGE = frozenset({"pending_cancel", "pending_replace"})
 _CHANGE_REJECTED = frozenset({"order_cancel_rejected", "order_replace_rejected"})
 
@@ -100,13 +115,20 @@ class VenueOrder:
             oid, coid, status = str(doc["id"]), str(doc["client_order_id"]), str(doc["status"])
         except KeyError as exc:
             raise OrderParseError(f"order lacks {exc.args[0]!r}") from None
+        if not oid or not coid or not status:
+            raise OrderParseError(
+                f"order has an empty id/client_order_id/status: {oid!r}/{coid!r}/{status!r}"
+            )
         side = doc.get("side")
         if side not in ("buy", "sell"):
             raise OrderParseError(f"order {oid} has side {side!r}")
+        symbol = doc.get("symbol")
+        if not isinstance(symbol, str) or not symbol:
+            raise OrderParseError(f"order {oid} has symbol {symbol!r}")
         return cls(
             venue_order_id=oid,
             client_order_id=coid,
-            symbol=str(doc.get("symbol") or ""),
+            symbol=symbol,
             side=side,
             status=status,
             qty=_nanos(doc, "qty"),
@@ -166,6 +188,7 @@ class TrackedOrder:
     venue_ns: int = 0
     intent_signal_ns: int = 0
     tick_recv_ns: int = 0
+    last_post_ns: int = 0  # when our last POST of it was written (an unknown outcome may land later)
     history: list[str] = field(default_factory=list)
 
     @property
@@ -195,7 +218,8 @@ class TrackedOrder:
         """Merge a venue snapshot. ``exec_qty``/``exec_px`` are the per-execution fields of a fill event."""
         if snap.client_order_id != self.client_order_id:
             raise ValueError(f"snapshot of {snap.client_order_id!r} applied to {self.client_order_id!r}")
-        changed = False
+        fill = self._fill_from(snap, exec_qty, exec_px, exec_id)  # validates before anything changes
+        changed = fill is not None
         if snap.venue_order_id and snap.venue_order_id != self.venue_order_id:
             self.venue_order_id, changed = snap.venue_order_id, True
         if snap.replaced_by and snap.replaced_by != self.replaced_by:
@@ -207,31 +231,51 @@ class TrackedOrder:
         if snap.limit_px and not self.limit_px:
             self.limit_px = snap.limit_px
 
-        fill = None
-        if snap.filled_qty > self.filled_qty:
-            delta = snap.filled_qty - self.filled_qty
-            if exec_qty == delta and exec_px:
-                px, xid = exec_px, exec_id or f"{self.venue_order_id}:{snap.filled_qty}"
-            else:  # skipped or merged executions: derive the increment from the cumulative averages
-                px = derive_fill_px(self.filled_qty, self.filled_avg_px, snap.filled_qty, snap.filled_avg_px)
-                xid = f"{self.venue_order_id}:{snap.filled_qty}"
-            fill = FillDelta(qty=delta, px=px, cum_qty=snap.filled_qty, exec_id=xid)
-            self.filled_qty, self.filled_avg_px, changed = snap.filled_qty, snap.filled_avg_px, True
+        if fill is not None:
+            self.filled_qty, self.filled_avg_px = snap.filled_qty, snap.filled_avg_px
+            if not self.venue_order_id:
+                self.venue_order_id = snap.venue_order_id
 
-        if self._accepts_status(snap.status, event):
+        if self._accepts_status(snap.status, event, snap.updated_ns):
             self.status, changed = snap.status, True
             self.history.append(snap.status)
-        if changed and snap.updated_ns > self.venue_ns:
+        if snap.updated_ns > self.venue_ns and (changed or self.status == snap.status):
             self.venue_ns = snap.updated_ns
         return Transition(changed=changed, fill=fill)
 
-    def _accepts_status(self, status: str, event: str) -> bool:
+    def _fill_from(
+        self, snap: VenueOrder, exec_qty: int | None, exec_px: int | None, exec_id: str
+    ) -> FillDelta | None:
+        if snap.filled_qty <= self.filled_qty:
+            return None
+        delta = snap.filled_qty - self.filled_qty
+        if exec_qty == delta and exec_px is not None and exec_px > 0:
+            return FillDelta(
+                delta, exec_px, snap.filled_qty, exec_id or f"{snap.venue_order_id}:{snap.filled_qty}"
+            )
+        # skipped or merged executions: derive the increment from the cumulative averages
+        px = derive_fill_px(self.filled_qty, self.filled_avg_px, snap.filled_qty, snap.filled_avg_px)
+        if snap.filled_avg_px <= 0 or px <= 0:
+            raise OrderParseError(
+                f"order {snap.venue_order_id} filled_qty rose to {fixed.to_str(snap.filled_qty)} without a"
+                f" usable filled_avg_price ({fixed.to_str(snap.filled_avg_px)}): fill not priced, state kept"
+            )
+        return FillDelta(delta, px, snap.filled_qty, f"{snap.venue_order_id}:{snap.filled_qty}")
+
+    def _accepts_status(self, status: str, event: str, updated_ns: int) -> bool:
         if status == self.status:
             return False
+        if self.status in (SUBMIT_FAILED, UNKNOWN, SUBMITTING):
+            return True  # the venue knows the order: its word beats our belief
         if event in _CHANGE_REJECTED and self.status in _PENDING_CHANGE:
             return status not in _PENDING_CHANGE  # the cancel/replace failed: back to working
         if self.terminal:
             return False
+        if updated_ns and self.venue_ns:
+            if updated_ns > self.venue_ns:
+                return True  # a newer venue state, whatever its rank
+            if updated_ns < self.venue_ns:
+                return False  # stale (e.g. a REST snapshot read before the stream event we applied)
         return rank(status) > rank(self.status)
 
     def as_dict(self) -> dict[str, Any]:

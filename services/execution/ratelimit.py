@@ -1,9 +1,16 @@
-"""Token bucket shared by every REST call, so orders wait briefly instead of being sent into a 429."""
+"""Token bucket shared by every REST call, so orders wait briefly instead of being sent into a 429.
+
+Waiters are served first come, first served: a newcomer never takes a token somebody is already
+waiting for (otherwise a stream of lookups could starve an order POST until it gives up). Waiting
+is bounded by the caller's ``max_wait_s``, counted by the sleeps actually asked for, so a stalled
+clock cannot make it spin or wait forever.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 
 
@@ -18,6 +25,7 @@ class TokenBucket:
         self._clock = clock
         self._tokens = float(burst)
         self._stamp = clock()
+        self._queue: deque[object] = deque()  # waiters, oldest first
 
     def _refill(self) -> None:
         now = self._clock()
@@ -45,11 +53,24 @@ class TokenBucket:
 
     async def acquire(self, max_wait_s: float) -> bool:
         """Take a token, waiting at most ``max_wait_s``; False (nothing taken) if that is not enough."""
-        while True:
-            if self.try_take():
-                return True
-            wait = self.wait_time()
-            if wait > max_wait_s:
-                return False
-            max_wait_s -= wait
-            await asyncio.sleep(wait)
+        if not self._queue and self.try_take():
+            return True
+        ticket = object()
+        self._queue.append(ticket)
+        try:
+            while True:
+                if self._queue[0] is ticket and self.try_take():
+                    return True
+                # behind others: each of them needs a token first
+                ahead = next(i for i, t in enumerate(self._queue) if t is ticket)
+                self._refill()
+                wait = max((ahead + 1.0 - self._tokens) / self.rate_per_s, 0.001)
+                if self._queue[0] is ticket:
+                    wait = max(self.wait_time(), 0.001)
+                if wait > max_wait_s:
+                    return False
+                sleep = min(wait, 1.0 / self.rate_per_s)
+                max_wait_s -= sleep
+                await asyncio.sleep(sleep)
+        finally:
+            self._queue.remove(ticket)

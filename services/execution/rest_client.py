@@ -72,6 +72,13 @@ class AlpacaRest:
             "User-Agent": "zerotick-execution",
         }
         self._session: aiohttp.ClientSession | None = None
+        # error text comes from the venue (or a proxy in front of it) and may echo our headers
+        self._secrets = [v for v in (key_id, secret_key) if v]
+
+    def _scrub(self, text: str) -> str:
+        for value in self._secrets:
+            text = text.replace(value, "***")
+        return text
 
     async def open(self) -> None:
         if self._session is None:
@@ -116,7 +123,7 @@ class AlpacaRest:
         except TimeoutError:
             REST_ERRORS.labels(endpoint, "timeout").inc()
             raise RestTimeout(f"{endpoint} timed out") from None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             REST_ERRORS.labels(endpoint, "connection").inc()
             raise RestConnectionError(f"{endpoint} failed: {type(exc).__name__}") from None
         finally:
@@ -124,7 +131,7 @@ class AlpacaRest:
         if status >= 300:
             REST_ERRORS.labels(endpoint, str(status)).inc()
             code, message = _error_fields(raw)
-            raise RestStatusError(status, code, message)
+            raise RestStatusError(status, code, self._scrub(message))
         if not raw:
             return status, None
         try:
@@ -150,8 +157,10 @@ class AlpacaRest:
             )
         )[1]
 
-    async def list_orders(self, status: str = "open", limit: int = 500) -> list[dict[str, Any]]:
-        params = {"status": status, "limit": str(limit), "direction": "asc"}
+    async def list_orders(
+        self, status: str = "open", limit: int = 500, direction: str = "asc"
+    ) -> list[dict[str, Any]]:
+        params = {"status": status, "limit": str(limit), "direction": direction}
         return (await self.request("GET", "/v2/orders", "GET /v2/orders", params=params))[1] or []
 
     async def cancel_order(self, venue_order_id: str) -> None:

@@ -5,12 +5,24 @@ it (``submitter``: never twice, lookups instead of blind retries). Venue news ar
 (``trade_stream``) and from reconciliations (start, every stream reconnect, unknown submit outcomes);
 all of it goes through the per-order state machine (``order_state``), which turns it into
 OrderUpdate / Fill events numbered by one gap-free seq (``event_log``) and published on ``ex.``.
+
+Startup snapshot (venue positions at start + fills since = the ``positions`` book): the orders
+are read (open, and the newest closed), then the positions, then the orders again. The snapshot is
+kept only if no order's filled_qty moved between the two order reads and no order appeared with
+fills in between; otherwise a fill may have landed before or after the positions read and nobody
+can tell which, so it is taken again. With a stable snapshot every fill is either in the start
+positions (open orders are tracked with their filled_qty as a baseline; closed ones are retired)
+or arrives later as a Fill (stream, or a reconcile, which also adopts closed orders it has never
+seen). The trade stream starts only after that. Remaining limits: an order created and closed by
+someone else while the stream is down that has dropped out of the newest ``CLOSED_SCAN`` closed
+orders by the next reconcile, and more than ``OPEN_SCAN`` open orders, are not seen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
@@ -21,12 +33,14 @@ from common.clock import wall_ns
 from common.config import LIVE_BASE_URL, Settings
 from common.log import kv
 from common.metrics import STAGE_LATENCY, TICK_TO_ORDER
+from common.order_events import TERMINAL_STATUSES
 from common.positions import PositionBook
 from common.service import Service
 from services.execution.event_log import MAX_REPLAY, EventLog, OrderEvent
 from services.execution.journal import InMemoryJournal, OrderJournal
 from services.execution.metrics import ORDERS, POST_LATENCY, RATE_TOKENS, RECONCILES
 from services.execution.order_state import (
+    KNOWN_STATUSES,
     SUBMIT_FAILED,
     SUBMITTING,
     UNKNOWN,
@@ -44,6 +58,10 @@ log = logging.getLogger(__name__)
 
 STARTUP_RETRY_S = 2.0
 RESOLVE_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+SNAPSHOT_TRIES = 5
+OPEN_SCAN = 500  # open orders read per reconcile (Alpaca's maximum page)
+CLOSED_SCAN = 100  # newest closed orders read per reconcile
+SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9.]{0,14}(/[A-Z]{2,10})?$")  # AAPL, BRK.B, BTC/USD
 
 
 class LiveTradingRefused(SystemExit):
@@ -80,8 +98,8 @@ def invalid_request(req: wire.OrderRequest) -> str:
     it = req.intent
     if not req.client_order_id or len(req.client_order_id) > 128:
         return "client_order_id must be 1-128 characters"
-    if not it.symbol:
-        return "symbol is empty"
+    if not SYMBOL_RE.match(it.symbol):
+        return f"symbol {it.symbol[:20]!r} is not a valid symbol"
     if it.qty <= 0:
         return "qty must be positive"
     if it.order_type in ("limit", "stop_limit") and it.limit_px <= 0:
@@ -130,6 +148,9 @@ class ExecutionService(Service):
         self._coid_by_venue_id: dict[str, str] = {}
         self._retired_coids: set[str] = set()  # pruned from ``orders`` but never to be sent again
         self._max_tracked = ex.event_log_size
+        self.settle_s = max(2 * ex.http_timeout_s, 2.0)  # how long an unanswered POST may still land
+        self._reconciling = False
+        self._reconcile_again = False
         self.ready = False
         self.start_positions: list[wire.Position] = []
         # venue positions at start plus every Fill since: consistent with events.last_seq at any moment
@@ -151,16 +172,20 @@ class ExecutionService(Service):
         await self.rest.open()
         try:
             await self._startup_reconcile()
-        except RestError as exc:
+        except (RestError, ValueError) as exc:
             self.last_reconcile_error = str(exc)
             log.error("venue not reachable at start, orders refused until it is", extra=kv(error=str(exc)))
             self._spawn(self._retry_startup())
-        self.stream.start()
 
     async def stop(self) -> None:
         await self.stream.stop()
-        for t in list(self._tasks):
+        in_flight = [o.client_order_id for o in self.orders.values() if o.status in (SUBMITTING, UNKNOWN)]
+        if in_flight:  # a POST may land after we are gone: the next start adopts it by reconcile
+            log.warning("stopping with order submits unresolved", extra=kv(coids=in_flight[:50]))
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.rest.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -169,14 +194,61 @@ class ExecutionService(Service):
         task.add_done_callback(self._tasks.discard)
         return task
 
+    async def _orders_view(self) -> dict[str, VenueOrder]:
+        """Open orders plus the newest closed ones, by venue order id (unreadable ones skipped)."""
+        docs = await self.rest.list_orders("open", OPEN_SCAN)
+        docs += await self.rest.list_orders("closed", CLOSED_SCAN, direction="desc")
+        view: dict[str, VenueOrder] = {}
+        for doc in docs:
+            try:
+                snap = VenueOrder.from_json(doc)
+            except OrderParseError as exc:
+                log.warning("unreadable venue order skipped", extra=kv(error=str(exc)))
+                continue
+            view[snap.venue_order_id] = snap
+        return view
+
+    async def _stable_snapshot(self) -> tuple[list[dict[str, Any]], dict[str, VenueOrder]]:
+        """Positions and orders with no fill between the two order reads (see the module doc)."""
+        for attempt in range(1, SNAPSHOT_TRIES + 1):
+            before = await self._orders_view()
+            positions = await self.rest.positions()
+            after = await self._orders_view()
+            for vid, snap in before.items():
+                if vid not in after and snap.status not in TERMINAL_STATUSES:  # closed meanwhile
+                    found = await self.submitter.lookup(snap.client_order_id)
+                    if not isinstance(found, dict):
+                        raise RestError(f"order {snap.client_order_id} vanished from the venue's lists")
+                    after[vid] = VenueOrder.from_json(found)
+            moved = [
+                s.client_order_id
+                for vid, s in after.items()
+                if s.filled_qty != (before[vid].filled_qty if vid in before else 0)
+            ]
+            if not moved:
+                return positions, after
+            log.warning("fills during the startup snapshot, taking it again", extra=kv(coids=moved[:20]))
+            await asyncio.sleep(0.05 * attempt)
+        raise RestError(f"venue kept filling during {SNAPSHOT_TRIES} startup snapshots")
+
     async def _startup_reconcile(self) -> None:
+        RECONCILES.labels("startup").inc()
+        docs, orders = await self._stable_snapshot()
         now = wall_ns()
-        self.start_positions = [venue_position(d, now) for d in await self.rest.positions()]
+        start_positions = [venue_position(d, now) for d in docs]  # may raise: nothing committed yet
+        self.start_positions = start_positions
         self.positions = PositionBook()
-        for p in self.start_positions:
+        for p in start_positions:
             self.positions.get(p.symbol).set_from_venue(p.qty, p.avg_px)
-        await self._reconcile("startup")
+        for snap in orders.values():
+            if snap.status in TERMINAL_STATUSES:
+                self._retired_coids.add(snap.client_order_id)  # its fills are in the start positions
+            else:
+                self._apply(snap, "reconciled", now, baseline=True)
+        self.reconciles += 1
+        self.last_reconcile_error = ""
         self.ready = True
+        self.stream.start()  # only now: every update it brings is news relative to the snapshot
         log.info(
             "execution ready", extra=kv(positions=len(self.start_positions), open_orders=self.open_orders())
         )
@@ -186,7 +258,7 @@ class ExecutionService(Service):
             await asyncio.sleep(STARTUP_RETRY_S)
             try:
                 await self._startup_reconcile()
-            except RestError as exc:
+            except (RestError, ValueError) as exc:
                 self.last_reconcile_error = str(exc)
 
     # ---- requests ---------------------------------------------------------------------------
@@ -237,6 +309,7 @@ class ExecutionService(Service):
             self._emit_update(order, "submit_failed", recv)
             return wire.OrderAck(client_order_id=coid, accepted=False, detail=reason, ts_ns=wall_ns())
         self._spawn(self._place(order, req, recv))
+        ORDERS.labels("queued").inc()
         return wire.OrderAck(client_order_id=coid, accepted=True, detail="queued", ts_ns=wall_ns())
 
     async def _place(self, order: TrackedOrder, req: wire.OrderRequest, recv_ns: int) -> None:
@@ -252,9 +325,15 @@ class ExecutionService(Service):
             self._exec_submit.observe((sent_ns - recv_ns) / 1e9)
             ORDERS.labels("submitted").inc()
 
-        outcome = await self.submitter.submit(
-            order.client_order_id, order_body(req), req.intent.deadline_ns, on_send
-        )
+        try:
+            outcome = await self.submitter.submit(
+                order.client_order_id, order_body(req), req.intent.deadline_ns, on_send
+            )
+        except Exception as exc:  # a bug must not leave the order stuck in pending_submit
+            log.exception("order submit failed unexpectedly", extra=kv(coid=order.client_order_id))
+            outcome = SubmitOutcome(
+                "unknown", None, f"submit error: {type(exc).__name__}", 1, last_post_ns=wall_ns()
+            )
         if sent_ns and outcome.kind == "placed" and not outcome.adopted:
             rtt = (wall_ns() - sent_ns) / 1e9
             self._venue_ack.observe(rtt)
@@ -268,7 +347,13 @@ class ExecutionService(Service):
             try:
                 snap = VenueOrder.from_json(outcome.order)
             except OrderParseError as exc:
-                outcome = SubmitOutcome("unknown", None, f"unreadable venue reply: {exc}", outcome.posts)
+                outcome = SubmitOutcome(
+                    "unknown",
+                    None,
+                    f"unreadable venue reply: {exc}",
+                    outcome.posts,
+                    last_post_ns=outcome.last_post_ns,
+                )
             else:
                 ORDERS.labels("acked").inc()
                 self._apply(snap, "submitted", now)
@@ -282,26 +367,38 @@ class ExecutionService(Service):
         log.error(
             "order outcome unknown, resolving", extra=kv(coid=order.client_order_id, reason=outcome.reason)
         )
+        order.last_post_ns = outcome.last_post_ns or now
         if order.mark(UNKNOWN, outcome.reason):
             self._emit_update(order, "submitted", now)
         self._spawn(self._resolve(order))
 
     async def _resolve(self, order: TrackedOrder) -> None:
-        """Find out whether an order with an unknown submit outcome exists at the venue."""
+        """Find out whether an order with an unknown submit outcome exists at the venue.
+
+        A 404 counts as "not placed" only once ``settle_s`` have passed since the last POST was
+        written: before that the POST may still be on its way into the venue."""
         for delay in RESOLVE_DELAYS_S:
             await asyncio.sleep(delay)
             if order.status != UNKNOWN:
                 return  # the stream or a reconcile already told us
-            found = await self.submitter.lookup(order.client_order_id)
-            if isinstance(found, dict):
-                self._apply_doc(found, "reconciled", wall_ns())
+            if await self._look_up_unknown(order):
                 return
-            if is_not_found(found):
-                if order.mark(SUBMIT_FAILED, "not found at the venue"):
-                    ORDERS.labels("rejected").inc()
-                    self._emit_update(order, "submit_failed", wall_ns())
-                return
-        log.error("order outcome still unknown", extra=kv(coid=order.client_order_id))
+        log.error(
+            "order outcome still unknown (reconciles keep looking)", extra=kv(coid=order.client_order_id)
+        )
+
+    async def _look_up_unknown(self, order: TrackedOrder) -> bool:
+        """One lookup of an UNKNOWN order; True once its outcome is settled."""
+        found = await self.submitter.lookup(order.client_order_id)
+        if isinstance(found, dict):
+            self._apply_doc(found, "reconciled", wall_ns())
+            return order.status != UNKNOWN
+        if is_not_found(found) and wall_ns() - order.last_post_ns >= self.settle_s * 1e9:
+            if order.mark(SUBMIT_FAILED, "not found at the venue"):
+                ORDERS.labels("rejected").inc()
+                self._emit_update(order, "submit_failed", wall_ns())
+            return True
+        return False
 
     def _cancel(self, msg: wire.CancelRequest) -> Awaitable[wire.Reply] | wire.Reply:
         if msg.all:
@@ -395,23 +492,50 @@ class ExecutionService(Service):
     # ---- venue news -------------------------------------------------------------------------
 
     async def _on_stream_connected(self) -> None:
+        await self._reconcile_logged("stream_connect")
+
+    def _request_reconcile(self, trigger: str) -> None:
+        """Run a reconcile soon; requests while one runs fold into one more run after it."""
+        if self._reconciling:
+            self._reconcile_again = True
+            return
+        self._spawn(self._reconcile_logged(trigger))
+
+    async def _reconcile_logged(self, trigger: str) -> None:
         try:
-            await self._reconcile("stream_connect")
+            await self._reconcile(trigger)
         except RestError as exc:
             self.last_reconcile_error = str(exc)
-            log.error("reconcile after stream connect failed", extra=kv(error=str(exc)))
+            log.error("reconcile failed", extra=kv(trigger=trigger, error=str(exc)))
 
     async def _reconcile(self, trigger: str) -> None:
-        """Open orders from the venue, then a lookup of every tracked order it did not list."""
+        """Open and newest closed orders from the venue (adopting any never seen), then a lookup of
+        every tracked open order they did not list. One at a time; requests meanwhile coalesce."""
+        if self._reconciling:
+            self._reconcile_again = True
+            return
+        self._reconciling = True
+        try:
+            while True:
+                self._reconcile_again = False
+                await self._reconcile_once(trigger)
+                if not self._reconcile_again:
+                    return
+        finally:
+            self._reconciling = False
+
+    async def _reconcile_once(self, trigger: str) -> None:
         RECONCILES.labels(trigger).inc()
-        baseline = trigger == "startup"
+        view = await self._orders_view()
         seen: set[str] = set()
-        for doc in await self.rest.list_orders("open", 500):
-            coid = self._apply_doc(doc, "reconciled", wall_ns(), baseline=baseline)
-            if coid:
-                seen.add(coid)
+        for snap in view.values():
+            self._apply(snap, "reconciled", wall_ns())
+            seen.add(snap.client_order_id)
         for order in list(self.orders.values()):
             if order.terminal or order.client_order_id in seen or order.status == SUBMITTING:
+                continue
+            if order.status == UNKNOWN:
+                await self._look_up_unknown(order)
                 continue
             found = await self.submitter.lookup(order.client_order_id)
             if isinstance(found, dict):
@@ -420,16 +544,31 @@ class ExecutionService(Service):
         self.last_reconcile_error = ""
 
     def _on_trade_update(self, data: dict[str, Any]) -> None:
+        """One trade_updates payload. If it cannot be used, a reconcile fetches the order's state
+        instead, so a fill in a broken frame is still counted (once: by cumulative quantity)."""
+        try:
+            self._apply_trade_update(data)
+        except (OrderParseError, ValueError) as exc:
+            self.stream.bad_frames += 1
+            log.error(
+                "unusable trade update, reconciling instead",
+                extra=kv(event=str(data.get("event"))[:40], error=str(exc)[:300]),
+            )
+            self._request_reconcile("bad_update")
+
+    def _apply_trade_update(self, data: dict[str, Any]) -> None:
         recv = wall_ns()
         doc = data.get("order")
         if not isinstance(doc, dict):
             raise OrderParseError("trade update without an order")
         snap = VenueOrder.from_json(doc)
         event = str(data.get("event", ""))
-        exec_qty = fixed.to_fixed(data["qty"]) if data.get("qty") not in (None, "") else None
-        exec_px = fixed.to_fixed(data["price"]) if data.get("price") not in (None, "") else None
-        pos = fixed.to_fixed(data["position_qty"]) if data.get("position_qty") not in (None, "") else None
-        venue_ns = parse_ts_ns(data.get("timestamp")) or snap.updated_ns
+        exec_qty, exec_px = _optional_nanos(data, "qty"), _optional_nanos(data, "price")
+        pos = _optional_nanos(data, "position_qty")
+        try:
+            venue_ns = parse_ts_ns(data.get("timestamp")) or snap.updated_ns
+        except OrderParseError:
+            venue_ns = snap.updated_ns
         self._apply(
             snap,
             event,
@@ -450,10 +589,12 @@ class ExecutionService(Service):
         self._apply(snap, event, recv_ns, baseline=baseline)
         return snap.client_order_id
 
-    def _tracked_for(self, snap: VenueOrder, baseline: bool) -> TrackedOrder:
+    def _tracked_for(self, snap: VenueOrder, baseline: bool) -> TrackedOrder | None:
         order = self.orders.get(snap.client_order_id)
         if order is not None:
             return order
+        if snap.client_order_id in self._retired_coids:
+            return None  # finished and forgotten (or closed before our start): already counted
         parent_coid = self._coid_by_venue_id.get(snap.replaces or "")
         parent = self.orders.get(parent_coid) if parent_coid else None
         order = TrackedOrder(
@@ -484,6 +625,10 @@ class ExecutionService(Service):
         baseline: bool = False,
     ) -> None:
         order = self._tracked_for(snap, baseline)
+        if order is None:
+            return
+        if snap.status not in KNOWN_STATUSES:
+            log.warning("unknown venue order status, treated as working", extra=kv(status=snap.status[:40]))
         was_filled = order.status == "filled"
         tr = order.apply(snap, event, exec_qty=exec_qty, exec_px=exec_px, exec_id=exec_id)
         if order.venue_order_id:
@@ -541,13 +686,28 @@ class ExecutionService(Service):
         self.pub.publish(topic, [stamped])
 
     def _prune(self) -> None:
-        """Forget the oldest finished orders beyond the cap; their ids stay refused forever."""
+        """Forget the oldest finished orders beyond the cap (down to 90% of it, so the scan is
+        amortized over many orders); their ids stay refused and are never adopted again."""
         if len(self.orders) <= self._max_tracked:
             return
-        for coid in [c for c, o in self.orders.items() if o.terminal][: len(self.orders) - self._max_tracked]:
+        excess = len(self.orders) - self._max_tracked * 9 // 10
+        for coid in [c for c, o in self.orders.items() if o.terminal][:excess]:
             order = self.orders.pop(coid)
             self._retired_coids.add(coid)
             self._coid_by_venue_id.pop(order.venue_order_id, None)
+
+
+def _optional_nanos(data: dict[str, Any], key: str) -> int | None:
+    """A per-execution number of a trade update; None when absent or unreadable (the cumulative
+    fields of the order still carry the fill, so a bad one costs precision, never the fill)."""
+    value = data.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        return fixed.to_fixed(value)
+    except ValueError:
+        log.warning("unreadable trade update field ignored", extra=kv(field=key, value=str(value)[:40]))
+        return None
 
 
 SERVICE_CLASS = ExecutionService

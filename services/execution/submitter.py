@@ -2,8 +2,15 @@
 
 An order POST is never retried blindly. When its outcome is unknown (timeout, broken connection,
 5xx, 429, or a 422 "client_order_id must be unique") the order is looked up by its client_order_id:
-found -> adopt it; 404 -> it was not placed, so the SAME client_order_id may be sent again (the venue
-refuses a duplicate, which again leads to a lookup). Attempts are bounded, with backoff.
+found -> adopt it; 404 -> not placed YET, so the SAME client_order_id may be sent again (the venue
+refuses a duplicate, which again leads to a lookup; whichever of the two POSTs lands first is the
+only order). Attempts are bounded, with backoff.
+
+A 404 right after a timed-out POST does not prove the order absent: that POST may still be in
+flight at the venue. So once any POST had an unknown outcome, giving up (attempts exhausted,
+deadline passed, rate limited, or a later POST refused, e.g. for buying power the first one
+consumed) is reported as ``unknown``, never ``rejected``; the caller resolves it by lookups after
+the in-flight window (``last_post_ns``). ``rejected`` only ever means the venue refused every POST.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class SubmitOutcome:
     reason: str
     posts: int  # order POSTs written
     adopted: bool = False  # found by lookup rather than from the POST reply
+    last_post_ns: int = 0  # wall ns when the last POST was handed to the network (0: none)
 
 
 def outcome_unknown(exc: RestError) -> bool:
@@ -45,8 +53,8 @@ def outcome_unknown(exc: RestError) -> bool:
     if isinstance(exc, RestTimeout | RestConnectionError):
         return True
     if isinstance(exc, RestStatusError):
-        if exc.status == 429 or exc.status >= 500:
-            return True
+        if exc.status < 300 or exc.status in (408, 429) or exc.status >= 500:
+            return True  # < 300: accepted, but the reply could not be read
         return exc.status == 422 and "unique" in exc.message.lower()
     return False
 
@@ -79,30 +87,57 @@ class OrderSubmitter:
         on_send: Callable[[], None] | None = None,
     ) -> SubmitOutcome:
         posts = 0
+        doubtful = False  # some POST may have placed the order although we saw no success
+        last_post_ns = 0
+
+        def sent() -> None:
+            nonlocal last_post_ns
+            last_post_ns = wall_ns()
+            if on_send is not None:
+                on_send()
+
+        def give_up(reason: str) -> SubmitOutcome:
+            kind: Literal["rejected", "unknown"] = "unknown" if doubtful else "rejected"
+            if doubtful:
+                reason += " (an earlier POST may still land: resolving by lookup)"
+            return SubmitOutcome(kind, None, reason, posts, last_post_ns=last_post_ns)
+
         while True:
             if posts and deadline_ns and wall_ns() > deadline_ns:
-                return SubmitOutcome("rejected", None, "expired before it could be resubmitted", posts)
+                return give_up("expired before it could be resubmitted")
             self.journal.record_submit(client_order_id, posts + 1, body)
             try:
-                order = await self.rest.submit_order(body, on_send=on_send)
-                return SubmitOutcome("placed", order, "ok", posts + 1)
-            except RateLimited as exc:  # not sent, and any earlier POST was proven absent
-                return SubmitOutcome("rejected", None, f"rate_limited: {exc}", posts)
+                order = await self.rest.submit_order(body, on_send=sent)
+                if isinstance(order, dict):
+                    return SubmitOutcome("placed", order, "ok", posts + 1, last_post_ns=last_post_ns)
+                doubtful, posts = True, posts + 1  # 2xx without an order body: placed, unreadable
+                log.warning(
+                    "order POST answered without an order, looking it up", extra=kv(coid=client_order_id)
+                )
+            except RateLimited as exc:  # this POST was not sent
+                return give_up(f"rate_limited: {exc}")
             except RestError as exc:
                 posts += 1
                 if not outcome_unknown(exc):
-                    return SubmitOutcome("rejected", None, str(exc), posts)
+                    return give_up(str(exc))
+                doubtful = True
                 log.warning(
                     "order POST outcome unknown, looking it up",
                     extra=kv(coid=client_order_id, error=str(exc)),
                 )
             found = await self.lookup(client_order_id)
             if isinstance(found, dict):
-                return SubmitOutcome("placed", found, "ok", posts, adopted=True)
+                return SubmitOutcome("placed", found, "ok", posts, adopted=True, last_post_ns=last_post_ns)
             if found is None:
-                return SubmitOutcome("unknown", None, "venue unreachable: outcome not established", posts)
+                return SubmitOutcome(
+                    "unknown",
+                    None,
+                    "venue unreachable: outcome not established",
+                    posts,
+                    last_post_ns=last_post_ns,
+                )
             if posts >= self.max_posts:
-                return SubmitOutcome("rejected", None, f"not placed after {posts} attempts", posts)
+                return give_up(f"not placed after {posts} attempts")
             await self._backoff(posts)
 
     async def lookup(self, client_order_id: str) -> dict[str, Any] | object | None:

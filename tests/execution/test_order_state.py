@@ -161,3 +161,51 @@ def test_timestamps_keep_nanoseconds() -> None:
     assert parse_ts_ns("2024-01-02T15:00:00.000000123Z") % 1_000_000_000 == 123
     assert parse_ts_ns("2024-01-02T10:00:00-05:00") == parse_ts_ns("2024-01-02T15:00:00Z")
     assert parse_ts_ns(None) == 0
+
+
+def at(status: str, ts: str, filled: str = "0", avg: str | None = None) -> VenueOrder:
+    return snap(status, filled, avg, updated_at=f"2024-01-02T{ts}Z")
+
+
+def test_done_for_day_then_next_day_new_follows_the_venue_clock() -> None:
+    o = order()
+    o.apply(at("new", "15:00:00"))
+    assert o.apply(at("done_for_day", "20:00:00"), "done_for_day").changed and o.status == "done_for_day"
+    assert o.apply(at("new", "23:30:00"), "new").changed and o.status == "new"  # the next session
+
+
+def test_missed_cancel_rejected_event_is_repaired_by_a_newer_snapshot() -> None:
+    o = order()
+    o.apply(at("new", "15:00:00"))
+    o.apply(at("pending_cancel", "15:00:01"), "pending_cancel")
+    # order_cancel_rejected was lost with the stream; the reconcile snapshot is newer and says new
+    assert o.apply(at("new", "15:00:02"), "reconciled").changed and o.status == "new"
+    # a stale snapshot (read before an update we already applied) never moves the status back
+    assert not o.apply(at("pending_cancel", "15:00:01"), "reconciled").changed and o.status == "new"
+
+
+def test_venue_state_replaces_our_submit_failed_belief() -> None:
+    # we gave up on a POST whose outcome was unknown, then it landed at the venue after all
+    o = order()
+    assert o.mark(SUBMIT_FAILED, "not found at the venue")
+    assert o.apply(snap("new"), "new").changed and o.status == "new" and not o.terminal
+    t = o.apply(snap("filled", "100", "190"), "fill", to_fixed(100), to_fixed(190))
+    assert t.fill is not None and o.status == "filled"
+
+
+def test_filled_qty_rising_without_an_average_is_refused_without_changing_state() -> None:
+    o = order()
+    o.apply(snap("partially_filled", "10", "100"), "partial_fill", to_fixed(10), to_fixed(100))
+    with pytest.raises(OrderParseError, match="filled_avg_price"):
+        o.apply(snap("partially_filled", "30", None), "partial_fill")
+    assert o.filled_qty == to_fixed(10) and o.status == "partially_filled"
+    # the next readable snapshot still carries the increase: nothing lost
+    t = o.apply(snap("partially_filled", "30", "100.5"), "reconciled")
+    assert t.fill is not None and (t.fill.qty, t.fill.px) == (to_fixed(20), to_fixed("100.75"))
+
+
+def test_order_without_symbol_or_ids_is_a_clear_error() -> None:
+    with pytest.raises(OrderParseError, match="symbol"):
+        VenueOrder.from_json(doc("new", symbol=None))
+    with pytest.raises(OrderParseError, match="empty"):
+        VenueOrder.from_json(doc("new", client_order_id=""))

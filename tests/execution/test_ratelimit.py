@@ -57,3 +57,27 @@ def test_acquire_waits_when_affordable_and_refuses_when_not() -> None:
 def test_invalid_parameters_are_refused() -> None:
     with pytest.raises(ValueError):
         TokenBucket(0, 1)
+
+
+def test_a_newcomer_never_takes_the_token_a_waiter_is_waiting_for() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        clock = FakeClock()
+        bucket = TokenBucket(rate_per_min=600, burst=1, clock=clock)  # 10 tokens/s
+        assert bucket.try_take()
+        waiter = asyncio.get_running_loop().create_task(bucket.acquire(1.0))
+        await asyncio.sleep(0.01)  # the waiter is now sleeping for its token
+        clock.now += 1.0  # a token is available
+        newcomer = await bucket.acquire(0.0)
+        return newcomer, await waiter
+
+    newcomer, waiter = asyncio.run(scenario())
+    assert waiter is True and newcomer is False
+
+
+def test_waiting_is_bounded_even_if_the_clock_stalls() -> None:
+    async def scenario() -> bool:
+        bucket = TokenBucket(rate_per_min=600, burst=1, clock=FakeClock())  # the clock never moves
+        assert bucket.try_take()
+        return await asyncio.wait_for(bucket.acquire(0.3), 5)
+
+    assert asyncio.run(scenario()) is False

@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from common import wire
+from common.clock import wall_ns
 from common.config import LIVE_BASE_URL, AlpacaConfig, Settings
 from common.fixed import to_fixed
 from services.execution.service import ExecutionService, LiveTradingRefused, check_live_guard
@@ -36,11 +37,16 @@ def make_settings(run_dir: Path, venue: TinyVenue) -> Settings:
 
 
 def run(
-    tmp_path: Path, scenario: Callable[[Harness], Awaitable[None]], faults: list[Fault] | None = None
+    tmp_path: Path,
+    scenario: Callable[[Harness], Awaitable[None]],
+    faults: list[Fault] | None = None,
+    before_start: Callable[[TinyVenue], None] | None = None,
 ) -> None:
     async def main() -> None:
         venue = TinyVenue(faults=faults or [])
         await venue.start()
+        if before_start is not None:
+            before_start(venue)
         svc = ExecutionService(make_settings(tmp_path / "run", venue))
         runner = asyncio.get_running_loop().create_task(svc.run_forever())
         h = Harness(svc, venue)
@@ -209,5 +215,94 @@ def test_replace_tracks_the_new_order_under_its_own_client_id(tmp_path: Path) ->
         await h.venue.fill("venue-made-id", "10", "101")
         await until(lambda: len(h.fills("venue-made-id")) == 1)
         assert h.fills("venue-made-id")[0].strategy == "s1" and not h.fills("zt-f.1")
+
+    run(tmp_path, scenario)
+
+
+def test_fill_between_the_startup_positions_and_orders_reads_is_neither_lost_nor_doubled(
+    tmp_path: Path,
+) -> None:
+    def seed(venue: TinyVenue) -> None:
+        venue.place("old-run.1", "10")
+
+        async def fill_after_positions_read(_: int) -> None:
+            if venue.positions_calls == 1 and venue.orders["old-run.1"]["filled_qty"] == "0":
+                await venue.fill("old-run.1", "4", "50", push=False)
+                venue.positions = [{"symbol": "AAPL", "qty": "4", "side": "long", "avg_entry_price": "50"}]
+
+        venue.list_hook = fill_after_positions_read
+
+    async def scenario(h: Harness) -> None:
+        # the venue holds 4 AAPL: the book must say so, with no Fill for what is already in it
+        assert h.svc.positions.qty("AAPL") == to_fixed(4) and not h.fills("old-run.1")
+        await h.venue.fill("old-run.1", "6", "51")
+        await until(lambda: len(h.fills("old-run.1")) == 1)
+        assert h.fills("old-run.1")[0].qty == to_fixed(6) and h.svc.positions.qty("AAPL") == to_fixed(10)
+
+    run(tmp_path, scenario, before_start=seed)
+
+
+def test_order_created_and_filled_elsewhere_during_a_stream_outage_is_adopted(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        before = h.svc.reconciles
+        h.venue.stream_open = False
+        await h.venue.drop_streams()
+        await until(lambda: not h.svc.stream.connected)
+        h.venue.place("by-hand.1", "3", side="sell")
+        await h.venue.fill("by-hand.1", "3", "77", push=False)  # closed before we hear of it
+        h.venue.stream_open = True
+        await until(lambda: h.svc.reconciles > before and len(h.fills("by-hand.1")) == 1)
+        fill = h.fills("by-hand.1")[0]
+        assert (fill.side, fill.qty, fill.px) == ("sell", to_fixed(3), to_fixed(77))
+        assert h.svc.positions.qty("AAPL") == to_fixed(-3)
+
+    run(tmp_path, scenario)
+
+
+def test_late_duplicate_update_of_a_forgotten_order_is_not_counted_again(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        h.svc._max_tracked = 2
+        for n in range(3):
+            coid = f"zt-g.{n}"
+            assert (await h.order(coid, qty="1")).accepted
+            await until(lambda c=coid: h.svc.orders[c].status == "new")
+            await h.venue.fill(coid, "1", "10")
+            await until(lambda c=coid: len(h.fills(c)) == 1)
+        assert "zt-g.0" not in h.svc.orders  # pruned
+        await h.venue.push("fill", h.venue.orders["zt-g.0"], qty="1", price="10")  # replayed by the venue
+        assert (await h.order("zt-g.9", qty="1")).accepted  # a marker event after the duplicate
+        await until(lambda: "new" in h.statuses("zt-g.9"))
+        assert len(h.fills("zt-g.0")) == 1 and h.svc.positions.qty("AAPL") == to_fixed(3)
+
+    run(tmp_path, scenario)
+
+
+def test_unusable_fill_update_is_recovered_by_reconcile(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        assert (await h.order("zt-h.1", qty="10")).accepted
+        await until(lambda: h.svc.orders["zt-h.1"].status == "new")
+        order = await h.venue.fill("zt-h.1", "10", "42", push=False)
+        broken = {**order, "filled_avg_price": "n/a"}
+        await h.venue.push("fill", broken, qty="10", price="42")
+        await until(lambda: len(h.fills("zt-h.1")) == 1 and "filled" in h.statuses("zt-h.1"))
+        assert (h.fills("zt-h.1")[0].qty, h.fills("zt-h.1")[0].px) == (to_fixed(10), to_fixed(42))
+        assert h.svc.stream.bad_frames >= 1
+
+    run(tmp_path, scenario)
+
+
+def test_bad_symbol_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        now = wall_ns()
+        for sym in ("", "aapl", "AAPL;DROP", "A" * 40):
+            intent = wire.OrderIntent(
+                intent_id=f"x{len(sym)}{sym[:2]}", strategy="s1", symbol=sym, side="buy", qty=to_fixed(1),
+                limit_px=to_fixed(10), signal_ns=now, deadline_ns=now + 5_000_000_000,
+            )  # fmt: skip
+            ack = await h.rpc.request(
+                wire.OrderRequest(client_order_id=f"zt-{intent.intent_id}", intent=intent, risk_ns=now)
+            )
+            assert not ack.accepted and "symbol" in ack.detail, sym
+        assert not h.venue.posts
 
     run(tmp_path, scenario)

@@ -80,10 +80,30 @@ def test_business_rejection_is_final_without_lookup() -> None:
     assert venue.lookups == 0 and len(venue.posts) == 1
 
 
-def test_persistent_5xx_gives_up_after_bounded_posts() -> None:
+def test_persistent_5xx_gives_up_after_bounded_posts_as_unknown_not_rejected() -> None:
+    # each 503 may have been a POST that still lands: giving up is "unknown" (resolved by lookups
+    # after the in-flight window), never a final "rejected" the caller would release
     out, venue, _ = run_submit([Fault(503, after_apply=False)] * 10)
-    assert out.kind == "rejected" and out.posts == 3
+    assert out.kind == "unknown" and out.posts == 3 and out.last_post_ns > 0
     assert len(venue.posts) == 3 and venue.lookups == 3 and not venue.orders
+
+
+def test_refusal_after_a_doubtful_post_is_unknown_not_rejected() -> None:
+    # POST 1 times out, lookup says 404 (still in flight), POST 2 is refused for buying power that
+    # POST 1 may have consumed: the order may exist, so the outcome is not a rejection
+    out, _, _ = run_submit([Fault(504, after_apply=False), Fault(403, after_apply=False)])
+    assert out.kind == "unknown" and out.posts == 2 and "may still land" in out.reason
+
+
+def test_unreadable_2xx_reply_is_looked_up_not_rejected() -> None:
+    async def garble(venue: TinyVenue, rest: AlpacaRest) -> None:
+        async def respond_garbage() -> None:
+            venue.garble_next = True
+
+        venue.post_hook = respond_garbage
+
+    out, venue, _ = run_submit([], extra=garble)
+    assert out.kind == "placed" and out.adopted and len(venue.posts) == 1 and venue.lookups == 1
 
 
 def test_empty_bucket_means_not_sent() -> None:
@@ -93,6 +113,25 @@ def test_empty_bucket_means_not_sent() -> None:
 
     out, venue, _ = run_submit([], rate_per_min=60, extra=drain)
     assert out.kind == "rejected" and out.reason.startswith("rate_limited") and not venue.posts
+
+
+def test_error_bodies_echoing_our_headers_never_carry_the_keys() -> None:
+    async def scenario() -> str:
+        venue = TinyVenue(echo_headers=True)
+        await venue.start()
+        rest = AlpacaRest(venue.url, KEY, SECRET, TokenBucket(600, 5))
+        try:
+            await rest.get_order_by_client_id("x")
+        except RestStatusError as exc:
+            return str(exc)
+        finally:
+            await rest.close()
+            await venue.stop()
+        return ""
+
+    text = asyncio.run(scenario())
+    assert "404" in text and "APCA-API-SECRET-KEY" in text  # the proxy-like page was read
+    assert SECRET not in text and KEY not in text
 
 
 def test_bad_keys_give_a_clear_error_without_the_secret() -> None:

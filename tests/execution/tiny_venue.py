@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -36,6 +37,12 @@ class TinyVenue:
     stream_open: bool = True  # False: refuse trade_updates connections (an outage)
     stream_auths: int = 0
     positions: list[dict[str, Any]] = field(default_factory=list)
+    list_calls: int = 0
+    positions_calls: int = 0
+    garble_next: bool = False  # answer the next placed POST with 200 and a non-JSON body
+    echo_headers: bool = False  # 404 pages echo the request headers, like a debugging proxy
+    list_hook: Callable[[int], Awaitable[None]] | None = None  # runs inside GET /v2/orders
+    post_hook: Callable[[], Awaitable[None]] | None = None  # runs inside POST before it is applied
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> None:
@@ -75,6 +82,8 @@ class TinyVenue:
             return self._error(401, 40110000, "request is not authorized")
         body = orjson.loads(await request.read())
         self.posts.append(body)
+        if self.post_hook is not None:
+            await self.post_hook()
         fault = self.faults.pop(0) if self.faults else None
         if fault and not fault.after_apply:
             return self._respond_fault(fault)
@@ -87,6 +96,7 @@ class TinyVenue:
             "id": str(uuid.uuid4()),
             "client_order_id": coid,
             "symbol": body["symbol"],
+            "created_seq": len(self.orders),
             "side": body["side"],
             "qty": body["qty"],
             "filled_qty": "0",
@@ -101,6 +111,9 @@ class TinyVenue:
             if fault.status == 0:
                 await asyncio.sleep(self.stall_s)
             return self._respond_fault(fault)
+        if self.garble_next:
+            self.garble_next = False
+            return web.Response(body=b"<html>ok</html>", content_type="text/html")
         return web.Response(body=orjson.dumps(order), content_type="application/json")
 
     def _respond_fault(self, fault: Fault) -> web.Response:
@@ -112,16 +125,28 @@ class TinyVenue:
         self.lookups += 1
         order = self.orders.get(request.query.get("client_order_id", ""))
         if order is None:
+            if self.echo_headers:
+                return web.Response(status=404, text=f"not found; you sent {dict(request.headers)}")
             return self._error(404, 40410000, "order not found")
         return web.Response(body=orjson.dumps(order), content_type="application/json")
 
     # ---- beyond orders: what the execution service uses -------------------------------------
 
     async def list_orders(self, request: web.Request) -> web.Response:
-        if request.query.get("status", "open") != "open":
-            return self._error(422, 40010000, "only status=open is implemented here")
-        live = [o for o in self.orders.values() if o["status"] not in ("filled", "canceled", "rejected")]
-        return web.Response(body=orjson.dumps(live), content_type="application/json")
+        self.list_calls += 1
+        if self.list_hook is not None:
+            await self.list_hook(self.list_calls)
+        status = request.query.get("status", "open")
+        closed = ("filled", "canceled", "rejected", "expired", "replaced")
+        picked = [
+            o
+            for o in self.orders.values()
+            if status == "all" or (o["status"] in closed) == (status == "closed")
+        ]
+        if request.query.get("direction", "desc") == "desc":
+            picked.reverse()
+        picked = picked[: int(request.query.get("limit", "50"))]
+        return web.Response(body=orjson.dumps(picked), content_type="application/json")
 
     async def cancel_all(self, request: web.Request) -> web.Response:
         out = []
@@ -133,6 +158,7 @@ class TinyVenue:
         return web.Response(status=207, body=orjson.dumps(out), content_type="application/json")
 
     async def get_positions(self, request: web.Request) -> web.Response:
+        self.positions_calls += 1
         return web.Response(body=orjson.dumps(self.positions), content_type="application/json")
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
@@ -167,6 +193,16 @@ class TinyVenue:
         if order["status"] == "accepted":
             order["status"] = "new"
             await self.push("new", order)
+
+    def place(self, coid: str, qty: str, side: str = "buy", symbol: str = "AAPL") -> dict[str, Any]:
+        """An order placed at the venue by someone else (or by an earlier run of execution)."""
+        order = {
+            "id": str(uuid.uuid4()), "client_order_id": coid, "symbol": symbol, "side": side, "qty": qty,
+            "filled_qty": "0", "filled_avg_price": None, "limit_price": None, "status": "new",
+            "updated_at": _now(),
+        }  # fmt: skip
+        self.orders[coid] = order
+        return order
 
     async def drop_streams(self) -> None:
         for ws in list(self.streams):
