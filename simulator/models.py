@@ -96,10 +96,20 @@ class ResetBody(Body):
 
 
 class RestFaultBody(Body):
-    status: Literal[500, 504, 429]
+    """See simulator/rest_faults.py for what the fields do together."""
+
+    status: Literal[500, 504, 429] | None = None  # None: the real reply, delayed
     count: int = Field(ge=1, le=1_000_000)
     after_apply: bool = False
     paths: str | None = None  # only calls whose path starts with this prefix are faulted
+    method: Literal["GET", "POST", "PATCH", "DELETE"] | None = None  # only calls with this method
+    delay_ms: float = Field(default=0.0, ge=0, le=60_000)
+
+    @model_validator(mode="after")
+    def _does_something(self) -> RestFaultBody:
+        if self.status is None and self.delay_ms <= 0:
+            raise ValueError("a REST fault needs a status, a delay_ms > 0, or both")
+        return self
 
 
 class RejectFaultBody(Body):

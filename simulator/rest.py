@@ -12,6 +12,7 @@ code. Every trading request is counted and timed per route template (simulator/m
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -182,16 +183,33 @@ def _trading_middleware(exchange: Exchange, cfg: SimConfig, limiter: RateLimiter
     async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not authorized(request):
             raise errors.unauthorized()
-        fault = faults.take(request.path)
+        fault = faults.take(request.path, request.method)
         if fault is None:
             return await refusing(request, handler)
+        fields = {"status": fault.status, "delay_ms": fault.delay_ms, "path": request.path}
+        log.info("injected REST fault", extra={"fields": fields})
+        # aiohttp does not cancel a handler whose client went away, so a delayed request still
+        # takes effect after the client timed out: the case the delay exists to show
+        await request.read()  # buffered now: the client may be gone when a late handler reads it
+        applied: web.StreamResponse | None = None
         if fault.after_apply:
-            try:
-                await handler(request)
-            except errors.ApiError:
-                pass
-        log.info("injected REST fault", extra={"fields": {"status": fault.status, "path": request.path}})
-        raise errors.injected(fault.status)
+            applied = await apply_ignoring_refusal(request, handler, fault.status is not None)
+        if fault.delay_ms > 0:
+            await asyncio.sleep(fault.delay_ms / 1000)
+        if fault.status is not None:
+            raise errors.injected(fault.status)
+        return applied if applied is not None else await refusing(request, handler)
+
+    async def apply_ignoring_refusal(
+        request: web.Request, handler: Handler, reply_lost: bool
+    ) -> web.StreamResponse | None:
+        """Run the request now; a refusal is answered (late) unless the reply is lost anyway."""
+        try:
+            return await refusing(request, handler)
+        except errors.ApiError as exc:
+            if reply_lost:
+                return None
+            return error_response(exc)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -407,7 +425,7 @@ class TradingApi:
 
     async def sim_rest_fault(self, request: web.Request) -> web.Response:
         body = parse(RestFaultBody, await read_json(request))
-        self.faults.arm(body.status, body.count, body.after_apply, body.paths)
+        self.faults.arm(body.status, body.count, body.after_apply, body.paths, body.delay_ms, body.method)
         log.info("REST fault armed", extra={"fields": body.model_dump()})
         return json_response(body.model_dump())
 

@@ -528,7 +528,8 @@ class ExecutionService(Service):
         RECONCILES.labels(trigger).inc()
         view = await self._orders_view()
         seen: set[str] = set()
-        for snap in view.values():
+        # in venue time order: a replaced order's own fills and end come before its replacement's
+        for snap in sorted(view.values(), key=lambda s: s.updated_ns):
             self._apply(snap, "reconciled", wall_ns())
             seen.add(snap.client_order_id)
         for order in list(self.orders.values()):
