@@ -486,8 +486,13 @@ def test_fills_while_trade_updates_are_dropped_come_once_from_the_reconcile(tmp_
         venue.quote("98.4", "98.5", ask_sz="2")
         await until(lambda: h.svc.stream.connects > connects and len(h.fills("zt-x.1")) == 1)
         assert fills_of(h, "zt-x.1") == fx(("4", "98.75"))  # both executions, priced from the averages
-        missed = [e for e in h.events if isinstance(e, wire.OrderUpdate) and e.client_order_id == "zt-x.1"]
-        assert (missed[-1].event, missed[-1].status) == ("reconciled", "partially_filled")
+
+        def updates() -> list[wire.OrderUpdate]:
+            return [e for e in h.events if isinstance(e, wire.OrderUpdate) and e.client_order_id == "zt-x.1"]
+
+        # the Fill is published just before its OrderUpdate: wait for that one to arrive as well
+        await until(lambda: updates()[-1].event == "reconciled")
+        assert updates()[-1].status == "partially_filled"
         await until(lambda: h.svc.stream.connected)
 
         venue.quote("98.9", "99", ask_sz="10")  # the rest, on the reconnected stream
