@@ -579,6 +579,8 @@ class ExecutionService(Service):
             exec_id=str(data.get("execution_id") or ""),
             position_qty=pos,
             venue_ns=venue_ns,
+            # Alpaca sends no reason on rejections; venues that do (the simulator) are passed on
+            reason=str(data.get("reason") or "")[:200] if "rejected" in event else "",
         )
 
     def _apply_doc(self, doc: dict[str, Any], event: str, recv_ns: int, baseline: bool = False) -> str:
@@ -624,10 +626,13 @@ class ExecutionService(Service):
         position_qty: int | None = None,
         venue_ns: int = 0,
         baseline: bool = False,
+        reason: str = "",
     ) -> None:
         order = self._tracked_for(snap, baseline)
         if order is None:
             return
+        if reason:
+            order.reason = reason
         if snap.status not in KNOWN_STATUSES:
             log.warning("unknown venue order status, treated as working", extra=kv(status=snap.status[:40]))
         was_filled = order.status == "filled"

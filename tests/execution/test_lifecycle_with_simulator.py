@@ -326,6 +326,12 @@ def test_asynchronous_rejection_ends_rejected_without_a_fill(tmp_path: Path) -> 
         await submit(h, "zt-j.1", qty="2", px=ASK)  # marketable: it would fill if it were not rejected
         await until(lambda: status(h, "zt-j.1") == "rejected")
         assert h.statuses("zt-j.1") == ["pending_new", "rejected"]
+
+        def rejected() -> list[wire.OrderUpdate]:
+            return [e for e in h.events if isinstance(e, wire.OrderUpdate) and e.status == "rejected"]
+
+        await until(lambda: bool(rejected()))
+        assert rejected()[-1].reason == "symbol halted"  # the venue's reason reaches risk and the strategy
         assert h.fills("zt-j.1") == []
         order = await venue_agrees(h, venue, "zt-j.1")
         assert order.failed_at is not None and h.svc.open_orders() == 0
