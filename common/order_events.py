@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 OrderEvent = wire.OrderUpdate | wire.Fill
 
+# Execution answers a Replay with at most this many events; a full page means there may be more.
+REPLAY_PAGE = 10_000
+RETRY_S = 0.5
+
 # Alpaca order statuses after which an order can no longer fill, plus execution's own "submit_failed".
 TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced", "submit_failed"})
 
@@ -43,6 +47,8 @@ class OrderEventReceiver:
         self._on_reset = on_reset
         self._peer_pid = 0
         self.resets = 0
+        self._epoch = 0  # bumped on every reset: a replay answer from before it is of the old sequence
+        self.bad_replies = 0
         self.skipped = 0
         self.last_seq = 0
         self._buffer: dict[int, OrderEvent] = {}
@@ -69,6 +75,7 @@ class OrderEventReceiver:
         if restarted:
             log.warning("execution restarted: order events start over", extra={"fields": {"pid": hb.pid}})
             self.resets += 1
+            self._epoch += 1
             self.last_seq = 0
             self._buffer.clear()
             if self._on_reset is not None:
@@ -100,33 +107,60 @@ class OrderEventReceiver:
         try:
             while True:
                 self._want_replay = False
-                before = self.last_seq
+                before, epoch = self.last_seq, self._epoch
                 try:
                     reply = await self._client.request(wire.Replay(after_seq=self.last_seq))
                 except RpcError as exc:
                     log.warning(
                         "order event replay failed, will retry", extra={"fields": {"error": str(exc)}}
                     )
-                    await asyncio.sleep(0.5)
+                    await asyncio.sleep(RETRY_S)
                     self._want_replay = True
                     continue
-                if isinstance(reply, wire.Reply) and reply.ok:
-                    events = [
-                        e for e in wire.decode_list(reply.data) if isinstance(e, wire.OrderUpdate | wire.Fill)
-                    ]
-                    if events and events[0].seq > self.last_seq + 1:
-                        log.error(
-                            "order events lost: execution no longer holds them",
-                            extra={"fields": {"from": self.last_seq + 1, "to": events[0].seq - 1}},
-                        )
-                        self.skipped += events[0].seq - 1 - self.last_seq
-                        self.last_seq = events[0].seq - 1
-                        self._buffer = {k: v for k, v in self._buffer.items() if k > self.last_seq}
-                    for ev in events:
-                        self._accept(ev)
-                    if self.last_seq > before:
-                        self.gaps_filled += 1
+                if epoch != self._epoch:
+                    self._want_replay = True  # execution restarted meanwhile: ask the new one from 0
+                    continue
+                events = self._events_in(reply)
+                if events is None:
+                    await asyncio.sleep(RETRY_S)
+                    self._want_replay = True
+                    continue
+                if events and events[0].seq > self.last_seq + 1:
+                    log.error(
+                        "order events lost: execution no longer holds them",
+                        extra={"fields": {"from": self.last_seq + 1, "to": events[0].seq - 1}},
+                    )
+                    self.skipped += events[0].seq - 1 - self.last_seq
+                    self.last_seq = events[0].seq - 1
+                    self._buffer = {k: v for k, v in self._buffer.items() if k > self.last_seq}
+                for ev in events:
+                    self._accept(ev)
+                if self.last_seq > before:
+                    self.gaps_filled += 1
+                    if len(events) >= REPLAY_PAGE:
+                        self._want_replay = True  # a full page: there may be more
                 if not self._want_replay:
                     return
         finally:
             self._replaying = False
+
+    def _events_in(self, reply: Any) -> list[OrderEvent] | None:
+        """The events of a Replay answer in seq order, or None when it is not a usable answer."""
+        detail = ""
+        if isinstance(reply, wire.Reply) and reply.ok:
+            try:
+                events = [
+                    e for e in wire.decode_list(reply.data) if isinstance(e, wire.OrderUpdate | wire.Fill)
+                ]
+            except wire.WireError as exc:
+                detail = str(exc)
+            else:
+                events.sort(key=lambda e: e.seq)
+                return events
+        else:
+            detail = reply.detail if isinstance(reply, wire.Reply) else type(reply).__name__
+        self.bad_replies += 1
+        log.warning(
+            "execution's replay answer not usable, will retry", extra={"fields": {"error": detail[:300]}}
+        )
+        return None

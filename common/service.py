@@ -143,27 +143,57 @@ class Service:
         self._stopping.set()
 
     async def run_forever(self) -> None:
+        """Start, serve until asked to stop, then shut down; the sockets are closed on every path.
+
+        A stop request while ``start()`` is still waiting (e.g. on a venue) cancels it. If
+        ``start()`` raises, the service shuts down and the exception propagates."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_stop)
-        await self.start()
-        hb = self.loop.create_task(self._heartbeats())
-        SERVICE_UP.labels(self.name).set(1)
-        log.info("service ready", extra={"fields": {"pid": os.getpid(), "venue": self.settings.venue}})
+        hb: asyncio.Task[None] | None = None
         try:
+            if not await self._start_unless_stopped():
+                return
+            hb = self.loop.create_task(self._heartbeats())
+            SERVICE_UP.labels(self.name).set(1)
+            log.info("service ready", extra={"fields": {"pid": os.getpid(), "venue": self.settings.venue}})
             await self._stopping.wait()
         finally:
             log.info("service stopping")
             SERVICE_UP.labels(self.name).set(0)
-            hb.cancel()
-            try:
-                await self.stop()
-            finally:
-                for c in self._clients:
-                    c.close()
-                for s in self._subs:
-                    s.close()
-                self.rpc.close()
-                self.pub.close()
+            if hb is not None:
+                hb.cancel()
+            await self._shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.loop.remove_signal_handler(sig)
+
+    async def _start_unless_stopped(self) -> bool:
+        starting = self.loop.create_task(self.start())
+        stopping = self.loop.create_task(self._stopping.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            stopping.cancel()
+            starting.result()  # raises what start() raised
+            return True
+        starting.cancel()
+        try:
+            await starting
+        except asyncio.CancelledError:
+            pass
+        return False
+
+    async def _shutdown(self) -> None:
+        # Take no new requests or events first, so nothing is acted on while stop() runs.
+        self.rpc.close()
+        for s in self._subs:
+            s.close()
+        try:
+            await self.stop()
+        except Exception:
+            log.exception("stop() failed")
+        finally:
+            for c in self._clients:
+                c.close()
+            self.pub.close()
 
 
 def run(service_cls: type[Service], settings: Settings) -> None:

@@ -18,6 +18,7 @@ import inspect
 import itertools
 import logging
 import os
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,12 @@ log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[bytes, list[Any]], None]
 RequestHandler = Callable[[Any], "Any | Awaitable[Any]"]
+
+
+# A reply that meets a full queue waits in the server's outbox (retried every OUTBOX_RETRY_S) for at
+# most this long: longer than any caller waits (zmq.request_timeout_ms <= 60 s).
+OUTBOX_MAX_AGE_NS = 60 * 1_000_000_000
+OUTBOX_RETRY_S = 0.001
 
 
 class RpcError(Exception):
@@ -70,9 +77,7 @@ class _Reader:
 
     def drain(self) -> None:
         sock = self.sock
-        if sock.closed:
-            return
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while not sock.closed and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # a handler may close it
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
@@ -158,21 +163,32 @@ class RpcServer:
         endpoint: str,
         handler: RequestHandler,
         service: str,
+        hwm: int = 100_000,
     ):
         _prepare_ipc(endpoint)
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.sock.setsockopt(zmq.SNDHWM, hwm)
+        self.sock.setsockopt(zmq.RCVHWM, hwm)
         self.sock.bind(endpoint)
         self.loop = loop
         self._handler = handler
         self._errors = WIRE_ERRORS.labels(service, "rpc")
+        self._unsent = ZMQ_DROPS.labels(service, "rpc")
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._outbox: deque[tuple[int, list[bytes]]] = deque()  # (queued mono ns, frames)
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._reader = _Reader(self.sock, loop, self._on_frames)
 
     def _on_frames(self, frames: list[bytes]) -> None:
         if len(frames) != 3:
+            # [identity, request-id, body] is the only shape; answer what can be answered
             self._errors.inc()
+            if len(frames) >= 2:
+                req_id = frames[1] if len(frames) > 2 else b""
+                detail = f"bad request: expected 2 frames [request-id, body], got {len(frames) - 1}"
+                self._send(frames[0], req_id, wire.Reply(ok=False, detail=detail))
             return
         ident, req_id, body = frames
         try:
@@ -193,7 +209,7 @@ class RpcServer:
             task = asyncio.ensure_future(self._finish(ident, req_id, result))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        elif result is not None:
+        else:
             self._send(ident, req_id, result)
 
     async def _finish(self, ident: bytes, req_id: bytes, aw: Awaitable[Any]) -> None:
@@ -202,17 +218,68 @@ class RpcServer:
         except Exception as exc:
             log.exception("request handler failed")
             reply = wire.Reply(ok=False, detail=f"error: {type(exc).__name__}: {exc}"[:500])
-        if reply is not None:
-            self._send(ident, req_id, reply)
+        self._send(ident, req_id, reply)
 
     def _send(self, ident: bytes, req_id: bytes, reply: Any) -> None:
+        """Answer every request, so a caller never waits for its timeout because of us."""
+        if self.sock.closed:
+            return
         try:
-            self.sock.send_multipart([ident, req_id, wire.encode(reply)], zmq.NOBLOCK)
-        except (zmq.Again, zmq.ZMQError):
-            pass  # the caller went away or is flooded; it times out on its side
-        self.loop.call_soon(self._reader.drain)
+            if not isinstance(reply, wire.ALL_TYPES):
+                raise TypeError(f"{type(reply).__name__} is not a wire message")
+            body = wire.encode(reply)
+        except Exception as exc:  # None, not a wire message, or an int beyond 64 bits
+            log.error(
+                "request handler returned an unsendable reply", extra={"fields": {"reply": repr(reply)[:200]}}
+            )
+            body = wire.encode(
+                wire.Reply(ok=False, detail=f"error: reply not encodable: {type(exc).__name__}: {exc}"[:500])
+            )
+        frames = [ident, req_id, body]
+        if self._outbox or not self._try_send(frames):
+            # The caller's queue is full (a burst of pipelined requests): dropping the reply would
+            # turn a decision that was made (an order sent on) into a timeout on the caller's side.
+            self._outbox.append((mono_ns(), frames))
+            self._schedule_flush()
+
+    def _try_send(self, frames: list[bytes]) -> bool:
+        """False when the caller's queue is full (retry later); True when sent or undeliverable."""
+        try:
+            self.sock.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError:
+            self._unsent.inc()  # EHOSTUNREACH (ROUTER_MANDATORY): the caller is gone
+        finally:
+            self.loop.call_soon(self._reader.drain)
+        return True
+
+    def _schedule_flush(self) -> None:
+        if self._flush_timer is None:
+            self._flush_timer = self.loop.call_later(OUTBOX_RETRY_S, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_timer = None
+        if self.sock.closed:
+            return
+        oldest_ok = mono_ns() - OUTBOX_MAX_AGE_NS
+        waiting: deque[tuple[int, list[bytes]]] = deque()
+        while self._outbox:
+            queued, frames = self._outbox.popleft()
+            if queued < oldest_ok:
+                self._unsent.inc()  # its caller gave up long ago
+            elif not self._try_send(frames):
+                waiting.append((queued, frames))
+        self._outbox = waiting
+        if waiting:
+            self._schedule_flush()
 
     def close(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        self._outbox.clear()
+        for task in list(self._tasks):
+            task.cancel()  # answers still being computed go nowhere now
         self._reader.close()
         self.sock.close(0)
 
@@ -230,11 +297,13 @@ class RpcClient:
         timeout_ms: int = 250,
         heartbeat_ms: int = 500,
         dead_after_ms: int = 2000,
+        rcvhwm: int = 100_000,
     ):
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
-        self.sock.setsockopt(zmq.SNDHWM, 10_000)
+        self.sock.setsockopt(zmq.SNDHWM, 10_000)  # beyond this a request fails at once (RpcUnavailable)
+        self.sock.setsockopt(zmq.RCVHWM, rcvhwm)
         self.sock.connect(endpoint)
         self.loop = loop
         self.peer = peer
@@ -259,12 +328,23 @@ class RpcClient:
     def request(self, msg: Any, timeout_ms: int | None = None) -> asyncio.Future[Any]:
         """Send now; the future resolves to the reply or fails with RpcTimeout/RpcUnavailable."""
         fut: asyncio.Future[Any] = self.loop.create_future()
+        try:
+            body = wire.encode(msg)
+        except Exception as exc:  # a caller's bug (e.g. a float or a 65-bit int) fails its own request only
+            self._errors.inc()
+            fut.set_exception(RpcError(f"request not encodable: {type(exc).__name__}: {exc}"[:500]))
+            return fut
+        if self.sock.closed:
+            self._unavail.inc()
+            fut.set_exception(RpcUnavailable(f"client for {self.peer} is closed"))
+            return fut
         req_id = next(self._ids).to_bytes(8, "little")
         try:
-            self.sock.send_multipart([req_id, wire.encode(msg)], zmq.NOBLOCK)
-        except zmq.Again:
+            self.sock.send_multipart([req_id, body], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
             self._unavail.inc()
-            fut.set_exception(RpcUnavailable(f"{self.peer} is not connected"))
+            why = "is not connected or its queue is full" if isinstance(exc, zmq.Again) else str(exc)
+            fut.set_exception(RpcUnavailable(f"{self.peer} {why}"))
             return fut
         finally:
             self.loop.call_soon(self._reader.drain)

@@ -96,7 +96,7 @@ def check_order(
 ) -> int:
     """Reason code for one order (0 = approved). The first failing check wins, in this order:
     bad_order, halted, reduce_only, max_order_qty, no_quote, max_order_notional, price_band,
-    max_position."""
+    max_position. The caller passes ints that fit int64 (see ``clamp``)."""
     if sym < 0 or sym >= state.shape[0] or (side != 1 and side != -1) or order_type < 0 or order_type > 3:
         return _BAD_ORDER
     if (
@@ -130,15 +130,20 @@ def check_order(
     bid = state[sym, 0]
     ask = state[sym, 1]
     has_quote = bid > 0 and ask > 0
-    if not has_quote and (order_type == 0 or limits[4] != 0):
+    # market and stop orders execute at the market: without a quote their notional is unknown
+    if not has_quote and (order_type == 0 or order_type == 2 or limits[4] != 0):
         return _NO_QUOTE
 
+    # The highest price the order can execute at on its side (notional is price * qty):
     if order_type == 0:
         px = ask if side == 1 else bid  # the far touch
     elif order_type == 2:
-        px = stop_px
+        # a buy stop at or below the ask triggers at once and buys at the ask; a sell stop triggers
+        # at or below its stop price, so the stop price bounds it
+        px = stop_px if side == -1 or stop_px > ask else ask
     else:
-        px = limit_px
+        # a buy limit never pays more than its limit; a marketable sell limit sells at the bid
+        px = limit_px if side == 1 or limit_px > bid else bid
     if mul_gt(px, qty, limits[1], SCALE):
         return _MAX_ORDER_NOTIONAL
 
@@ -152,9 +157,23 @@ def check_order(
 
     abs_projected = projected if projected >= 0 else -projected
     abs_base = base if base >= 0 else -base
-    if abs_projected > limits[2] and abs_projected >= abs_base:
+    # Beyond the limit, only an order that shrinks the exposure on the same side may pass; one
+    # that flips the position to the other side must land within the limit there.
+    flips = (base > 0 and projected < 0) or (base < 0 and projected > 0)
+    if abs_projected > limits[2] and (abs_projected >= abs_base or flips):
         return _MAX_POSITION
     return _OK
+
+
+def clamp(value: int) -> int:
+    """An order field as an int64 the check rejects as a bad order when it is out of range.
+
+    Wire ints may be anything up to 64 bits unsigned; numba would raise on those, not reject."""
+    if value > MAX_VALUE:
+        return MAX_VALUE + 1
+    if value < 0:
+        return -1
+    return value
 
 
 def new_state(n_symbols: int) -> np.ndarray:

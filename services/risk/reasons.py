@@ -12,7 +12,7 @@ class Reason(IntEnum):
     HALTED = 2  # trading state HALTED: nothing goes out
     REDUCE_ONLY = 3  # trading state REDUCE_ONLY and the order would not reduce the position
     MAX_ORDER_QTY = 4
-    NO_QUOTE = 5  # no current quote and one is required (always required for market orders)
+    NO_QUOTE = 5  # no current quote and one is required (always for market and stop orders)
     MAX_ORDER_NOTIONAL = 6
     PRICE_BAND = 7  # limit price too far from the quote mid
     MAX_POSITION = 8  # position + pending same-side qty + this order beyond the limit
@@ -21,6 +21,7 @@ class Reason(IntEnum):
     EXECUTION_UNAVAILABLE = 10  # execution not connected
     UNKNOWN_SYMBOL = 11  # reserved for an instrument whitelist
     NOT_READY = 12  # positions not yet known (risk just started, or execution restarted)
+    DUPLICATE = 13  # an intent whose client_order_id is already an open order
 
     @property
     def code(self) -> str:

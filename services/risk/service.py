@@ -18,7 +18,7 @@ from common.log import kv
 from common.metrics import MESSAGES, STAGE_LATENCY
 from common.order_events import OrderEvent, OrderEventReceiver
 from common.service import Service
-from common.zmq_io import RpcClient, RpcError, RpcTimeout, RpcUnavailable
+from common.zmq_io import RpcClient, RpcError, RpcTimeout
 from services.risk import checks
 from services.risk.metrics import DECISIONS, POSITION, RECONCILED
 from services.risk.reasons import Reason, reason_code
@@ -40,8 +40,9 @@ class RiskService(Service):
         )
         self.risk = RiskState(limits)
         self.decisions: Counter[str] = Counter()
-        self.positions_loaded = False
+        self.positions_loaded = False  # a positions snapshot from the current execution is applied
         self._positions_as_of = 0  # execution's event seq the loaded positions include
+        self._positions_generation = 0  # bumped on every execution restart: older snapshots are void
         self._early_fills: list[wire.Fill] = []  # fills seen before the positions snapshot arrived
         self._prefix = settings.execution.client_order_id_prefix
         self._max_age_ns = r.intent_max_age_ms * 1_000_000
@@ -49,6 +50,7 @@ class RiskService(Service):
         self._s2r_lat = STAGE_LATENCY.labels(self.name, "signal_to_risk")
         self._intents = MESSAGES.labels(self.name, "intent")
         self._execution: RpcClient | None = None
+        self._snapshots: RpcClient | None = None  # positions requests (a longer timeout)
         self._events: OrderEventReceiver | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = asyncio.Event()  # set once start() has connected to peers
@@ -56,23 +58,35 @@ class RiskService(Service):
 
     async def start(self) -> None:
         self._execution = self.client("execution")
+        self._snapshots = self.client("execution", timeout_ms=2_000)
         self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data)
         self._events = OrderEventReceiver(self, self._on_order_event, on_reset=self._on_execution_reset)
         self._spawn_load_positions()
         self.ready.set()
 
     def _spawn_load_positions(self) -> None:
-        task = self.loop.create_task(self._load_positions())
+        task = self.loop.create_task(self._load_positions(self._positions_generation))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _on_execution_reset(self) -> None:
-        """Execution restarted: its sequence starts over, so our positions need a new snapshot."""
+        """Execution restarted: its sequence starts over, so our positions need a new snapshot.
+
+        A snapshot still in flight may come from the old process (its as_of_seq counts the old
+        sequence): the generation bump makes it void."""
+        self._positions_generation += 1
         self.positions_loaded = False
         self._positions_as_of = 0
         self._early_fills.clear()
         self.risk.pending.clear()
         self._spawn_load_positions()
+
+    @property
+    def trading_ready(self) -> bool:
+        """Positions are loaded and the order events up to the snapshot have been received, so the
+        pending (open) quantity of orders placed before the snapshot is known too."""
+        events_seq = self._events.last_seq if self._events is not None else 0
+        return self.positions_loaded and events_seq >= self._positions_as_of
 
     async def stop(self) -> None:
         for t in list(self._tasks):
@@ -90,11 +104,10 @@ class RiskService(Service):
         self._intents.inc()
         if intent.signal_ns:
             self._s2r_lat.observe(max(now - intent.signal_ns, 0) / 1e9)
-        if intent.deadline_ns and now > intent.deadline_ns:
-            return self._reject(
-                intent, Reason.EXPIRED, f"deadline passed {(now - intent.deadline_ns) / 1e6:.3f} ms ago"
-            )
-        if not self.positions_loaded:
+        stale = self._staleness(intent, now)
+        if stale:
+            return self._reject(intent, Reason.EXPIRED, stale)
+        if not self.trading_ready:
             return self._reject(intent, Reason.NOT_READY, "positions not loaded from execution yet")
         t0 = time.perf_counter_ns()
         code = self.risk.check(intent)
@@ -105,6 +118,9 @@ class RiskService(Service):
             coid = client_order_id(self._prefix, intent.intent_id)
         except ValueError as exc:
             return self._reject(intent, Reason.BAD_ORDER, str(exc))
+        if coid in self.risk.pending:
+            # Execution would refuse it, and that refusal must not release the live order's quantity.
+            return self._reject(intent, Reason.DUPLICATE, f"{coid} is already an open order")
         assert self._execution is not None, "start() not called"
         risk_ns = wall_ns()
         fut = self._execution.request(wire.OrderRequest(client_order_id=coid, intent=intent, risk_ns=risk_ns))
@@ -122,6 +138,21 @@ class RiskService(Service):
         )
         self._record(decision)
         return decision
+
+    def _staleness(self, intent: wire.OrderIntent, now: int) -> str:
+        """Why the intent is too old to act on ("" if it is not): its own deadline, and never more
+        than ``risk.intent_max_age_ms`` after the signal, whatever deadline it claims."""
+        if not intent.deadline_ns and not intent.signal_ns:
+            return "intent has neither signal_ns nor deadline_ns: its age is unknown"
+        if intent.deadline_ns and now > intent.deadline_ns:
+            return f"deadline passed {(now - intent.deadline_ns) / 1e6:.3f} ms ago"
+        if intent.signal_ns:
+            age = now - intent.signal_ns
+            if age > self._max_age_ns:
+                return f"signalled {age / 1e6:.3f} ms ago, max age {self._max_age_ns / 1e6:.0f} ms"
+            if -age > self._max_age_ns:
+                return f"signal_ns is {-age / 1e6:.3f} ms in the future"
+        return ""
 
     def _reject(self, intent: wire.OrderIntent, code: int, detail: str) -> wire.RiskDecision:
         decision = wire.RiskDecision(
@@ -149,8 +180,9 @@ class RiskService(Service):
             log.warning("execution did not ack in time", extra=kv(client_order_id=coid))
             return
         if exc is not None:
-            log.warning("order not delivered to execution", extra=kv(client_order_id=coid, error=str(exc)))
-            self.risk.release(coid)
+            # Only an explicit refusal proves execution did not queue the order: keep it pending
+            # until its order events settle it.
+            log.warning("execution's answer was unreadable", extra=kv(client_order_id=coid, error=str(exc)))
             return
         ack = fut.result()
         if not isinstance(ack, wire.OrderAck) or not ack.accepted:
@@ -191,35 +223,33 @@ class RiskService(Service):
         POSITION.labels(symbol).set(to_float(pos.qty))
         self.pub.publish(topics.sym(topics.RK_POSITION, symbol), [pos.to_wire(wall_ns())])
 
-    async def _load_positions(self) -> None:
-        client = self.client("execution", timeout_ms=2_000)
-        while True:
+    async def _load_positions(self, generation: int) -> None:
+        assert self._snapshots is not None, "start() not called"
+        while generation == self._positions_generation:
             try:
-                reply = await client.request(wire.Control(cmd="positions"))
-            except (RpcTimeout, RpcUnavailable, RpcError) as exc:
+                reply = await self._snapshots.request(wire.Control(cmd="positions"))
+            except RpcError as exc:
                 log.info("waiting for execution's positions", extra=kv(error=str(exc)))
                 await asyncio.sleep(POSITIONS_RETRY_S)
                 continue
-            if isinstance(reply, wire.Reply) and reply.ok:
-                positions = [p for p in wire.decode_list(reply.data) if isinstance(p, wire.Position)]
-                as_of = (
-                    int(reply.detail.removeprefix("as_of_seq="))
-                    if reply.detail.startswith("as_of_seq=")
-                    else 0
-                )
-                self.risk.set_positions(positions)
-                self._positions_as_of = as_of
-                for p in positions:
-                    self._publish_position(p.symbol)
-                self.positions_loaded = True
-                early, self._early_fills = self._early_fills, []
-                for f in early:
-                    self._on_order_event(f)
-                log.info("positions loaded", extra=kv(symbols=len(positions)))
-                return
-            detail = reply.detail if isinstance(reply, wire.Reply) else type(reply).__name__
-            log.warning("execution refused positions request", extra=kv(detail=detail))
-            await asyncio.sleep(POSITIONS_RETRY_S)
+            if generation != self._positions_generation:
+                return  # execution restarted while we waited: this snapshot is of the old process
+            try:
+                positions, as_of = _parse_positions(reply)
+            except ValueError as exc:
+                log.warning("execution's positions reply not usable", extra=kv(error=str(exc)[:300]))
+                await asyncio.sleep(POSITIONS_RETRY_S)
+                continue
+            self.risk.set_positions(positions)
+            self._positions_as_of = as_of
+            for p in positions:
+                self._publish_position(p.symbol)
+            self.positions_loaded = True
+            early, self._early_fills = self._early_fills, []
+            for f in early:
+                self._on_order_event(f)
+            log.info("positions loaded", extra=kv(symbols=len(positions), as_of_seq=as_of))
+            return
 
     # ---- reporting --------------------------------------------------------------------------
 
@@ -230,6 +260,7 @@ class RiskService(Service):
         return {
             "trading_state": self.risk.trading_state.name,
             "positions_loaded": self.positions_loaded,
+            "trading_ready": self.trading_ready,
             "positions_as_of_seq": self._positions_as_of,
             "positions": {
                 p.symbol: {
@@ -247,6 +278,31 @@ class RiskService(Service):
             "decisions": dict(self.decisions),
             "last_event_seq": self._events.last_seq if self._events else 0,
         }
+
+
+def _parse_positions(reply: Any) -> tuple[list[wire.Position], int]:
+    """Positions and the event seq they are as of, from execution's ``positions`` reply.
+
+    Without ``as_of_seq`` the snapshot cannot be lined up with the fills: applying it would count
+    fills twice or miss them, so it is refused (ValueError) like any malformed reply."""
+    if not isinstance(reply, wire.Reply):
+        raise ValueError(f"expected a Reply, got {type(reply).__name__}")
+    if not reply.ok:
+        raise ValueError(f"execution refused: {reply.detail}")
+    head = reply.detail.split(";", 1)[0].strip()
+    if not head.startswith("as_of_seq="):
+        raise ValueError(f"no as_of_seq in {reply.detail[:100]!r}")
+    as_of = int(head.removeprefix("as_of_seq="))
+    if as_of < 0:
+        raise ValueError(f"negative as_of_seq {as_of}")
+    try:
+        items = wire.decode_list(reply.data)
+    except wire.WireError as exc:
+        raise ValueError(str(exc)) from None
+    positions = [p for p in items if isinstance(p, wire.Position)]
+    if len(positions) != len(items):
+        raise ValueError("positions reply holds messages that are not Position")
+    return positions, as_of
 
 
 SERVICE_CLASS = RiskService

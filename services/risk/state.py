@@ -66,9 +66,9 @@ class RiskState:
                 self.sym(intent.symbol),
                 side,
                 order_type,
-                intent.qty,
-                intent.limit_px,
-                intent.stop_px,
+                checks.clamp(intent.qty),
+                checks.clamp(intent.limit_px),
+                checks.clamp(intent.stop_px),
             )
         )
 

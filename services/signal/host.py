@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from common import wire
+from common.ids import client_order_id
 from common.log import kv
 from common.order_events import TERMINAL_STATUSES
 from services.signal.metrics import STRATEGY_ERRORS
 from services.signal.strategy import Strategy
+from services.signal.validation import InvalidIntents, check_intents
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,20 @@ class StrategySlot:
     intents: int = 0
 
 
+# Risk reported these without deciding: the intent may still have become an order.
+UNDECIDED = frozenset({"risk_timeout", "risk_error"})
+MAX_UNDECIDED = 10_000
+
+
 class StrategyHost:
-    def __init__(self, strategies: list[Strategy]) -> None:
+    def __init__(self, strategies: list[Strategy], client_order_id_prefix: str = "") -> None:
         self.slots: dict[str, StrategySlot] = {s.name: StrategySlot(s) for s in strategies}
+        self._prefix = client_order_id_prefix
+        # client_order_id -> the strategy that owns it: order events are routed by it, since
+        # execution does not always know the strategy (orders adopted after its restart)
+        self._owner: dict[str, StrategySlot] = {}
+        # client_order_id -> intent that risk did not decide (timeout): an order may exist for it
+        self._undecided: dict[str, wire.OrderIntent] = {}
         self._by_symbol: dict[str, list[StrategySlot]] = {}
         self._all_symbols: list[StrategySlot] = []
         for slot in self.slots.values():
@@ -61,10 +74,21 @@ class StrategyHost:
 
     def on_order_event(self, ev: wire.OrderUpdate | wire.Fill) -> list[wire.OrderIntent]:
         out: list[wire.OrderIntent] = []
-        slot = self.slots.get(ev.strategy)
-        if slot is None or not slot.enabled:
+        coid = ev.client_order_id
+        slot = self._owner.get(coid) or self.slots.get(ev.strategy)
+        terminal = isinstance(ev, wire.OrderUpdate) and ev.status in TERMINAL_STATUSES
+        if terminal:
+            self._owner.pop(coid, None)
+        if slot is None:
             return out
         s = slot.strategy
+        undecided = self._undecided.pop(coid, None)
+        if undecided is not None and not terminal:
+            s.open_orders[coid] = undecided  # it did become an order: it is working
+        if not slot.enabled:
+            if terminal:
+                s.open_orders.pop(coid, None)
+            return out
         if isinstance(ev, wire.Fill):
             signed = ev.qty if ev.side == "buy" else -ev.qty
             s.positions[ev.symbol] = s.positions.get(ev.symbol, 0) + signed
@@ -91,11 +115,28 @@ class StrategyHost:
         s.in_flight.pop(intent.intent_id, None)
         if decision.approved:
             s.open_orders[decision.client_order_id] = intent
-        elif slot.enabled:
+            self._owner[decision.client_order_id] = slot
+        else:
+            self._remember_undecided(slot, intent, decision)
+        if not decision.approved and slot.enabled:
             self._call(
                 slot, "on_rejected", intent.tick_exch_ns, intent.tick_recv_ns, intent, decision, out=out
             )
         return out
+
+    def _remember_undecided(
+        self, slot: StrategySlot, intent: wire.OrderIntent, decision: wire.RiskDecision
+    ) -> None:
+        if decision.reason not in UNDECIDED or not self._prefix:
+            return
+        try:
+            coid = client_order_id(self._prefix, intent.intent_id)
+        except ValueError:
+            return
+        if len(self._undecided) >= MAX_UNDECIDED:
+            self._undecided.pop(next(iter(self._undecided)))
+        self._undecided[coid] = intent
+        self._owner.setdefault(coid, slot)
 
     # ---- isolation --------------------------------------------------------------------------
 
@@ -106,15 +147,14 @@ class StrategyHost:
         s._tick_exch_ns = exch_ns
         s._tick_recv_ns = recv_ns
         try:
-            result = getattr(s, name)(*args)
-            if result is None:
-                return
-            if not isinstance(result, list) or not all(isinstance(i, wire.OrderIntent) for i in result):
-                raise TypeError(
-                    f"{name} must return a list of OrderIntent or None, got {type(result).__name__}"
-                )
+            result = check_intents(getattr(s, name)(*args), s.name, name, s.in_flight)
+        except InvalidIntents as exc:
+            self.disable(slot, f"{name}: returned bad intents: {exc}")
+            return
         except Exception as exc:
             self.disable(slot, f"{name}: {type(exc).__name__}: {exc}")
+            return
+        if not result:
             return
         for intent in result:
             s.in_flight[intent.intent_id] = intent

@@ -47,7 +47,9 @@ class SignalService(Service):
             clock_ns=wall_ns,
         )
         # Strategies first: a bad strategy config fails before any socket is bound.
-        self.host = StrategyHost(build_strategies(settings.signal.strategies, ctx))
+        self.host = StrategyHost(
+            build_strategies(settings.signal.strategies, ctx), settings.execution.client_order_id_prefix
+        )
         super().__init__(settings)
         self.intents_sent = 0
         self.decisions: Counter[str] = Counter()

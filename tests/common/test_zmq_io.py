@@ -10,7 +10,16 @@ import uvloop
 import zmq
 
 from common import wire
-from common.zmq_io import Publisher, RpcClient, RpcServer, RpcTimeout, RpcUnavailable, Subscriber
+from common.metrics import RPC_OUTCOMES, ZMQ_DROPS
+from common.zmq_io import (
+    Publisher,
+    RpcClient,
+    RpcError,
+    RpcServer,
+    RpcTimeout,
+    RpcUnavailable,
+    Subscriber,
+)
 
 
 def _ep(tmp_path: Path, name: str) -> str:
@@ -165,3 +174,175 @@ def test_heartbeat_tracks_liveness(tmp_path: Path) -> None:
     up, down = uvloop.run(main())
     assert up is True
     assert down is False
+
+
+async def _recv(sock: zmq.Socket, within_s: float = 5.0) -> list[bytes]:
+    for _ in range(int(within_s * 100)):
+        try:
+            return sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            await asyncio.sleep(0.01)
+    raise AssertionError("no reply")
+
+
+def test_every_request_is_answered_even_when_malformed_or_the_handler_misbehaves(tmp_path: Path) -> None:
+    """Wrong frame counts, a handler returning None or a non-wire object, a reply that cannot be
+    encoded: each gets an error Reply at once instead of leaving the caller to time out."""
+
+    async def main() -> tuple[list[bytes], list[object]]:
+        loop = asyncio.get_running_loop()
+        ctx = zmq.Context()
+
+        def handler(msg: object) -> object:
+            assert isinstance(msg, wire.Control)
+            return {
+                "none": None,
+                "dict": {"ok": True},
+                "huge": _huge_quote(),
+            }.get(msg.cmd, wire.Reply(ok=True, detail="fine"))
+
+        srv = RpcServer(ctx, loop, _ep(tmp_path, "r"), handler, "test")
+        raw = ctx.socket(zmq.DEALER)
+        raw.setsockopt(zmq.LINGER, 0)
+        raw.connect(_ep(tmp_path, "r"))
+        raw.send(wire.encode(wire.Control(cmd="x")))  # no request-id frame
+        frames = await _recv(raw)
+        cli = RpcClient(ctx, loop, _ep(tmp_path, "r"), "test", "peer", timeout_ms=3000, heartbeat_ms=0)
+        await asyncio.sleep(0.05)
+        replies = [await cli.request(wire.Control(cmd=c)) for c in ("none", "dict", "huge", "ok")]
+        raw.close(0)
+        cli.close()
+        srv.close()
+        ctx.term()
+        return frames, replies
+
+    frames, replies = uvloop.run(main())
+    assert frames[0] == b""
+    first = wire.decode(frames[1])
+    assert isinstance(first, wire.Reply) and not first.ok and "expected 2 frames" in first.detail
+    *errors, fine = replies
+    assert all(isinstance(r, wire.Reply) and not r.ok and "not encodable" in r.detail for r in errors)
+    assert fine == wire.Reply(ok=True, detail="fine")
+
+
+def _huge_quote() -> wire.Quote:
+    return wire.Quote(symbol="X", bid_px=2**70, bid_sz=1, ask_px=1, ask_sz=1, exch_ns=0, recv_ns=0)
+
+
+def test_a_request_that_cannot_be_sent_fails_its_future_instead_of_raising(tmp_path: Path) -> None:
+    async def main() -> list[type]:
+        loop = asyncio.get_running_loop()
+        ctx = zmq.Context()
+        srv = RpcServer(ctx, loop, _ep(tmp_path, "r"), lambda m: wire.Reply(ok=True, detail=""), "test")
+        cli = RpcClient(ctx, loop, _ep(tmp_path, "r"), "test", "peer", timeout_ms=2000, heartbeat_ms=0)
+        await asyncio.sleep(0.05)
+        unencodable = cli.request(_huge_quote())
+        pending = cli.request(wire.Control(cmd="slow"))  # in flight when the client closes
+        cli.close()
+        after_close = cli.request(wire.Control(cmd="ping"))
+        kinds: list[type] = []
+        for fut in (unencodable, pending, after_close):
+            assert fut.done()
+            exc = fut.exception()
+            assert exc is not None
+            kinds.append(type(exc))
+        srv.close()
+        ctx.term()
+        return kinds
+
+    kinds = uvloop.run(main())
+    assert kinds[0] is RpcError
+    assert kinds[1:] == [RpcUnavailable, RpcUnavailable]
+
+
+def test_requests_made_inside_reader_callbacks_and_pipelined_replies_are_never_stranded(
+    tmp_path: Path,
+) -> None:
+    """A server that, inside its reader callback, asks a second server over another DEALER and
+    answers later; thousands of pipelined requests all come back (edge-triggered FDs re-checked)."""
+
+    async def main() -> list[object]:
+        loop = asyncio.get_running_loop()
+        ctx = zmq.Context()
+        back = RpcServer(ctx, loop, _ep(tmp_path, "b"), lambda m: wire.Reply(ok=True, detail=m.cmd), "test")
+        to_back = RpcClient(ctx, loop, _ep(tmp_path, "b"), "test", "back", timeout_ms=5000, heartbeat_ms=0)
+
+        def front_handler(msg: object) -> object:
+            assert isinstance(msg, wire.Control)
+            return to_back.request(msg)  # sent from within front's reader callback
+
+        front = RpcServer(ctx, loop, _ep(tmp_path, "f"), front_handler, "test")
+        cli = RpcClient(ctx, loop, _ep(tmp_path, "f"), "test", "front", timeout_ms=5000, heartbeat_ms=0)
+        try:
+            await asyncio.sleep(0.05)
+            futs = [cli.request(wire.Control(cmd=str(i))) for i in range(3000)]
+            replies = await asyncio.wait_for(asyncio.gather(*futs), 20)
+        finally:
+            for c in (cli, to_back):
+                c.close()
+            for s in (front, back):
+                s.close()
+            ctx.term()
+        return list(replies)
+
+    replies = uvloop.run(main())
+    assert [r.detail for r in replies] == [str(i) for i in range(3000)]  # type: ignore[attr-defined]
+
+
+def test_a_late_reply_after_the_timeout_is_counted_not_delivered(tmp_path: Path) -> None:
+    async def main() -> tuple[list[str], float]:
+        loop = asyncio.get_running_loop()
+        ctx = zmq.Context()
+
+        async def slow() -> wire.Reply:
+            await asyncio.sleep(0.3)
+            return wire.Reply(ok=True, detail="late")
+
+        srv = RpcServer(ctx, loop, _ep(tmp_path, "r"), lambda m: slow(), "test")
+        cli = RpcClient(ctx, loop, _ep(tmp_path, "r"), "test", "late-peer", timeout_ms=100, heartbeat_ms=0)
+        await asyncio.sleep(0.05)
+        outcomes: list[str] = []
+        fut = cli.request(wire.Control(cmd="x"))
+        fut.add_done_callback(lambda f: outcomes.append(type(f.exception()).__name__))
+        await asyncio.sleep(0.6)  # the reply arrived after the timeout
+        late = RPC_OUTCOMES.labels("test", "late-peer", "late_reply")._value.get()
+        cli.close()
+        srv.close()
+        ctx.term()
+        return outcomes, late
+
+    outcomes, late = uvloop.run(main())
+    assert outcomes == ["RpcTimeout"]
+    assert late == 1
+
+
+def test_replies_to_a_burst_beyond_the_queue_limits_wait_and_all_arrive(tmp_path: Path) -> None:
+    """Tiny HWMs force the server's reply queue full: replies wait in its outbox, none is dropped
+    (a dropped reply would report an order that was sent on as a timeout)."""
+
+    async def main() -> tuple[list[str], float]:
+        loop = asyncio.get_running_loop()
+        ctx = zmq.Context()
+
+        async def later(msg: wire.Control) -> wire.Reply:
+            await asyncio.sleep(0)
+            return wire.Reply(ok=True, detail=msg.cmd)
+
+        srv = RpcServer(ctx, loop, _ep(tmp_path, "r"), later, "burst", hwm=10)  # type: ignore[arg-type]
+        cli = RpcClient(
+            ctx, loop, _ep(tmp_path, "r"), "burst", "peer", timeout_ms=10_000, heartbeat_ms=0, rcvhwm=10
+        )
+        try:
+            await asyncio.sleep(0.05)
+            futs = [cli.request(wire.Control(cmd=str(i))) for i in range(2000)]
+            replies = await asyncio.wait_for(asyncio.gather(*futs), 20)
+            waited = ZMQ_DROPS.labels("burst", "rpc")._value.get()
+        finally:
+            cli.close()
+            srv.close()
+            ctx.term()
+        return [r.detail for r in replies], waited
+
+    details, dropped = uvloop.run(main())
+    assert details == [str(i) for i in range(2000)]
+    assert dropped == 0

@@ -97,7 +97,7 @@ def test_market_orders_use_the_far_touch_for_notional() -> None:
 
 
 def test_stop_orders_use_the_stop_price_for_notional() -> None:
-    q = book(bid="499.99", ask="500.01")
+    q = book(bid="489.99", ask="490.01")  # buy stops above the ask: they trigger at the stop price
     assert run(q, limits(), BUY, STOP, "100", stop_px="500") == Reason.OK
     assert run(q, limits(), BUY, STOP, "100", stop_px="501") == Reason.MAX_ORDER_NOTIONAL
 
@@ -123,6 +123,45 @@ def test_max_position_counts_position_and_pending_same_side() -> None:
 def test_over_the_limit_an_order_that_shrinks_the_position_passes() -> None:
     assert run(book(pos=-600), limits(), BUY, LIMIT, "50", "100") == Reason.OK
     assert run(book(pos=600), limits(), BUY, LIMIT, "1", "100") == Reason.MAX_POSITION
+
+
+def test_an_order_that_flips_the_position_must_fit_the_limit_on_the_other_side() -> None:
+    # over the limit long, a sell may reduce; but landing short beyond the limit is a breach
+    assert run(book(pos=600), limits(), SELL, LIMIT, "100", "100") == Reason.OK  # 600 -> 500
+    big = checks.build_limits(Decimal(10_000), Decimal(10**9), Decimal(500), 500, True)
+    assert run(book(pos=600), big, SELL, LIMIT, "1100", "100") == Reason.OK  # 600 -> -500
+    assert run(book(pos=600), big, SELL, LIMIT, "1150", "100") == Reason.MAX_POSITION  # 600 -> -550
+    assert run(book(pos=-600), big, BUY, LIMIT, "1101", "100") == Reason.MAX_POSITION  # -600 -> 501
+    # pending same-side orders count: 600 long with 1000 pending sells is -400 at worst
+    assert run(book(pos=600, pend_sell=1000), big, SELL, LIMIT, "150", "100") == Reason.MAX_POSITION
+
+
+def test_stop_orders_need_a_quote_and_are_priced_where_they_can_execute() -> None:
+    no_quote = book(bid="0", ask="0")
+    lim = limits(require_quote=False)
+    assert run(no_quote, lim, BUY, STOP, "1", stop_px="100") == Reason.NO_QUOTE
+    assert run(no_quote, lim, BUY, STOP_LIMIT, "1", "100", stop_px="100") == Reason.OK
+    q = book(bid="999.99", ask="1000.01")
+    # a buy stop far below the market triggers at once and pays the ask: 100 * 1000.01 > 50,000
+    assert run(q, limits(), BUY, STOP, "100", stop_px="1") == Reason.MAX_ORDER_NOTIONAL
+    assert run(q, limits(), BUY, STOP, "49", stop_px="1") == Reason.OK
+    # a sell stop never sells above its stop price
+    assert run(q, limits(), SELL, STOP, "100", stop_px="400") == Reason.OK
+
+
+def test_a_marketable_sell_limit_is_priced_at_the_bid() -> None:
+    q = book(bid="505", ask="506")  # band 5% around 505.5: a sell at 490 is allowed
+    assert run(q, limits(), SELL, LIMIT, "100", "490") == Reason.MAX_ORDER_NOTIONAL  # sells at 505
+    assert run(q, limits(), SELL, LIMIT, "99", "490") == Reason.OK
+    assert run(q, limits(), BUY, LIMIT, "98", "510") == Reason.OK  # a buy pays at most its limit
+
+
+def test_out_of_range_wire_ints_are_bad_orders_not_errors() -> None:
+    assert checks.clamp(2**64 - 1) == checks.MAX_VALUE + 1
+    assert checks.clamp(-(2**63)) == -1
+    for qty, px in ((2**64 - 1, 100 * U), (U, 2**63), (-(2**63), 100 * U)):
+        got = check_order(book(), limits(), 0, BUY, LIMIT, checks.clamp(qty), checks.clamp(px), 0)
+        assert got == Reason.BAD_ORDER
 
 
 def test_halted_rejects_everything() -> None:
@@ -168,16 +207,22 @@ def reference(
     if qty > max_qty:
         return Reason.MAX_ORDER_QTY
     has_quote = bid > 0 and ask > 0
-    if not has_quote and (otype == 0 or require_quote):
+    if not has_quote and (otype in (0, 2) or require_quote):
         return Reason.NO_QUOTE
-    px = {0: ask if side == 1 else bid, 2: stop_px}.get(otype, limit_px)
+    if otype == 0:
+        px = ask if side == 1 else bid
+    elif otype == 2:
+        px = max(stop_px, ask) if side == 1 else stop_px
+    else:
+        px = limit_px if side == 1 else max(limit_px, bid)
     if Fraction(px * qty, SCALE) > max_notional:
         return Reason.MAX_ORDER_NOTIONAL
     if has_quote and otype in (1, 3):
         mid = Fraction(bid + ask, 2)
         if abs(limit_px - mid) > mid * band_bps / 10_000:
             return Reason.PRICE_BAND
-    if abs(projected) > max_pos and abs(projected) >= abs(base):
+    flips = base * projected < 0
+    if abs(projected) > max_pos and (abs(projected) >= abs(base) or flips):
         return Reason.MAX_POSITION
     return Reason.OK
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from common import wire
+from services.signal.host import UNDECIDED
 from services.signal.strategy import Intents, Strategy, fixed_param, int_param
 
 
@@ -29,5 +30,8 @@ class ProbeStrategy(Strategy):
         return [self.buy(quote.symbol, self.qty, limit_px=quote.ask_px, tif="day")]
 
     def on_rejected(self, intent: wire.OrderIntent, decision: wire.RiskDecision) -> Intents:
-        self.sent -= 1  # max_orders caps orders that reached the venue, not attempts
+        # max_orders caps orders sent on to the venue, not attempts. Risk may have sent one on
+        # although its answer timed out or was unreadable: those still count.
+        if decision.reason not in UNDECIDED:
+            self.sent -= 1
         return None

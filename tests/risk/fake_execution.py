@@ -1,0 +1,92 @@
+"""An in-process stand-in for execution on real sockets: a sequenced event log answered by Replay,
+a positions snapshot with ``as_of_seq``, order acks that refuse a reused client_order_id, and
+heartbeats whose pid a test can change to play a restart. Any answer can be held back on a gate."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+
+from common import topics, wire
+from common.clock import wall_ns
+from common.config import Settings
+from common.service import Service
+
+
+class FakeExecution(Service):
+    name = "execution"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.log: list[wire.OrderUpdate | wire.Fill] = []
+        self.positions: list[wire.Position] = []
+        self.as_of_detail: str | None = None  # None: "as_of_seq=<len(log)>"
+        self.pid = 1000
+        self.orders: dict[str, wire.OrderRequest] = {}
+        self.refused: list[str] = []
+        self.positions_requests = 0
+        # a test sets a gate (an unset Event) to hold that kind of answer back until it is set
+        self.replay_gate: asyncio.Event | None = None
+        self.positions_gates: list[asyncio.Event | None] = []
+
+    def record(self, ev: wire.OrderUpdate | wire.Fill, publish: bool = True) -> None:
+        ev = msgspec.structs.replace(ev, seq=len(self.log) + 1)
+        self.log.append(ev)
+        if publish:
+            prefix = topics.EX_FILL if isinstance(ev, wire.Fill) else topics.EX_UPDATE
+            self.pub.publish(topics.sym(prefix, ev.symbol), [ev])
+
+    def last_event_seq(self) -> int:
+        return len(self.log)
+
+    async def _heartbeats(self) -> None:
+        seq = 0
+        while True:
+            seq += 1
+            hb = wire.Heartbeat(
+                service=self.name, pid=self.pid, seq=seq, state="ok",
+                last_event_seq=self.last_event_seq(), ts_ns=wall_ns(),
+            )  # fmt: skip
+            self.pub.publish(topics.heartbeat(self.name), [hb])
+            await asyncio.sleep(self.settings.zmq.heartbeat_interval_ms / 1000)
+
+    def handle(self, msg: Any) -> Any:
+        if isinstance(msg, wire.Replay):
+            return self._gated(self.replay_gate, lambda: self._replay(msg.after_seq))
+        if isinstance(msg, wire.OrderRequest):
+            coid = msg.client_order_id
+            if coid in self.orders:
+                self.refused.append(coid)
+                return wire.OrderAck(
+                    client_order_id=coid, accepted=False, detail="duplicate client_order_id", ts_ns=wall_ns()
+                )
+            self.orders[coid] = msg
+            return wire.OrderAck(client_order_id=coid, accepted=True, detail="queued", ts_ns=wall_ns())
+        return super().handle(msg)
+
+    def control(self, cmd: wire.Control) -> Any:
+        if cmd.cmd != "positions":
+            return None
+        n = self.positions_requests
+        gate = self.positions_gates[n] if n < len(self.positions_gates) else None
+        self.positions_requests += 1
+        # the snapshot is taken when the request arrives, as execution does
+        detail = self.as_of_detail if self.as_of_detail is not None else f"as_of_seq={len(self.log)}"
+        reply = wire.Reply(ok=True, detail=detail, data=wire.encode_list(list(self.positions)))
+        return self._gated(gate, lambda: reply)
+
+    def _replay(self, after_seq: int) -> wire.Reply:
+        return wire.Reply(ok=True, detail="", data=wire.encode_list(self.log[after_seq:]))
+
+    @staticmethod
+    def _gated(gate: asyncio.Event | None, answer: Any) -> Any:
+        if gate is None:
+            return answer()
+
+        async def later() -> Any:
+            await gate.wait()
+            return answer()
+
+        return later()

@@ -1,0 +1,190 @@
+"""The risk service against a fake execution on real sockets: it approves nothing before it knows
+positions and the open orders behind them, ignores a snapshot from before an execution restart,
+survives unusable snapshots, keeps a live order's quantity when an intent is repeated, and rejects
+out-of-range or ageless intents instead of failing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from common import wire
+from common.config import Settings
+from common.fixed import to_fixed
+from services.risk.reasons import Reason
+from services.risk.service import RiskService
+from tests.risk.fake_execution import FakeExecution
+
+
+def f(x: str) -> int:
+    return to_fixed(x)
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(
+        zmq={"run_dir": tmp_path, "heartbeat_interval_ms": 50, "request_timeout_ms": 1000},
+        metrics={"base_port": 0},
+        risk={"max_order_qty": 1000, "max_order_notional": 10**7, "max_position_qty": 500},
+    )
+
+
+def _quote() -> wire.Quote:
+    now = time.time_ns()
+    return wire.Quote(
+        symbol="AAPL", bid_px=f("99.99"), bid_sz=f("1"), ask_px=f("100.01"), ask_sz=f("1"), exch_ns=now, recv_ns=now
+    )  # fmt: skip
+
+
+def _intent(iid: str, qty: str = "1", side: str = "buy", **kw: Any) -> wire.OrderIntent:
+    now = time.time_ns()
+    fields: dict[str, Any] = {"signal_ns": now, "deadline_ns": now + 10**9, "limit_px": f("100"), **kw}
+    return wire.OrderIntent(
+        intent_id=iid, strategy="t", symbol="AAPL", side=side, qty=f(qty) if isinstance(qty, str) else qty,
+        **fields,
+    )  # fmt: skip
+
+
+def _open_order(coid: str, qty: str) -> wire.OrderUpdate:
+    return wire.OrderUpdate(
+        seq=0, client_order_id=coid, venue_order_id="v-" + coid, strategy="t", symbol="AAPL", side="buy",
+        status="new", event="new", qty=f(qty), filled_qty=0, filled_avg_px=0, limit_px=f("100"), reason="",
+        venue_ns=1, recv_ns=1,
+    )  # fmt: skip
+
+
+async def _until(cond: Callable[[], bool], what: str, within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def _run(
+    tmp_path: Path,
+    prepare: Callable[[FakeExecution], None],
+    scenario: Callable[[FakeExecution, RiskService], Awaitable[None]],
+) -> None:
+    async def main() -> None:
+        settings = _settings(tmp_path)
+        loop = asyncio.get_running_loop()
+        ex = FakeExecution(settings)
+        prepare(ex)
+        ex_task = loop.create_task(ex.run_forever())
+        risk = RiskService(settings)
+        risk_task = loop.create_task(risk.run_forever())
+        try:
+            await risk.ready.wait()
+            risk.risk.on_quote(_quote())
+            await scenario(ex, risk)
+        finally:
+            for svc in (risk, ex):
+                svc.request_stop()
+            await asyncio.gather(risk_task, ex_task)
+
+    uvloop.run(main())
+
+
+def test_no_approval_until_the_open_orders_behind_the_snapshot_are_known(tmp_path: Path) -> None:
+    def prepare(ex: FakeExecution) -> None:
+        ex.record(_open_order("zt-old.1", "400"), publish=False)  # open before risk started
+        ex.replay_gate = asyncio.Event()  # the event replay is slow; the snapshot is not
+
+    async def scenario(ex: FakeExecution, risk: RiskService) -> None:
+        await _until(lambda: risk.positions_loaded, "the positions snapshot")
+        early = risk.decide(_intent("a", "200"))  # 400 open + 200 > 500: must not pass unseen
+        assert (early.approved, early.reason) == (False, Reason.NOT_READY.code)
+        assert ex.replay_gate is not None
+        ex.replay_gate.set()
+        await _until(lambda: risk.trading_ready, "the replay up to the snapshot")
+        assert risk.decide(_intent("b", "200")).reason == Reason.MAX_POSITION.code
+        assert risk.decide(_intent("c", "100")).approved
+
+    _run(tmp_path, prepare, scenario)
+
+
+def test_a_snapshot_from_before_an_execution_restart_is_ignored(tmp_path: Path) -> None:
+    old_gate = asyncio.Event()
+
+    def prepare(ex: FakeExecution) -> None:
+        # the old process's snapshot: 300 long as of seq 40; it answers late
+        ex.positions = [wire.Position(symbol="AAPL", qty=f("300"), avg_px=f("100"), realized_pnl=0, ts_ns=1)]
+        ex.as_of_detail = "as_of_seq=40"
+        ex.positions_gates = [old_gate]
+
+    async def scenario(ex: FakeExecution, risk: RiskService) -> None:
+        await _until(lambda: ex.positions_requests == 1, "the first positions request")
+        await asyncio.sleep(0.2)  # the receiver knows the old pid
+        clients = len(risk._clients)
+        # execution restarts: a new pid, flat, an empty event log
+        ex.pid += 1
+        ex.positions, ex.as_of_detail = [], None
+        await _until(lambda: ex.positions_requests == 2, "a positions request to the new execution")
+        await _until(lambda: risk.positions_loaded, "the new snapshot")
+        old_gate.set()  # now the old process's answer arrives
+        await asyncio.sleep(0.2)
+        assert risk.risk.positions.qty("AAPL") == 0
+        assert risk.status()["positions_as_of_seq"] == 0
+        assert len(risk._clients) == clients  # no new socket per restart
+        assert risk.decide(_intent("a", "500")).approved
+
+    _run(tmp_path, prepare, scenario)
+
+
+def test_unusable_positions_replies_are_retried_not_fatal(tmp_path: Path) -> None:
+    def prepare(ex: FakeExecution) -> None:
+        ex.as_of_detail = "as_of_seq=not-a-number"
+
+    async def scenario(ex: FakeExecution, risk: RiskService) -> None:
+        await _until(lambda: ex.positions_requests >= 1, "a positions request")
+        await asyncio.sleep(0.1)
+        assert not risk.positions_loaded
+        ex.as_of_detail = "1 positions"  # no as_of_seq: cannot be lined up with the fills
+        await _until(lambda: ex.positions_requests >= 2, "a retry")
+        await asyncio.sleep(0.1)
+        assert not risk.positions_loaded
+        ex.as_of_detail = None
+        await _until(lambda: risk.trading_ready, "a usable snapshot", within_s=6)
+
+    _run(tmp_path, prepare, scenario)
+
+
+def test_a_repeated_intent_does_not_release_the_live_order(tmp_path: Path) -> None:
+    async def scenario(ex: FakeExecution, risk: RiskService) -> None:
+        await _until(lambda: risk.trading_ready, "readiness")
+        first = risk.decide(_intent("dup", "200"))
+        assert first.approved
+        again = risk.decide(_intent("dup", "200"))
+        assert (again.approved, again.reason) == (False, Reason.DUPLICATE.code)
+        await _until(lambda: first.client_order_id in ex.orders, "the order at execution")
+        await asyncio.sleep(0.1)  # any acks are in
+        assert risk.risk.pending_by_symbol() == {"AAPL": {"buy": f("200"), "sell": 0}}
+        assert risk.decide(_intent("next", "350")).reason == Reason.MAX_POSITION.code
+
+    _run(tmp_path, lambda ex: None, scenario)
+
+
+def test_out_of_range_and_ageless_intents_are_rejected_cleanly(tmp_path: Path) -> None:
+    async def scenario(ex: FakeExecution, risk: RiskService) -> None:
+        await _until(lambda: risk.trading_ready, "readiness")
+        now = time.time_ns()
+        huge = risk.decide(_intent("q", 2**64 - 1))
+        huge_px = risk.decide(_intent("p", "1", limit_px=2**63))
+        ageless = risk.decide(_intent("n", "1", signal_ns=0, deadline_ns=0))
+        old = risk.decide(_intent("o", "1", signal_ns=now - 5 * 10**9, deadline_ns=now + 10**12))
+        future = risk.decide(_intent("fu", "1", signal_ns=now + 10**12, deadline_ns=now + 10**13))
+        reasons = [d.reason for d in (huge, huge_px, ageless, old, future)]
+        assert reasons == [Reason.BAD_ORDER.code, Reason.BAD_ORDER.code] + [Reason.EXPIRED.code] * 3
+        assert ex.orders == {}
+        # the same over the wire: an answer, not an error reply
+        client = risk.client("risk")
+        await asyncio.sleep(0.1)
+        reply = await client.request(_intent("w", 2**64 - 1))
+        assert isinstance(reply, wire.RiskDecision) and reply.reason == Reason.BAD_ORDER.code
+
+    _run(tmp_path, lambda ex: None, scenario)
