@@ -28,6 +28,7 @@ import orjson
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.calibrate import zmq_rtt_us
 from common.config import SERVICES
 from tests.system.harness import clean_env, free_port, kill_pid, status_json, wait_until, write_toml, zerotick
 from zerotick.supervisor import Layout, supervisord_pid
@@ -203,6 +204,11 @@ def main(argv: list[str] | None = None) -> None:
         f"wire-to-wire tick-to-order, {os.cpu_count()} cpus, python {sys.version.split()[0]}, idle-poll off"
     )
     for i in range(args.runs):
+        cal = zmq_rtt_us()
+        print(
+            f"calibration: bare blocking zmq REQ/REP ipc RTT paced 1 ms apart: p50 {cal['p50_us']:.0f} us,"
+            f" p99 {cal['p99_us']:.0f} us (the host's wake-up cost; see bench/calibrate.py)"
+        )
         res = run(args.probes, args.probe_rate, args.background_rate, args.warmup)
         stages = res.pop("stages")
         print(f"run {i + 1}: " + orjson.dumps(res).decode())

@@ -1,0 +1,49 @@
+"""Machine calibration printed next to benchmark results: the round trip of a bare blocking ZeroMQ
+REQ/REP over ipc between two processes. The reference machine measured ~111 us p50
+(reference/perf-baseline.md). Paced 1 ms apart, both processes sleep between messages, so the figure
+includes the cost of waking a process on this host, which dominates every hop of the pipeline."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import tempfile
+import time
+
+import zmq
+
+
+def _echo(endpoint: str, n: int) -> None:
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.REP)
+    s.bind(endpoint)
+    for _ in range(n):
+        s.send(s.recv())
+    s.close(0)
+    ctx.term()
+
+
+def zmq_rtt_us(n: int = 3000, gap_s: float = 0.001) -> dict[str, float]:
+    """RTTs paced ``gap_s`` apart, so both sides go idle between messages as in the pipeline."""
+    endpoint = f"ipc://{tempfile.mkdtemp(prefix='zt-cal-')}/echo"
+    proc = mp.get_context("spawn").Process(target=_echo, args=(endpoint, n), daemon=True)
+    proc.start()
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.REQ)
+    s.connect(endpoint)
+    rtts: list[float] = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        s.send(b"x" * 32)
+        s.recv()
+        rtts.append((time.perf_counter_ns() - t0) / 1000)
+        if gap_s:
+            time.sleep(gap_s)
+    s.close(0)
+    ctx.term()
+    proc.join(5)
+    rtts = sorted(rtts[200:])  # drop the warm-up
+    return {"p50_us": rtts[len(rtts) // 2], "p99_us": rtts[int(len(rtts) * 0.99)]}
+
+
+if __name__ == "__main__":
+    print(zmq_rtt_us())
