@@ -10,12 +10,13 @@ arrived), so no clock crosses a process boundary.
     python -m bench.wire_to_wire [--probes 2000] [--probe-rate 100] [--background-rate 1000]
 
 Prints p50/p90/p99/p99.9 in microseconds. Machine noise is large on 2 shared cores: compare
-runs interleaved, report medians of several runs. /dev/cpu_dma_latency is NOT held.
+runs interleaved, report medians of several runs. /dev/cpu_dma_latency is held at 0 only with ``--idle-poll``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -28,7 +29,7 @@ import orjson
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.calibrate import zmq_rtt_us
+from bench.calibrate import IdlePoll, zmq_rtt_us
 from common.config import SERVICES
 from tests.system.harness import clean_env, free_port, kill_pid, status_json, wait_until, write_toml, zerotick
 from zerotick.supervisor import Layout, supervisord_pid
@@ -199,9 +200,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--background-rate", type=float, default=1000.0, help="background md messages per second")
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--idle-poll", action="store_true", help="hold /dev/cpu_dma_latency at 0 during the runs")
     args = p.parse_args(argv)
+    with IdlePoll() if args.idle_poll else contextlib.nullcontext():
+        _runs(args)
+
+
+def _runs(args: argparse.Namespace) -> None:
     print(
-        f"wire-to-wire tick-to-order, {os.cpu_count()} cpus, python {sys.version.split()[0]}, idle-poll off"
+        f"wire-to-wire tick-to-order, {os.cpu_count()} cpus, python {sys.version.split()[0]}, "
+        f"idle-poll {'ON' if args.idle_poll else 'off'}"
     )
     for i in range(args.runs):
         cal = zmq_rtt_us()
