@@ -69,8 +69,9 @@ class FakeAlpaca:
         sub = msgpack.unpackb(await ws.recv())
         self.subscribes.append(sub)
         ack = {"T": "subscription", **{k: v for k, v in sub.items() if k != "action"}}
-        await ws.send(_pack(ack))
+        # registered before the ack goes out: once the service says "subscribed", send() reaches it
         self.clients.setdefault(path, set()).add(ws)
+        await ws.send(_pack(ack))
         try:
             await ws.wait_closed()
         finally:
