@@ -187,3 +187,53 @@ def test_configuration_alone_points_the_system_at_another_venue(tmp_path: Path) 
     finally:
         kill_pid(venue.pid)
         venue.wait(10)
+
+
+@pytest.mark.timeout(240)
+def test_execution_killed_mid_trading_is_restarted_and_nothing_is_lost_or_doubled(tmp_path: Path) -> None:
+    """SIGKILL execution while the probe trades: supervisord restarts it, it rebuilds its view from the
+    venue, risk re-snapshots, trading resumes; every order exists once and positions still agree."""
+    import os
+    import signal
+
+    orders = 10
+    port = free_port()
+    config = _config(
+        tmp_path,
+        port,
+        sim={"message_rate": 6.0},  # ~2 AAPL quotes a second: the probe trades slowly enough to be killed midway
+        signal={"strategies": [
+            {"name": "probe1", "kind": "probe", "symbols": ["AAPL"], "params": {"max_orders": orders}},
+        ]},
+    )  # fmt: skip
+    env = clean_env()
+    with system_up(config, env, tmp_path / "run") as st:
+        client = TradingClient(
+            "zerotick-sim-key", "zerotick-sim-secret", url_override=f"http://127.0.0.1:{port}"
+        )
+        wait_until(lambda: len(_filled_orders(client)) >= 2, 60, "the first fills")
+        old_pid = st["processes"]["execution"]["pid"]
+        os.kill(old_pid, signal.SIGKILL)
+        assert len(_filled_orders(client)) < orders  # really midway
+        restarted = wait_until(
+            lambda: (
+                (s := status_json(config, env))["all_up"]
+                and s["processes"]["execution"]["pid"] not in (None, old_pid)
+                and s
+            ),
+            60,
+            "execution restarted by supervisord",
+        )
+        assert restarted["processes"]["execution"]["supervisor"] == "RUNNING"
+        filled = wait_until(
+            lambda: (f := _filled_orders(client)) and len(f) >= orders and f, 90, "all probe orders filled"
+        )
+        assert len(filled) == orders
+        assert len({o.client_order_id for o in filled}) == orders
+        all_orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500))
+        assert len(all_orders) == orders  # nothing sent twice, nothing extra
+        venue = _venue_positions(client)
+        assert venue == {"AAPL": Decimal(orders)}
+        wait_until(
+            lambda: _risk_positions(config, env) == venue, 30, "risk positions == venue after the restart"
+        )
