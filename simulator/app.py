@@ -21,7 +21,6 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import uvloop
@@ -30,29 +29,26 @@ from aiohttp import web
 from common.config import SimConfig, load_settings
 from common.log import kv, register_secret, setup_logging
 from common.metrics import serve_metrics
-from simulator.control import CONTROL, Control, add_control_routes
-from simulator.feed import FeedDriver, VenueSink
+from simulator.control import Control, add_control_routes
+from simulator.exchange import Exchange
+from simulator.feed import FeedDriver
 from simulator.market import L2Book, Market, ReplaySource
 from simulator.md_stream import CRYPTO_PATHS, STOCK_PATHS, MdHub, add_md_routes
+from simulator.rest import TRADE_STREAM_HUB, add_trading_routes
 
 log = logging.getLogger("simulator.app")
 
 READY_PREFIX = "zerotick-sim ready"
 
-EXCHANGE: web.AppKey[Any] = web.AppKey("exchange", object)
+EXCHANGE: web.AppKey[Exchange] = web.AppKey("exchange", Exchange)
 MARKET: web.AppKey[Market | ReplaySource] = web.AppKey("market", object)  # type: ignore[arg-type]
 FEED: web.AppKey[FeedDriver] = web.AppKey("feed", FeedDriver)
 
-TradingRoutes = Callable[[web.Application, Any, SimConfig], None]
 
-
-def build_venue_app(
-    cfg: SimConfig,
-    exchange: VenueSink,
-    add_trading_routes: TradingRoutes | None = None,
-    drop_trade_streams: Callable[[], Any] | None = None,
-) -> web.Application:
-    """The venue around any exchange object (tests of the market side use a stand-in)."""
+def build_app(cfg: SimConfig, exchange: Exchange | None = None) -> web.Application:
+    """The venue: the exchange with its trading REST and stream, the market, the market-data
+    streams and /sim control. Tests may pass their own ``Exchange`` (e.g. one that records)."""
+    exchange = exchange if exchange is not None else Exchange(cfg)
     app = web.Application()
     market: Market | None = None
     replay: ReplaySource | None = None
@@ -68,10 +64,9 @@ def build_venue_app(
     app[EXCHANGE] = exchange
     app[MARKET] = replay if replay is not None else market  # type: ignore[assignment]
     app[FEED] = feed
-    if add_trading_routes is not None:
-        add_trading_routes(app, exchange, cfg)
+    add_trading_routes(app, exchange, cfg)
     add_md_routes(app, hub)
-    add_control_routes(app, Control(hub, feed, books, market, drop_trade_streams))
+    add_control_routes(app, Control(hub, feed, books, market, app[TRADE_STREAM_HUB].drop_all))
 
     async def lifecycle(app: web.Application) -> Any:
         feed.start()
@@ -83,17 +78,6 @@ def build_venue_app(
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_streams)
-    return app
-
-
-def build_app(cfg: SimConfig) -> web.Application:
-    """The full venue: S1's exchange and trading routes plus the market side."""
-    from simulator.exchange import Exchange
-    from simulator.rest import TRADE_STREAM_HUB, add_trading_routes
-
-    exchange = Exchange(cfg)
-    app = build_venue_app(cfg, exchange, add_trading_routes)
-    app[CONTROL].drop_trade_streams = app[TRADE_STREAM_HUB].drop_all
     return app
 
 

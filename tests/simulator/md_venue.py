@@ -1,5 +1,5 @@
-"""Test support for the venue's market side: the venue on its own loop in a thread, a stand-in
-exchange that records what the feed told it, and small HTTP helpers for /sim."""
+"""Test support for the venue's market side: the whole venue on its own loop in a thread, its real
+exchange extended to record what the feed told it, and small HTTP helpers for /sim."""
 
 from __future__ import annotations
 
@@ -14,17 +14,19 @@ import orjson
 import uvloop
 
 from common.config import SimConfig
-from simulator.app import VenueServer, build_venue_app
+from simulator.app import VenueServer, build_app
+from simulator.exchange import Exchange
 
 T = TypeVar("T")
 KEY = "test-key"
 SECRET = "test-secret"
 
 
-class RecordingExchange:
-    """Same two methods as S1's Exchange; remembers every call."""
+class RecordingExchange(Exchange):
+    """The real exchange, also remembering every quote and trade the feed gave it."""
 
-    def __init__(self) -> None:
+    def __init__(self, cfg: SimConfig) -> None:
+        super().__init__(cfg)
         self.quotes: list[tuple[str, Decimal, Decimal, Decimal, Decimal, int]] = []
         self.trades: list[tuple[str, Decimal, Decimal, int]] = []
 
@@ -32,9 +34,11 @@ class RecordingExchange:
         self, symbol: str, bid_px: Decimal, bid_sz: Decimal, ask_px: Decimal, ask_sz: Decimal, ts_ns: int
     ) -> None:
         self.quotes.append((symbol, bid_px, bid_sz, ask_px, ask_sz, ts_ns))
+        super().on_quote(symbol, bid_px, bid_sz, ask_px, ask_sz, ts_ns)
 
     def on_trade(self, symbol: str, px: Decimal, sz: Decimal, ts_ns: int) -> None:
         self.trades.append((symbol, px, sz, ts_ns))
+        super().on_trade(symbol, px, sz, ts_ns)
 
 
 def sim_config(**overrides: Any) -> SimConfig:
@@ -53,11 +57,11 @@ def sim_config(**overrides: Any) -> SimConfig:
 
 
 class VenueThread:
-    """The venue (market side + stand-in exchange) running on a uvloop in a daemon thread."""
+    """The whole venue (recording exchange) running on a uvloop in a daemon thread."""
 
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
-        self.exchange = RecordingExchange()
+        self.exchange = RecordingExchange(cfg)
         self.loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="venue", daemon=True)
         self.server: VenueServer | None = None
@@ -68,7 +72,7 @@ class VenueThread:
         return self
 
     async def _start(self) -> VenueServer:
-        server = VenueServer(self.cfg, build_venue_app(self.cfg, self.exchange))
+        server = VenueServer(self.cfg, build_app(self.cfg, self.exchange))
         await server.start()
         return server
 
