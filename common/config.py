@@ -207,6 +207,13 @@ class ControlConfig(Section):
     token: SecretStr | None = None
 
 
+class HostConfig(Section):
+    """Host tuning applied by `zerotick up`."""
+
+    # hold /dev/cpu_dma_latency at 0 while the system runs (root; idle CPUs poll: lower wake-up latency)
+    idle_poll: bool = False
+
+
 class LogConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = True
@@ -229,6 +236,7 @@ class Settings(BaseSettings):
     risk: RiskConfig = Field(default_factory=RiskConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
+    host: HostConfig = Field(default_factory=HostConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     @classmethod

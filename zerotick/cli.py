@@ -94,9 +94,11 @@ def collect_status(settings: Settings, timeout_ms: int = 500) -> dict[str, Any]:
                 row["rpc"] = "down"
                 row["rpc_error"] = str(exc)
             row["up"] = row["supervisor"] == "RUNNING" and row["rpc"] == "ok"
-        else:
+        elif name == supervisor.SIM_PROGRAM:
             row["rpc"] = "ok" if _venue_healthy(settings, timeout_ms) else "down"
             row["up"] = row["supervisor"] == "RUNNING" and row["rpc"] == "ok"
+        else:
+            row["up"] = row["supervisor"] == "RUNNING"
         rows[name] = row
     return {
         "venue": settings.venue,

@@ -22,6 +22,18 @@ from supervisor.xmlrpc import SupervisorTransport
 from common.config import SERVICES, Settings
 
 SIM_PROGRAM = "sim"
+IDLE_POLL_PROGRAM = "idle_poll"
+# supervisord starts in ascending priority and stops in descending: the venue and execution come up
+# first and go down last (execution keeps receiving fills while the others stop); signal, the source
+# of new orders, starts last and stops first.
+PRIORITY = {
+    IDLE_POLL_PROGRAM: 1,
+    SIM_PROGRAM: 10,
+    "execution": 20,
+    "risk": 30,
+    "market_data": 40,
+    "signal": 50,
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,8 @@ def programs(settings: Settings) -> list[str]:
     names = list(SERVICES)
     if settings.venue == "sim":
         names.insert(0, SIM_PROGRAM)
+    if settings.host.idle_poll:
+        names.insert(0, IDLE_POLL_PROGRAM)
     return names
 
 
@@ -97,16 +111,14 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 serverurl=unix://{layout.sock}
 """
     ]
-    prio = 10
     for name in programs(settings):
-        if name == SIM_PROGRAM:
+        if name == IDLE_POLL_PROGRAM:
+            cmd = f"{py} -m zerotick.idle_poll"
+        elif name == SIM_PROGRAM:
             cmd = f"{py} -m simulator{cfg_arg}"
         else:
             cmd = f"{py} -m services.{name}{cfg_arg}"
-        # execution last to stop would be nice, but supervisord stops in reverse priority order:
-        # signal stops first (no new intents), execution last (it still receives fills).
-        blocks.append(_program_block(name, cmd, layout, prio, stopwait=10))
-        prio += 10
+        blocks.append(_program_block(name, cmd, layout, PRIORITY[name], stopwait=10))
     return "".join(blocks)
 
 
