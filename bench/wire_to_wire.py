@@ -120,6 +120,54 @@ def config(tmp: Path, port: int, background_rate: float, metrics_base: int) -> P
     )  # fmt: skip
 
 
+def probe(http: requests.Session, base: str, probes: int, probe_rate: float, warmup: int) -> list[float]:
+    """Inject ``warmup + probes`` quotes on the quiet symbol, each with a unique ask, paced at
+    ``probe_rate``; return the sorted latencies (us) from quote written to order POST received."""
+    sent: dict[str, int] = {}
+    gap = 1.0 / probe_rate
+    next_t = time.perf_counter()
+    for i in range(warmup + probes):
+        ask = BASE_PRICE + Decimal(i) / 100
+        body = {"symbol": PROBE_SYMBOL, "bid_px": str(ask - Decimal("0.01")), "bid_sz": 100,
+                "ask_px": str(ask), "ask_sz": 100}  # fmt: skip
+        r = http.post(f"{base}/sim/inject/quote", json=body, timeout=5)
+        r.raise_for_status()
+        if i >= warmup:
+            sent[str(ask)] = int(r.json()["sent_ns"])
+        next_t += gap
+        delay = next_t - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            next_t = time.perf_counter()
+    time.sleep(2.0)  # let the last orders arrive
+    log = http.get(f"{base}/sim/orders/log", timeout=10).json()
+    entries = log["orders"] if isinstance(log, dict) else log
+    lat_us: list[float] = []
+    seen: set[str] = set()
+    for e in entries:
+        if e.get("symbol") != PROBE_SYMBOL or e.get("method") != "POST" or e.get("limit_price") is None:
+            continue
+        key = str(Decimal(str(e["limit_price"])).quantize(Decimal("0.01")))
+        if key in sent and key not in seen:
+            seen.add(key)
+            lat_us.append((int(e["arrived_ns"]) - sent[key]) / 1000)
+    return sorted(lat_us)
+
+
+def summary(lat_us: list[float], probes: int) -> dict[str, Any]:
+    return {
+        "probes": probes,
+        "orders_matched": len(lat_us),
+        "missing": probes - len(lat_us),
+        "p50_us": percentile(lat_us, 0.5),
+        "p90_us": percentile(lat_us, 0.9),
+        "p99_us": percentile(lat_us, 0.99),
+        "p99.9_us": percentile(lat_us, 0.999),
+        "max_us": lat_us[-1] if lat_us else float("nan"),
+    }
+
+
 def run(probes: int, probe_rate: float, background_rate: float, warmup: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="zt-w2w-"))
     port = free_port()
@@ -139,51 +187,14 @@ def run(probes: int, probe_rate: float, background_rate: float, warmup: int) -> 
             30,
             "risk ready",
         )
-        sent: dict[str, int] = {}
-        n_total = warmup + probes
-        gap = 1.0 / probe_rate
-        next_t = time.perf_counter()
-        for i in range(n_total):
-            ask = BASE_PRICE + Decimal(i) / 100
-            body = {"symbol": PROBE_SYMBOL, "bid_px": str(ask - Decimal("0.01")), "bid_sz": 100,
-                    "ask_px": str(ask), "ask_sz": 100}  # fmt: skip
-            r = http.post(f"{base}/sim/inject/quote", json=body, timeout=5)
-            r.raise_for_status()
-            if i >= warmup:
-                sent[str(ask)] = int(r.json()["sent_ns"])
-            next_t += gap
-            delay = next_t - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                next_t = time.perf_counter()
-        time.sleep(2.0)  # let the last orders arrive
-        log = http.get(f"{base}/sim/orders/log", timeout=10).json()
-        entries = log["orders"] if isinstance(log, dict) else log
-        lat_us: list[float] = []
-        seen: set[str] = set()
-        for e in entries:
-            if e.get("symbol") != PROBE_SYMBOL or e.get("method") != "POST" or e.get("limit_price") is None:
-                continue
-            key = str(Decimal(str(e["limit_price"])).quantize(Decimal("0.01")))
-            if key in sent and key not in seen:
-                seen.add(key)
-                lat_us.append((int(e["arrived_ns"]) - sent[key]) / 1000)
-        lat_us.sort()
+        lat_us = probe(http, base, probes, probe_rate, warmup)
         procs = status_json(cfg, env)["processes"]
         stages = stage_breakdown({svc: metrics_base + i for i, svc in enumerate(SERVICES)})
         return {
             "stages": stages,
             "risk_decisions": (procs["risk"].get("service") or {}).get("decisions"),
             "signal_decisions": (procs["signal"].get("service") or {}).get("decisions"),
-            "probes": probes,
-            "orders_matched": len(lat_us),
-            "missing": probes - len(lat_us),
-            "p50_us": percentile(lat_us, 0.5),
-            "p90_us": percentile(lat_us, 0.9),
-            "p99_us": percentile(lat_us, 0.99),
-            "p99.9_us": percentile(lat_us, 0.999),
-            "max_us": lat_us[-1] if lat_us else float("nan"),
+            **summary(lat_us, probes),
             "probe_rate": probe_rate,
             "background_rate": background_rate,
         }
