@@ -254,7 +254,8 @@ class RiskService(Service):
     # ---- reporting --------------------------------------------------------------------------
 
     def heartbeat_state(self) -> str:
-        return self.risk.trading_state.name.lower()
+        """The trading state, or ``not_ready`` while risk rejects everything for lack of positions."""
+        return self.risk.trading_state.name.lower() if self.trading_ready else "not_ready"
 
     def status(self) -> dict[str, Any]:
         return {

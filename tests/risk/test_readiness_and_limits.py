@@ -99,9 +99,11 @@ def test_no_approval_until_the_open_orders_behind_the_snapshot_are_known(tmp_pat
         await _until(lambda: risk.positions_loaded, "the positions snapshot")
         early = risk.decide(_intent("a", "200"))  # 400 open + 200 > 500: must not pass unseen
         assert (early.approved, early.reason) == (False, Reason.NOT_READY.code)
+        assert risk.heartbeat_state() == "not_ready"  # what `zerotick status` shows meanwhile
         assert ex.replay_gate is not None
         ex.replay_gate.set()
         await _until(lambda: risk.trading_ready, "the replay up to the snapshot")
+        assert risk.heartbeat_state() == "active"
         assert risk.decide(_intent("b", "200")).reason == Reason.MAX_POSITION.code
         assert risk.decide(_intent("c", "100")).approved
 
