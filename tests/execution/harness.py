@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import zmq
 
 from common import topics, wire
 from common.clock import wall_ns
+from common.config import Settings
 from common.fixed import to_fixed
 from common.zmq_io import RpcClient, Subscriber
 from services.execution.service import ExecutionService
@@ -59,3 +62,32 @@ async def until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running_execution(settings: Settings, venue: Any = None) -> AsyncIterator[Harness]:
+    """An ExecutionService on this loop, ready (venue snapshot taken, trade stream connected), seen
+    through a Harness; stopped cleanly afterwards."""
+    svc = ExecutionService(settings)
+    runner = asyncio.get_running_loop().create_task(svc.run_forever())
+    h = Harness(svc, venue)
+    try:
+        await until(lambda: svc.ready and svc.stream.connected)
+        await asyncio.sleep(0.05)  # slow-joiner: let the SUB connect before events flow
+        yield h
+    finally:
+        h.close()
+        svc.request_stop()
+        await runner
+
+
+def execution_settings(run_dir: Path, **overrides: Any) -> Settings:
+    """Fast reconnects and a short HTTP timeout; ``overrides`` are Settings sections (merged)."""
+    sections: dict[str, dict[str, Any]] = {
+        "zmq": {"run_dir": run_dir, "heartbeat_interval_ms": 100},
+        "execution": {"reconnect_min_s": 0.05, "reconnect_max_s": 0.2, "http_timeout_s": 2.0},
+        "metrics": {"base_port": 0},
+    }
+    for name, body in overrides.items():
+        sections.setdefault(name, {}).update(body)
+    return Settings(**sections)

@@ -20,14 +20,13 @@ from alpaca.trading.requests import ReplaceOrderRequest
 
 from common import wire
 from common.clock import wall_ns
-from common.config import Settings, SimConfig
+from common.config import SimConfig
 from common.fixed import to_fixed
-from services.execution.service import ExecutionService
 from simulator import app
 from simulator.exchange import Exchange
 from simulator.models import ReplaceBody
 from simulator.rest import TRADE_STREAM_HUB
-from tests.execution.harness import Harness, until
+from tests.execution.harness import Harness, execution_settings, running_execution, until
 from tests.simulator.trade_updates import HeldSteps
 
 pytestmark = pytest.mark.timeout(60)
@@ -154,30 +153,20 @@ def run(tmp_path: Path, scenario: Scenario, ack_delay_ms: float = 0, http_timeou
         if held is not None:
             venue.exchange.scheduler = held  # the test ends each delay: no race with the clock
         venue.quote(BID, ASK)
-        settings = Settings(
+        settings = execution_settings(
+            tmp_path / "run",
             sim={"port": server.port, "message_rate": 0},
-            zmq={"run_dir": tmp_path / "run", "heartbeat_interval_ms": 100},
             execution={
-                "reconnect_min_s": 0.05,
-                "reconnect_max_s": 0.2,
                 "http_timeout_s": http_timeout_s,
                 "rate_limit_per_min": 100_000,
                 "rate_limit_burst": 1_000,
             },
-            metrics={"base_port": 0},
         )
-        svc = ExecutionService(settings)
-        runner = asyncio.get_running_loop().create_task(svc.run_forever())
-        h = Harness(svc)
         try:
-            await until(lambda: svc.ready and svc.stream.connected)
-            await asyncio.sleep(0.05)  # slow-joiner: let the SUB connect before events flow
-            await scenario(h, venue)
-            check_event_stream(h)
+            async with running_execution(settings) as h:
+                await scenario(h, venue)
+                check_event_stream(h)
         finally:
-            h.close()
-            svc.request_stop()
-            await runner
             await server.stop()
 
     asyncio.run(main())

@@ -15,24 +15,22 @@ from common import wire
 from common.clock import wall_ns
 from common.config import LIVE_BASE_URL, AlpacaConfig, Settings
 from common.fixed import to_fixed
-from services.execution.service import ExecutionService, LiveTradingRefused, check_live_guard
-from tests.execution.harness import Harness, until
+from services.execution.service import LiveTradingRefused, check_live_guard
+from tests.execution.harness import Harness, execution_settings, running_execution, until
 from tests.execution.tiny_venue import KEY, SECRET, Fault, TinyVenue
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def make_settings(run_dir: Path, venue: TinyVenue) -> Settings:
-    return Settings(
+    return execution_settings(
+        run_dir,
         alpaca={
             "key_id": KEY,
             "secret_key": SECRET,
             "base_url": venue.url,
             "trade_stream_url": venue.stream_url,
         },
-        zmq={"run_dir": run_dir, "heartbeat_interval_ms": 100},
-        execution={"reconnect_min_s": 0.05, "reconnect_max_s": 0.2, "http_timeout_s": 2.0},
-        metrics={"base_port": 0},
     )
 
 
@@ -47,17 +45,10 @@ def run(
         await venue.start()
         if before_start is not None:
             before_start(venue)
-        svc = ExecutionService(make_settings(tmp_path / "run", venue))
-        runner = asyncio.get_running_loop().create_task(svc.run_forever())
-        h = Harness(svc, venue)
         try:
-            await until(lambda: svc.ready and svc.stream.connected)
-            await asyncio.sleep(0.05)  # slow-joiner: let the SUB connect before events flow
-            await scenario(h)
+            async with running_execution(make_settings(tmp_path / "run", venue), venue) as h:
+                await scenario(h)
         finally:
-            h.close()
-            svc.request_stop()
-            await runner
             await venue.stop()
 
     asyncio.run(main())

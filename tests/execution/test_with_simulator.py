@@ -16,12 +16,11 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
-from common.config import Settings, SimConfig
+from common.config import SimConfig
 from common.fixed import to_fixed
-from services.execution.service import ExecutionService
 from simulator import app
 from simulator import rest as sim_rest
-from tests.execution.harness import Harness, until
+from tests.execution.harness import Harness, execution_settings, running_execution, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -58,25 +57,13 @@ def run(tmp_path: Path, scenario: Callable[[Harness, Sim], Awaitable[None]]) -> 
         server = app.VenueServer(cfg)
         await server.start()
         sim = Sim(server, cfg)
-        settings = Settings(
-            sim={"port": server.port, "message_rate": 0},
-            zmq={"run_dir": tmp_path / "run", "heartbeat_interval_ms": 100},
-            execution={"reconnect_min_s": 0.05, "reconnect_max_s": 0.2, "http_timeout_s": 2.0},
-            metrics={"base_port": 0},
-        )
+        settings = execution_settings(tmp_path / "run", sim={"port": server.port, "message_rate": 0})
         assert settings.venue == "sim"
         await sim.quote(BID, ASK)
-        svc = ExecutionService(settings)
-        runner = asyncio.get_running_loop().create_task(svc.run_forever())
-        h = Harness(svc)
         try:
-            await until(lambda: svc.ready and svc.stream.connected)
-            await asyncio.sleep(0.05)  # slow-joiner: let the SUB connect before events flow
-            await scenario(h, sim)
+            async with running_execution(settings) as h:
+                await scenario(h, sim)
         finally:
-            h.close()
-            svc.request_stop()
-            await runner
             await server.stop()
 
     asyncio.run(main())
