@@ -1,0 +1,134 @@
+"""Placing one queued order and settling its outcome, including resolving an unknown one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from common import wire
+from common.clock import wall_ns
+from common.log import kv
+from common.metrics import STAGE_LATENCY, TICK_TO_ORDER
+from services.execution.metrics import ORDERS, POST_LATENCY, RATE_TOKENS
+from services.execution.order_request import order_body
+from services.execution.order_state import SUBMIT_FAILED, UNKNOWN, OrderParseError, TrackedOrder, VenueOrder
+from services.execution.ratelimit import TokenBucket
+from services.execution.submitter import OrderSubmitter, SubmitOutcome, is_not_found
+from services.execution.tracker import OrderTracker
+
+log = logging.getLogger(__name__)
+
+RESOLVE_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
+
+
+class OrderPlacer:
+    def __init__(
+        self,
+        submitter: OrderSubmitter,
+        bucket: TokenBucket,
+        tracker: OrderTracker,
+        spawn: Spawn,
+        venue: str,
+        service_name: str,
+        settle_s: float,
+    ) -> None:
+        self.submitter = submitter
+        self.bucket = bucket
+        self.tracker = tracker
+        self._spawn = spawn
+        self.settle_s = settle_s  # how long an unanswered POST may still land
+        self._tick_to_order = TICK_TO_ORDER.labels(venue)
+        self._exec_submit = STAGE_LATENCY.labels(service_name, "exec_submit")
+        self._venue_ack = STAGE_LATENCY.labels(service_name, "venue_ack")
+
+    async def place(self, order: TrackedOrder, req: wire.OrderRequest, recv_ns: int) -> None:
+        sent_ns = 0
+
+        def on_send() -> None:
+            nonlocal sent_ns
+            if sent_ns:
+                return
+            sent_ns = wall_ns()
+            if req.intent.tick_recv_ns:
+                self._tick_to_order.observe(max(0, sent_ns - req.intent.tick_recv_ns) / 1e9)
+            self._exec_submit.observe((sent_ns - recv_ns) / 1e9)
+            ORDERS.labels("submitted").inc()
+
+        try:
+            outcome = await self.submitter.submit(
+                order.client_order_id, order_body(req), req.intent.deadline_ns, on_send
+            )
+        except Exception as exc:  # a bug must not leave the order stuck in pending_submit
+            log.exception("order submit failed unexpectedly", extra=kv(coid=order.client_order_id))
+            outcome = SubmitOutcome(
+                "unknown", None, f"submit error: {type(exc).__name__}", 1, last_post_ns=wall_ns()
+            )
+        if sent_ns and outcome.kind == "placed" and not outcome.adopted:
+            rtt = (wall_ns() - sent_ns) / 1e9
+            self._venue_ack.observe(rtt)
+            POST_LATENCY.observe(rtt)
+        RATE_TOKENS.set(self.bucket.tokens)
+        self._settle(order, outcome)
+
+    def _settle(self, order: TrackedOrder, outcome: SubmitOutcome) -> None:
+        now = wall_ns()
+        if outcome.kind == "placed" and outcome.order is not None:
+            try:
+                snap = VenueOrder.from_json(outcome.order)
+            except OrderParseError as exc:
+                outcome = SubmitOutcome(
+                    "unknown",
+                    None,
+                    f"unreadable venue reply: {exc}",
+                    outcome.posts,
+                    last_post_ns=outcome.last_post_ns,
+                )
+            else:
+                ORDERS.labels("acked").inc()
+                self.tracker.apply(snap, "submitted", now)
+                return
+        if outcome.kind == "rejected":
+            ORDERS.labels("rejected").inc()
+            log.warning("order not placed", extra=kv(coid=order.client_order_id, reason=outcome.reason))
+            if order.mark(SUBMIT_FAILED, outcome.reason):
+                self.tracker.emit_update(order, "submit_failed", now)
+            return
+        log.error(
+            "order outcome unknown, resolving", extra=kv(coid=order.client_order_id, reason=outcome.reason)
+        )
+        order.last_post_ns = outcome.last_post_ns or now
+        if order.mark(UNKNOWN, outcome.reason):
+            self.tracker.emit_update(order, "submitted", now)
+        self._spawn(self._resolve(order))
+
+    async def _resolve(self, order: TrackedOrder) -> None:
+        """Find out whether an order with an unknown submit outcome exists at the venue.
+
+        A 404 counts as "not placed" only once ``settle_s`` have passed since the last POST was
+        written: before that the POST may still be on its way into the venue."""
+        for delay in RESOLVE_DELAYS_S:
+            await asyncio.sleep(delay)
+            if order.status != UNKNOWN:
+                return  # the stream or a reconcile already told us
+            if await self.look_up_unknown(order):
+                return
+        log.error(
+            "order outcome still unknown (reconciles keep looking)", extra=kv(coid=order.client_order_id)
+        )
+
+    async def look_up_unknown(self, order: TrackedOrder) -> bool:
+        """One lookup of an UNKNOWN order; True once its outcome is settled."""
+        found = await self.submitter.lookup(order.client_order_id)
+        if isinstance(found, dict):
+            self.tracker.apply_doc(found, "reconciled", wall_ns())
+            return order.status != UNKNOWN
+        if is_not_found(found) and wall_ns() - order.last_post_ns >= self.settle_s * 1e9:
+            if order.mark(SUBMIT_FAILED, "not found at the venue"):
+                ORDERS.labels("rejected").inc()
+                self.tracker.emit_update(order, "submit_failed", wall_ns())
+            return True
+        return False

@@ -1,0 +1,218 @@
+"""Tracked orders, and venue news about them (order snapshots, trade updates) turned into
+per-order transitions and the OrderUpdate / Fill events published on one gap-free seq."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from common import fixed, topics, wire
+from common.clock import wall_ns
+from common.log import kv
+from common.positions import PositionBook
+from common.zmq_io import Publisher
+from services.execution.event_log import EventLog, OrderEvent
+from services.execution.journal import OrderJournal
+from services.execution.metrics import ORDERS
+from services.execution.order_state import (
+    KNOWN_STATUSES,
+    OrderParseError,
+    TrackedOrder,
+    VenueOrder,
+    parse_ts_ns,
+)
+
+log = logging.getLogger(__name__)
+
+
+class OrderTracker:
+    """The orders execution knows, the positions book their fills move, and the event stream."""
+
+    def __init__(self, events: EventLog, journal: OrderJournal, pub: Publisher, max_tracked: int) -> None:
+        self.events = events
+        self.journal = journal
+        self.pub = pub
+        self.orders: dict[str, TrackedOrder] = {}
+        self.coid_by_venue_id: dict[str, str] = {}
+        self.retired_coids: set[str] = set()  # pruned from ``orders`` but never to be sent again
+        self.max_tracked = max_tracked
+        # venue positions at start plus every Fill since: consistent with events.last_seq at any moment
+        self.positions = PositionBook()
+
+    def is_known(self, coid: str) -> bool:
+        """True for an id tracked now or ever before (such an id is never sent again)."""
+        return coid in self.orders or coid in self.retired_coids
+
+    def track(self, order: TrackedOrder) -> None:
+        self.orders[order.client_order_id] = order
+        self.prune()
+
+    def retire(self, coid: str) -> None:
+        """Never track this order: its fills are already counted (e.g. in the start positions)."""
+        self.retired_coids.add(coid)
+
+    def reset_positions(self, start_positions: list[wire.Position]) -> None:
+        self.positions = PositionBook()
+        for p in start_positions:
+            self.positions.get(p.symbol).set_from_venue(p.qty, p.avg_px)
+
+    def open_orders(self) -> int:
+        return sum(1 for o in self.orders.values() if not o.terminal)
+
+    def apply_trade_update(self, data: dict[str, Any]) -> None:
+        """One trade_updates payload; raises OrderParseError / ValueError when it cannot be used."""
+        recv = wall_ns()
+        doc = data.get("order")
+        if not isinstance(doc, dict):
+            raise OrderParseError("trade update without an order")
+        snap = VenueOrder.from_json(doc)
+        event = str(data.get("event", ""))
+        exec_qty, exec_px = _optional_nanos(data, "qty"), _optional_nanos(data, "price")
+        pos = _optional_nanos(data, "position_qty")
+        try:
+            venue_ns = parse_ts_ns(data.get("timestamp")) or snap.updated_ns
+        except OrderParseError:
+            venue_ns = snap.updated_ns
+        self.apply(
+            snap,
+            event,
+            recv,
+            exec_qty=exec_qty,
+            exec_px=exec_px,
+            exec_id=str(data.get("execution_id") or ""),
+            position_qty=pos,
+            venue_ns=venue_ns,
+            # Alpaca sends no reason on rejections; venues that do (the simulator) are passed on
+            reason=str(data.get("reason") or "")[:200] if "rejected" in event else "",
+        )
+
+    def apply_doc(self, doc: dict[str, Any], event: str, recv_ns: int, baseline: bool = False) -> str:
+        try:
+            snap = VenueOrder.from_json(doc)
+        except OrderParseError as exc:
+            log.warning("unreadable venue order skipped", extra=kv(error=str(exc)))
+            return ""
+        self.apply(snap, event, recv_ns, baseline=baseline)
+        return snap.client_order_id
+
+    def _tracked_for(self, snap: VenueOrder, baseline: bool) -> TrackedOrder | None:
+        order = self.orders.get(snap.client_order_id)
+        if order is not None:
+            return order
+        if snap.client_order_id in self.retired_coids:
+            return None  # finished and forgotten (or closed before our start): already counted
+        parent_coid = self.coid_by_venue_id.get(snap.replaces or "")
+        parent = self.orders.get(parent_coid) if parent_coid else None
+        order = TrackedOrder(
+            client_order_id=snap.client_order_id,
+            symbol=snap.symbol,
+            side=snap.side,
+            qty=snap.qty,
+            limit_px=snap.limit_px,
+            strategy=parent.strategy if parent else "",
+            reason="replacement" if parent else "adopted from venue",
+        )
+        if baseline:  # fills before our start are already in the venue positions: not new fills
+            order.filled_qty, order.filled_avg_px = snap.filled_qty, snap.filled_avg_px
+        self.track(order)
+        return order
+
+    def apply(
+        self,
+        snap: VenueOrder,
+        event: str,
+        recv_ns: int,
+        exec_qty: int | None = None,
+        exec_px: int | None = None,
+        exec_id: str = "",
+        position_qty: int | None = None,
+        venue_ns: int = 0,
+        baseline: bool = False,
+        reason: str = "",
+    ) -> None:
+        order = self._tracked_for(snap, baseline)
+        if order is None:
+            return
+        if reason:
+            order.reason = reason
+        if snap.status not in KNOWN_STATUSES:
+            log.warning("unknown venue order status, treated as working", extra=kv(status=snap.status[:40]))
+        was_filled = order.status == "filled"
+        tr = order.apply(snap, event, exec_qty=exec_qty, exec_px=exec_px, exec_id=exec_id)
+        if order.venue_order_id:
+            self.coid_by_venue_id[order.venue_order_id] = order.client_order_id
+        if tr.fill is not None:
+            f = tr.fill
+            fill = wire.Fill(
+                seq=0,
+                client_order_id=order.client_order_id,
+                venue_order_id=order.venue_order_id,
+                exec_id=f.exec_id,
+                strategy=order.strategy,
+                symbol=order.symbol,
+                side=order.side,  # type: ignore[arg-type]
+                qty=f.qty,
+                px=f.px,
+                cum_qty=f.cum_qty,
+                position_qty=position_qty if event in ("fill", "partial_fill") else None,
+                venue_ns=venue_ns or snap.updated_ns,
+                recv_ns=recv_ns,
+            )
+            # Fill before the update: a position rises before the pending quantity that became it falls.
+            self.positions.apply_fill(order.symbol, order.side, f.qty, f.px)
+            self._publish(fill, topics.sym(topics.EX_FILL, order.symbol))
+        if tr.changed:
+            if order.status == "filled" and not was_filled:
+                ORDERS.labels("filled").inc()
+            self.emit_update(order, event, recv_ns)
+
+    def emit_update(self, order: TrackedOrder, event: str, recv_ns: int) -> None:
+        update = wire.OrderUpdate(
+            seq=0,
+            client_order_id=order.client_order_id,
+            venue_order_id=order.venue_order_id,
+            strategy=order.strategy,
+            symbol=order.symbol,
+            side=order.side,  # type: ignore[arg-type]
+            status=order.status,
+            event=event,
+            qty=order.qty,
+            filled_qty=order.filled_qty,
+            filled_avg_px=order.filled_avg_px,
+            limit_px=order.limit_px,
+            reason=order.reason,
+            venue_ns=order.venue_ns,
+            recv_ns=recv_ns,
+            intent_signal_ns=order.intent_signal_ns,
+            tick_recv_ns=order.tick_recv_ns,
+        )
+        self._publish(update, topics.sym(topics.EX_UPDATE, order.symbol))
+
+    def _publish(self, event: OrderEvent, topic: bytes) -> None:
+        stamped = self.events.append(event)
+        self.journal.record_event(stamped)
+        self.pub.publish(topic, [stamped])
+
+    def prune(self) -> None:
+        """Forget the oldest finished orders beyond the cap (down to 90% of it, so the scan is
+        amortized over many orders); their ids stay refused and are never adopted again."""
+        if len(self.orders) <= self.max_tracked:
+            return
+        excess = len(self.orders) - self.max_tracked * 9 // 10
+        for coid in [c for c, o in self.orders.items() if o.terminal][:excess]:
+            order = self.orders.pop(coid)
+            self.retired_coids.add(coid)
+            self.coid_by_venue_id.pop(order.venue_order_id, None)
+
+
+def _optional_nanos(data: dict[str, Any], key: str) -> int | None:
+    """A per-execution number of a trade update; None when absent or unreadable (the cumulative
+    fields of the order still carry the fill, so a bad one costs precision, never the fill)."""
+    value = data.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        return fixed.to_fixed(value)
+    except ValueError:
+        log.warning("unreadable trade update field ignored", extra=kv(field=key, value=str(value)[:40]))
+        return None
