@@ -24,8 +24,8 @@ def main() -> None:
     except OSError as exc:
         print(f"idle-poll: cannot hold {DEVICE} at 0: {exc} (needs root)", file=sys.stderr, flush=True)
         sys.exit(1)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # before announcing: a stop may follow at once
     print(f"idle-poll: holding {DEVICE} at 0 (pid {os.getpid()})", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
             signal.pause()
