@@ -1,4 +1,5 @@
-"""Alpaca Trading REST v2 over one kept-alive aiohttp session (TCP_NODELAY is aiohttp's default).
+"""Alpaca Trading REST v2 over a small pool of kept-alive TCP_NODELAY HTTP/1.1 connections
+(:mod:`services.execution.http11`, built for the order path's latency).
 
 Every call first takes a token from the shared bucket, waiting at most ``max_wait_s``; if none comes
 the call is not made (:class:`RateLimited`), so nothing is ever sent into a 429 on purpose. Errors
@@ -11,9 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
+from services.execution.http11 import Http11Pool, HttpConnectionError, HttpTimeout
 from services.execution.metrics import RATE_TOKENS, REST_ERRORS, REST_LATENCY
 from services.execution.ratelimit import TokenBucket
 
@@ -64,14 +65,14 @@ class AlpacaRest:
         self.base_url = base_url.rstrip("/")
         self.bucket = bucket
         self.max_wait_s = max_wait_s
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeout_s = timeout_s
         self._headers = {
             "APCA-API-KEY-ID": key_id,
             "APCA-API-SECRET-KEY": secret_key,
             "Content-Type": "application/json",
             "User-Agent": "zerotick-execution",
         }
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Http11Pool | None = None
         # error text comes from the venue (or a proxy in front of it) and may echo our headers
         self._secrets = [v for v in (key_id, secret_key) if v]
 
@@ -81,16 +82,13 @@ class AlpacaRest:
         return text
 
     async def open(self) -> None:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=32, keepalive_timeout=60, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, timeout=self._timeout
-            )
+        if self._pool is None:
+            self._pool = Http11Pool(self.base_url, self._headers, max_connections=32)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     async def request(
         self,
@@ -102,30 +100,25 @@ class AlpacaRest:
         on_send: Callable[[], None] | None = None,
     ) -> tuple[int, Any]:
         """One call; returns (status, parsed JSON or None). Non-2xx raises :class:`RestStatusError`."""
-        if self._session is None:
+        if self._pool is None:
             await self.open()
-        assert self._session is not None
+        assert self._pool is not None
         if not await self.bucket.acquire(self.max_wait_s):
             RATE_TOKENS.set(self.bucket.tokens)
             REST_ERRORS.labels(endpoint, "rate_limited").inc()
             raise RateLimited(f"rate limit bucket empty for {self.max_wait_s}s, {endpoint} not sent")
         RATE_TOKENS.set(self.bucket.tokens)
         data = orjson.dumps(body) if body is not None else None
-        if on_send is not None:
-            on_send()
         t0 = time.perf_counter()
         try:
-            async with self._session.request(
-                method, self.base_url + path, params=params, data=data, allow_redirects=False
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except TimeoutError:
+            resp = await self._pool.request(method, path, params, data, self.timeout_s, on_send)
+            raw, status = resp.body, resp.status
+        except HttpTimeout:
             REST_ERRORS.labels(endpoint, "timeout").inc()
             raise RestTimeout(f"{endpoint} timed out") from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except HttpConnectionError as exc:
             REST_ERRORS.labels(endpoint, "connection").inc()
-            raise RestConnectionError(f"{endpoint} failed: {type(exc).__name__}") from None
+            raise RestConnectionError(self._scrub(f"{endpoint} failed: {exc}")) from None
         finally:
             REST_LATENCY.labels(endpoint).observe(time.perf_counter() - t0)
         if status >= 300:
