@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from aiohttp import web
 
 from common import topics, wire
 from common.clock import wall_ns
@@ -91,3 +92,13 @@ def execution_settings(run_dir: Path, **overrides: Any) -> Settings:
     for name, body in overrides.items():
         sections.setdefault(name, {}).update(body)
     return Settings(**sections)
+
+
+async def serve_local(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve an aiohttp app on 127.0.0.1 at an ephemeral port; returns (runner, http origin)."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"

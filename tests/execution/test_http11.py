@@ -20,6 +20,7 @@ from services.execution.http11 import (
 )
 from services.execution.ratelimit import TokenBucket
 from services.execution.rest_client import AlpacaRest, RestConnectionError, RestTimeout
+from tests.execution.harness import serve_local
 
 HEADERS = {"APCA-API-KEY-ID": "kid", "APCA-API-SECRET-KEY": "s3cret", "Content-Type": "application/json"}
 
@@ -40,12 +41,7 @@ class AioServer:
         app.router.add_get("/chunked", self.chunked)
         app.router.add_delete("/empty", self.empty)
         app.router.add_get("/slow", self.slow)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.runner, self.url = await serve_local(app)
 
     async def stop(self) -> None:
         if self.runner is not None:

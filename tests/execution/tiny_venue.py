@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.execution.harness import serve_local
+
 KEY, SECRET = "test-key", "test-secret"
 
 
@@ -53,12 +55,7 @@ class TinyVenue:
         app.router.add_delete("/v2/orders", self.cancel_all)
         app.router.add_get("/v2/positions", self.get_positions)
         app.router.add_get("/stream", self.stream)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.runner, self.url = await serve_local(app)
 
     async def stop(self) -> None:
         await self.drop_streams()
