@@ -7,6 +7,9 @@ kind of machine is 50-500 us, of a venue round trip 0.3-50 ms.
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Enum as PromEnum
+
+from common.enums import TradingState
 
 LATENCY_BUCKETS = (
     10e-6, 25e-6, 50e-6, 75e-6, 100e-6, 150e-6, 200e-6, 300e-6, 500e-6, 750e-6,
@@ -42,3 +45,27 @@ def serve_metrics(host: str, port: int) -> None:
     """Expose /metrics on host:port (0 = disabled)."""
     if port:
         start_http_server(port, addr=host)
+
+
+# ---- the trading state and the kill switch (risk owns it; execution enforces it too) -------------
+TRADING_STATE = PromEnum(
+    "zt_trading_state",
+    "Trading state as this service enforces it (one series per state, 1 = current)",
+    ["service"],
+    states=list(TradingState.values()),
+)
+STATE_CHANGES = Counter(
+    "zt_trading_state_changes_total", "Trading state changes", ["service", "state", "source"]
+)
+TRIPS = Counter("zt_kill_switch_trips_total", "Kill switch trips by cause (manual or a trigger)", ["cause"])
+TRIP_UNCONFIRMED = Gauge(
+    "zt_kill_switch_unconfirmed", "1 while a trip waits for the venue to show no open orders/positions"
+)
+TRIP_CONFIRM = Histogram(
+    "zt_kill_switch_confirm_seconds",
+    "From the trip request's arrival to the venue showing nothing open",
+    buckets=LATENCY_BUCKETS,
+)
+GATE_BLOCKED = Counter(
+    "zt_exec_orders_blocked_total", "Orders execution refused by the trading state", ["state"]
+)

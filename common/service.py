@@ -102,7 +102,9 @@ class Service:
                 return wire.Reply(ok=True, detail="pong")
             if msg.cmd == "status":
                 return wire.Reply(
-                    ok=True, detail="status", data=orjson.dumps(self.full_status(), default=str)
+                    ok=True,
+                    detail="status",
+                    data=orjson.dumps(self.full_status(), default=str, option=orjson.OPT_NON_STR_KEYS),
                 )
             reply = self.control(msg)
             if reply is None:

@@ -3,7 +3,7 @@
 md.q.<SYM>  Quote        md.t.<SYM> Trade     md.b.<SYM> Bar     md.o.<SYM> Book
 md.fs.<feed> FeedStatus
 ex.ou.<SYM> OrderUpdate  ex.f.<SYM> Fill   (sequenced; gaps are replayed from execution)
-rk.rd       RiskDecision rk.p.<SYM> Position
+rk.rd       RiskDecision rk.p.<SYM> Position   rk.ts TradingStateChanged
 sys.hb.<service> Heartbeat
 """
 
@@ -20,6 +20,7 @@ EX_UPDATE = b"ex.ou."
 EX_FILL = b"ex.f."
 RK_DECISION = b"rk.rd"
 RK_POSITION = b"rk.p."
+RK_TRADING_STATE = b"rk.ts"
 HEARTBEAT = b"sys.hb."
 
 

@@ -19,6 +19,8 @@ from typing import Literal
 
 import msgspec
 
+from common.enums import TradingState, TripSource
+
 VERSION = 1
 SEP = b"\0"
 
@@ -211,6 +213,63 @@ class Reply(_Msg, tag="r"):
     data: bytes = b""  # nested encoded payload (e.g. a list of messages), or orjson for status
 
 
+class PositionsSnapshot(_Msg, tag="ps"):
+    """Execution's position book as of its order-event ``as_of_seq`` (-1: the venue's, not sequenced)."""
+
+    as_of_seq: int
+    positions: list[Position]
+
+
+# ---- the trading state and the kill switch ---------------------------------------------------
+
+
+class TradingStateChanged(_Msg, tag="ts"):
+    """Published by risk, the owner, on every change and again every heartbeat (a late joiner learns
+    it; ``seq`` tells a newer record from an older one)."""
+
+    state: TradingState
+    seq: int
+    source: TripSource
+    who: str
+    reason: str
+    ts_ns: int
+
+
+class SetTradingState(_Msg, tag="sts"):
+    """An operator's command to risk: change the trading state. HALTED is a trip: every open order is
+    canceled at the venue (and every position closed with ``flatten``) before the reply."""
+
+    state: TradingState
+    reason: str
+    flatten: bool = False
+    who: str = ""
+    token: str = ""
+    deadline_ns: int = 0  # wall ns after which it must not be acted on (0 = none)
+
+
+class Trip(_Msg, tag="tp"):
+    """risk -> execution: enforce ``state`` from now on. HALTED: cancel every open order at the venue,
+    close every position with ``flatten``, and confirm by reading the venue back. ACTIVE (a reset):
+    refused while the venue holds open orders execution does not know."""
+
+    state: TradingState
+    seq: int
+    flatten: bool = False
+    deadline_ns: int = 0
+
+
+class TripReport(_Msg, tag="tr"):
+    state: TradingState
+    seq: int
+    ok: bool  # HALTED: the venue confirmed; ACTIVE: the reset may go ahead
+    open_orders: int  # at the venue, at the last look
+    positions: int  # at the venue, at the last look
+    canceled: int
+    closed: int
+    confirm_us: int  # from the request's arrival to the venue's confirmation (0: not confirmed)
+    detail: str
+
+
 class Replay(_Msg, tag="rp"):
     """Ask execution for every order event with seq > after_seq (gap fill / startup snapshot)."""
 
@@ -235,6 +294,11 @@ Message = (
     | Control
     | Reply
     | Replay
+    | PositionsSnapshot
+    | TradingStateChanged
+    | SetTradingState
+    | Trip
+    | TripReport
 )
 ALL_TYPES: tuple[type, ...] = Message.__args__  # type: ignore[attr-defined]
 

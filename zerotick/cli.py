@@ -6,6 +6,9 @@ zerotick status [--json]            one line per process: supervisor state, pid,
 zerotick sim [...]                  the Alpaca-compatible venue in the foreground
 zerotick run SERVICE                one service in the foreground
 zerotick ctl SERVICE CMD [k=v ...]  send a control command over the service's request socket
+zerotick kill --reason R [--flatten] HALT: cancel every order (close every position) and confirm at the venue
+zerotick reduce-only --reason R     only orders that shrink a position may go out
+zerotick reset --reason R           back to ACTIVE (refused while the venue holds orders zerotick does not know)
 """
 
 from __future__ import annotations
@@ -102,9 +105,32 @@ def collect_status(settings: Settings, timeout_ms: int = 500) -> dict[str, Any]:
         rows[name] = row
     return {
         "venue": settings.venue,
+        "trading_state": _trading_state(settings, rows),
         "supervisord_pid": supervisor.supervisord_pid(layout),
         "all_up": bool(rows) and all(r["up"] for r in rows.values()),
         "processes": rows,
+    }
+
+
+def _trading_state(settings: Settings, rows: dict[str, Any]) -> dict[str, Any]:
+    """Risk's answer when it gives one, else the persisted record (what a restart would come back in)."""
+    from common.trading_state import StateStore
+
+    record = StateStore(settings.zmq.run_dir).load()
+    risk = (rows.get("risk") or {}).get("service") or {}
+    execution = (rows.get("execution") or {}).get("service") or {}
+    return {
+        "state": risk.get("trading_state") or record.state.value,
+        "persisted": {
+            "state": record.state.value,
+            "seq": record.seq,
+            "source": record.source.value,
+            "who": record.who,
+            "reason": record.reason,
+            "ts_ns": record.ts_ns,
+        },
+        "execution_gate": execution.get("trading_state"),
+        "trip_pending": execution.get("trip_pending"),
     }
 
 
@@ -113,7 +139,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps(st, option=orjson.OPT_INDENT_2).decode())
     else:
+        ts = st["trading_state"]
+        pending = "   TRIP NOT CONFIRMED BY THE VENUE" if ts["trip_pending"] else ""
         print(f"venue: {st['venue']}   supervisord pid: {st['supervisord_pid'] or '-'}")
+        print(f"trading state: {ts['state'].upper()} ({ts['persisted']['reason']}){pending}")
         print(f"{'PROCESS':<12} {'SUPERVISOR':<12} {'PID':>7} {'UPTIME':>9}  {'CONTROL':<10} STATE")
         for name, r in st["processes"].items():
             svc = r.get("service") or {}
@@ -137,6 +166,54 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         return 1
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
     return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    from zerotick import kill_switch
+
+    result = kill_switch.kill(_settings(args), args.reason, args.flatten, args.timeout)
+    doc = {
+        "confirmed": result.confirmed,
+        "elapsed_ms": round(result.elapsed_ms, 1),
+        "via_services": result.via_services,
+        "services_error": result.services_error or None,
+        "venue": result.venue,
+    }
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    if not result.confirmed:
+        print(
+            "zerotick kill: HALTED, but the venue has NOT confirmed yet: "
+            f"{result.venue['detail']}. Check the venue's own UI; run `zerotick kill` again.",
+            file=sys.stderr,
+        )
+        return 1
+    what = "no open orders and no positions" if args.flatten else "no open orders"
+    print(f"zerotick kill: HALTED; the venue shows {what} ({result.elapsed_ms:.0f} ms)", file=sys.stderr)
+    return 0
+
+
+def _cmd_set_state(args: argparse.Namespace, state: Any) -> int:
+    from zerotick import kill_switch
+
+    ok, doc = kill_switch.set_state(_settings(args), state, args.reason, args.timeout)
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    if not ok:
+        why = str(doc.get("detail", "")).removeprefix("refused: ")
+        print(f"zerotick: {state.value} refused: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_reduce_only(args: argparse.Namespace) -> int:
+    from common.enums import TradingState
+
+    return _cmd_set_state(args, TradingState.REDUCE_ONLY)
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from common.enums import TradingState
+
+    return _cmd_set_state(args, TradingState.ACTIVE)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -182,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("args", nargs="*", help="key=value arguments")
     ctl.add_argument("--timeout-ms", type=int, default=1000)
     ctl.set_defaults(func=cmd_ctl)
+    kill = with_config(sub.add_parser("kill", help="trip the kill switch: HALT and empty the venue"))
+    kill.add_argument("--reason", required=True, help="why (goes to the audit log)")
+    kill.add_argument("--flatten", action="store_true", help="also close every position")
+    kill.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the venue")
+    kill.set_defaults(func=cmd_kill)
+    ro = with_config(sub.add_parser("reduce-only", help="only orders that shrink a position go out"))
+    ro.add_argument("--reason", required=True)
+    ro.add_argument("--timeout", type=float, default=5.0)
+    ro.set_defaults(func=cmd_reduce_only)
+    reset = with_config(sub.add_parser("reset", help="back to ACTIVE after a trip"))
+    reset.add_argument("--reason", required=True)
+    reset.add_argument("--timeout", type=float, default=5.0)
+    reset.set_defaults(func=cmd_reset)
     sub.add_parser(
         "sim",
         help="run the Alpaca-compatible venue in the foreground (see `zerotick sim --help`)",

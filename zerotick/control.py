@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import msgspec
 import orjson
 import zmq
 
-from common import wire
+from common import fixed, wire
 from common.config import Settings
 
 _ids = itertools.count(1)
@@ -18,10 +19,14 @@ class ControlError(Exception):
     pass
 
 
-def send_control(
-    settings: Settings, service: str, cmd: str, args: dict[str, str] | None = None, timeout_ms: int = 1000
+class NotRunning(ControlError):
+    """No connection to the service within the connect timeout: it is not running, or hung."""
+
+
+def request(
+    settings: Settings, service: str, msg: Any, timeout_ms: int = 1000, connect_timeout_ms: int | None = None
 ) -> Any:
-    """Send ``Control(cmd, args)`` to ``service``; return the decoded reply data (JSON) or detail."""
+    """Send one request to ``service``; return the decoded reply message."""
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -29,25 +34,57 @@ def send_control(
     try:
         sock.connect(settings.zmq.endpoint(service, "rpc"))
         req_id = next(_ids).to_bytes(8, "little")
-        msg = wire.Control(cmd=cmd, args=args or {}, token=settings.control_token())
-        if not sock.poll(timeout_ms, zmq.POLLOUT):
-            raise ControlError("not running (no connection)")
+        connect_ms = timeout_ms if connect_timeout_ms is None else connect_timeout_ms
+        if not sock.poll(connect_ms, zmq.POLLOUT):
+            raise NotRunning("not running (no connection)")
         sock.send_multipart([req_id, wire.encode(msg)])
         while sock.poll(timeout_ms, zmq.POLLIN):
-            rid, body = sock.recv_multipart()
-            if rid != req_id:
+            frames = sock.recv_multipart()
+            if len(frames) != 2 or frames[0] != req_id:
                 continue
-            reply = wire.decode(body)
-            if not isinstance(reply, wire.Reply):
-                raise ControlError(f"unexpected reply {type(reply).__name__}")
-            if not reply.ok:
-                raise ControlError(reply.detail)
-            if reply.data:
-                try:
-                    return orjson.loads(reply.data)
-                except orjson.JSONDecodeError:
-                    return {"detail": reply.detail, "bytes": len(reply.data)}
-            return {"detail": reply.detail}
+            try:
+                return wire.decode(frames[1])
+            except wire.WireError as exc:
+                raise ControlError(f"unreadable reply: {exc}") from None
         raise ControlError(f"no answer within {timeout_ms} ms")
     finally:
         sock.close(0)
+
+
+def send_control(
+    settings: Settings, service: str, cmd: str, args: dict[str, str] | None = None, timeout_ms: int = 1000
+) -> Any:
+    """Send ``Control(cmd, args)`` to ``service``; return the reply as plain data (for JSON output)."""
+    msg = wire.Control(cmd=cmd, args=args or {}, token=settings.control_token())
+    reply = request(settings, service, msg, timeout_ms)
+    if isinstance(reply, wire.Reply):
+        if not reply.ok:
+            raise ControlError(reply.detail)
+        if reply.data:
+            try:
+                return orjson.loads(reply.data)
+            except orjson.JSONDecodeError:
+                raise ControlError(f"{cmd}: reply data is not JSON ({len(reply.data)} bytes)") from None
+        return {"detail": reply.detail}
+    return as_doc(reply)
+
+
+def as_doc(msg: Any) -> Any:
+    """A typed reply as plain data for people: field names kept, positions in decimal units."""
+    if isinstance(msg, wire.PositionsSnapshot):
+        return {
+            "as_of_seq": msg.as_of_seq if msg.as_of_seq >= 0 else None,
+            "positions": {
+                p.symbol: {
+                    "qty": fixed.to_str(p.qty),
+                    "avg_px": fixed.to_str(p.avg_px),
+                    "realized_pnl": fixed.to_str(p.realized_pnl),
+                }
+                for p in msg.positions
+            },
+        }
+    if isinstance(msg, msgspec.Struct):
+        return {"type": type(msg).__name__, **{f: as_doc(getattr(msg, f)) for f in msg.__struct_fields__}}
+    if isinstance(msg, list):
+        return [as_doc(m) for m in msg]
+    return msgspec.to_builtins(msg)

@@ -41,6 +41,9 @@ class OrderPlacer:
         self.tracker = tracker
         self._spawn = spawn
         self.settle_s = settle_s  # how long an unanswered POST may still land
+        # asked right before each POST is written: a reason the order may not go out, or ""
+        self.may_send: Callable[[TrackedOrder], str] = lambda order: ""
+        self.posts_in_flight = 0  # POSTs written and not answered yet
         self._tick_to_order = TICK_TO_ORDER.labels(venue)
         self._exec_submit = STAGE_LATENCY.labels(service_name, "exec_submit")
         self._venue_ack = STAGE_LATENCY.labels(service_name, "venue_ack")
@@ -53,6 +56,7 @@ class OrderPlacer:
             if sent_ns:
                 return
             sent_ns = wall_ns()
+            self.posts_in_flight += 1
             if req.intent.tick_recv_ns:
                 self._tick_to_order.observe(max(0, sent_ns - req.intent.tick_recv_ns) / 1e9)
             self._exec_submit.observe((sent_ns - recv_ns) / 1e9)
@@ -60,13 +64,20 @@ class OrderPlacer:
 
         try:
             outcome = await self.submitter.submit(
-                order.client_order_id, order_body(req), req.intent.deadline_ns, on_send
+                order.client_order_id,
+                order_body(req),
+                req.intent.deadline_ns,
+                on_send,
+                lambda: self.may_send(order),
             )
         except Exception as exc:  # a bug must not leave the order stuck in pending_submit
             log.exception("order submit failed unexpectedly", extra=kv(coid=order.client_order_id))
             outcome = SubmitOutcome(
                 "unknown", None, f"submit error: {type(exc).__name__}", 1, last_post_ns=wall_ns()
             )
+        finally:
+            if sent_ns:
+                self.posts_in_flight -= 1
         if sent_ns and outcome.kind == "placed" and not outcome.adopted:
             rtt = (wall_ns() - sent_ns) / 1e9
             self._venue_ack.observe(rtt)

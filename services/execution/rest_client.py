@@ -52,6 +52,10 @@ def _error_fields(body: bytes) -> tuple[int | None, str]:
     return None, str(doc)[:200]
 
 
+class OrderBlocked(RestError):
+    """The trading gate closed while the order waited for its token: the request was NOT sent."""
+
+
 class AlpacaRest:
     def __init__(
         self,
@@ -98,16 +102,24 @@ class AlpacaRest:
         params: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
         on_send: Callable[[], None] | None = None,
+        may_send: Callable[[], str] | None = None,
+        priority: bool = False,
     ) -> tuple[int, Any]:
-        """One call; returns (status, parsed JSON or None). Non-2xx raises :class:`RestStatusError`."""
+        """One call; returns (status, parsed JSON or None). Non-2xx raises :class:`RestStatusError`.
+
+        ``may_send`` is asked right before the bytes are written (after the rate-limit wait): a
+        non-empty answer aborts with :class:`OrderBlocked`. ``priority`` calls (the kill switch) do
+        not wait for the local bucket."""
         if self._pool is None:
             await self.open()
         assert self._pool is not None
-        if not await self.bucket.acquire(self.max_wait_s):
+        if not priority and not await self.bucket.acquire(self.max_wait_s):
             RATE_TOKENS.set(self.bucket.tokens)
             REST_ERRORS.labels(endpoint, "rate_limited").inc()
             raise RateLimited(f"rate limit bucket empty for {self.max_wait_s}s, {endpoint} not sent")
         RATE_TOKENS.set(self.bucket.tokens)
+        if may_send is not None and (why := may_send()):
+            raise OrderBlocked(f"{endpoint} not sent: {why}")
         data = orjson.dumps(body) if body is not None else None
         t0 = time.perf_counter()
         try:
@@ -136,9 +148,16 @@ class AlpacaRest:
     # ---- endpoints ----------------------------------------------------------------------------
 
     async def submit_order(
-        self, body: dict[str, Any], on_send: Callable[[], None] | None = None
+        self,
+        body: dict[str, Any],
+        on_send: Callable[[], None] | None = None,
+        may_send: Callable[[], str] | None = None,
     ) -> dict[str, Any]:
-        return (await self.request("POST", "/v2/orders", "POST /v2/orders", body=body, on_send=on_send))[1]
+        return (
+            await self.request(
+                "POST", "/v2/orders", "POST /v2/orders", body=body, on_send=on_send, may_send=may_send
+            )
+        )[1]
 
     async def get_order_by_client_id(self, client_order_id: str) -> dict[str, Any]:
         return (
@@ -151,19 +170,29 @@ class AlpacaRest:
         )[1]
 
     async def list_orders(
-        self, status: str = "open", limit: int = 500, direction: str = "asc"
+        self, status: str = "open", limit: int = 500, direction: str = "asc", priority: bool = False
     ) -> list[dict[str, Any]]:
         params = {"status": status, "limit": str(limit), "direction": direction}
-        return (await self.request("GET", "/v2/orders", "GET /v2/orders", params=params))[1] or []
+        return (await self.request("GET", "/v2/orders", "GET /v2/orders", params=params, priority=priority))[
+            1
+        ] or []
 
     async def cancel_order(self, venue_order_id: str) -> None:
         await self.request("DELETE", f"/v2/orders/{venue_order_id}", "DELETE /v2/orders/{id}")
 
-    async def cancel_all(self) -> list[dict[str, Any]]:
-        return (await self.request("DELETE", "/v2/orders", "DELETE /v2/orders"))[1] or []
+    async def cancel_all(self, priority: bool = False) -> list[dict[str, Any]]:
+        return (await self.request("DELETE", "/v2/orders", "DELETE /v2/orders", priority=priority))[1] or []
 
-    async def positions(self) -> list[dict[str, Any]]:
-        return (await self.request("GET", "/v2/positions", "GET /v2/positions"))[1] or []
+    async def close_all_positions(self, priority: bool = False) -> list[dict[str, Any]]:
+        """Close every position at the market, canceling open orders first (Alpaca's close-all)."""
+        params = {"cancel_orders": "true"}
+        endpoint = "DELETE /v2/positions"
+        return (await self.request("DELETE", "/v2/positions", endpoint, params=params, priority=priority))[
+            1
+        ] or []
+
+    async def positions(self, priority: bool = False) -> list[dict[str, Any]]:
+        return (await self.request("GET", "/v2/positions", "GET /v2/positions", priority=priority))[1] or []
 
     async def account(self) -> dict[str, Any]:
         return (await self.request("GET", "/v2/account", "GET /v2/account"))[1]

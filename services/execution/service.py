@@ -18,14 +18,16 @@ from typing import Any
 
 import orjson
 
-from common import fixed, wire
-from common.clock import wall_ns
+from common import fixed, topics, wire
+from common.clock import mono_ns, wall_ns
 from common.config import LIVE_BASE_URL, Settings
+from common.enums import TradingState
 from common.log import kv
-from common.metrics import STAGE_LATENCY
+from common.metrics import STAGE_LATENCY, TRIP_CONFIRM, TRIP_UNCONFIRMED, TRIPS
 from common.positions import PositionBook
 from common.service import Service
 from services.execution.event_log import MAX_REPLAY, EventLog
+from services.execution.gate import OpenExposure, TradingGate
 from services.execution.journal import InMemoryJournal, OrderJournal
 from services.execution.metrics import ORDERS
 from services.execution.order_request import invalid_request
@@ -37,12 +39,15 @@ from services.execution.rest_client import AlpacaRest, RestError
 from services.execution.submitter import OrderSubmitter
 from services.execution.tracker import OrderTracker
 from services.execution.trade_stream import TradeStream
+from services.execution.venue_kill import KillOutcome, empty_venue
 
 __all__ = ["SERVICE_CLASS", "ExecutionService", "LiveTradingRefused", "check_live_guard", "venue_position"]
 
 log = logging.getLogger(__name__)
 
 STARTUP_RETRY_S = 2.0
+TRIP_DEFAULT_S = 10.0  # a trip without a deadline waits this long for the venue before replying
+TRIP_RETRY_LOG_S = 5.0
 
 
 class LiveTradingRefused(SystemExit):
@@ -89,6 +94,11 @@ class ExecutionService(Service):
             settle_s=max(2 * ex.http_timeout_s, 2.0),
         )
         self.reconciler = Reconciler(self.rest, self.submitter, self.tracker, self.placer, self._spawn)
+        self.gate = TradingGate(settings.zmq.run_dir)
+        self.placer.may_send = self._gate_reason
+        self.trip_pending = False  # a trip has not been confirmed by the venue yet
+        self.last_trip: dict[str, Any] = {}
+        self._trip_task: asyncio.Task[Any] | None = None
         self.ready = False
         self.start_positions: list[wire.Position] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -133,6 +143,7 @@ class ExecutionService(Service):
     # ---- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.subscribe("risk", [topics.RK_TRADING_STATE], self._on_risk_events)
         venue, url = self.settings.venue, self.settings.trading_base_url()
         banner = "LIVE MONEY" if venue == "live" else venue
         log.warning(f"execution trades on venue={venue} ({banner}) at {url}", extra=kv(venue=venue, url=url))
@@ -190,7 +201,129 @@ class ExecutionService(Service):
             return wire.Reply(ok=True, detail=detail, data=wire.encode_list(events))
         if isinstance(msg, wire.CancelRequest):
             return self._cancel(msg)
+        if isinstance(msg, wire.Trip):
+            return self._on_trip(msg)
         return super().handle(msg)
+
+    # ---- the trading state: enforced here too, the last gate before the venue ----------------
+
+    def _on_risk_events(self, topic: bytes, msgs: list[Any]) -> None:
+        for m in msgs:
+            if isinstance(m, wire.TradingStateChanged):
+                self.gate.adopt(m.state, m.seq, "risk_event")
+
+    def _gate_reason(self, order: TrackedOrder) -> str:
+        buy, sell = self.tracker.open_qty(order.symbol, exclude=order.client_order_id)
+        exposure = OpenExposure(self.positions.qty(order.symbol), buy, sell)
+        blocked = self.gate.blocks(order.side, order.qty, exposure)
+        return "" if blocked is None else f"{blocked.value}: trading state {self.gate.state or 'unknown'}"
+
+    async def _on_trip(self, trip: wire.Trip) -> wire.TripReport:
+        arrived = mono_ns()
+        if trip.deadline_ns and wall_ns() > trip.deadline_ns:
+            return self._trip_report(trip, False, None, arrived, "deadline passed before the trip arrived")
+        if self.gate.state is not None and trip.state.code < self.gate.state.code:
+            return await self._loosen(trip, arrived)
+        self.gate.adopt(trip.state, trip.seq, "risk_trip")
+        if trip.state is not TradingState.HALTED:
+            return self._trip_report(trip, True, None, arrived, f"enforcing {trip.state.value}")
+        TRIPS.labels("manual" if not trip.flatten else "manual_flatten").inc()
+        if self._trip_task is not None:
+            self._trip_task.cancel()
+        self.trip_pending = True
+        TRIP_UNCONFIRMED.set(1)
+        wait_s = TRIP_DEFAULT_S if not trip.deadline_ns else max(0.0, (trip.deadline_ns - wall_ns()) / 1e9)
+        outcome = await empty_venue(self.rest, trip.flatten, arrived + int(wait_s * 1e9), self._posts_settled)
+        self._record_trip(trip, outcome, arrived)
+        if not outcome.confirmed:
+            self._trip_task = self._spawn(self._keep_emptying(trip, arrived))
+        return self._trip_report(trip, outcome.confirmed, outcome, arrived, outcome.detail)
+
+    async def _posts_settled(self) -> None:
+        """Before reading the venue back: a POST written before the gate closed may still be on its
+        way in; its answer tells us it landed (so the next round cancels it)."""
+        for _ in range(200):
+            if self.placer.posts_in_flight == 0:
+                return
+            await asyncio.sleep(0.005)
+
+    async def _keep_emptying(self, trip: wire.Trip, arrived: int) -> None:
+        """The venue did not confirm in time: keep at it, and keep saying so."""
+        while self.gate.state is TradingState.HALTED:
+            outcome = await empty_venue(
+                self.rest, trip.flatten, mono_ns() + int(TRIP_RETRY_LOG_S * 1e9), self._posts_settled
+            )
+            self._record_trip(trip, outcome, arrived)
+            if outcome.confirmed:
+                return
+            log.error("kill switch: venue still not empty, retrying", extra=kv(detail=outcome.detail))
+
+    def _record_trip(self, trip: wire.Trip, outcome: KillOutcome, arrived: int) -> None:
+        self.trip_pending = not outcome.confirmed
+        TRIP_UNCONFIRMED.set(0 if outcome.confirmed else 1)
+        if outcome.confirmed:
+            TRIP_CONFIRM.observe((outcome.confirm_ns - arrived) / 1e9)
+        self.last_trip = {
+            "seq": trip.seq,
+            "flatten": trip.flatten,
+            "confirmed": outcome.confirmed,
+            "open_orders": outcome.open_orders,
+            "positions": outcome.positions,
+            "canceled": outcome.canceled,
+            "closed": outcome.closed,
+            "rounds": outcome.rounds,
+            "detail": outcome.detail,
+        }
+        log.warning(
+            "kill switch: venue emptied" if outcome.confirmed else "kill switch: venue not empty yet",
+            extra=kv(**self.last_trip),
+        )
+
+    async def _loosen(self, trip: wire.Trip, arrived: int) -> wire.TripReport:
+        """A reset (or HALTED -> REDUCE_ONLY): refused while the venue holds open orders zerotick did
+        not place (not ours by client_order_id prefix, or not tracked), since nobody would manage them."""
+        try:
+            docs = await self.rest.list_orders("open", priority=True)
+        except RestError as exc:
+            return self._trip_report(
+                trip, False, None, arrived, f"cannot list the venue's open orders: {exc}"
+            )
+        ours = f"{self.settings.execution.client_order_id_prefix}-"
+        unknown = [
+            coid
+            for d in docs
+            if not (
+                (coid := str(d.get("client_order_id", ""))).startswith(ours) and self.tracker.is_known(coid)
+            )
+        ]
+        if unknown:
+            detail = (
+                f"the venue holds {len(unknown)} open orders zerotick does not know "
+                f"(client_order_id {', '.join(unknown[:5])}); cancel them or run `zerotick kill` first"
+            )
+            return self._trip_report(trip, False, None, arrived, detail)
+        if self._trip_task is not None:
+            self._trip_task.cancel()
+            self._trip_task = None
+        self.trip_pending = False
+        TRIP_UNCONFIRMED.set(0)
+        self.gate.adopt(trip.state, trip.seq, "risk_reset")
+        return self._trip_report(trip, True, None, arrived, f"{trip.state.value}: no unknown open orders")
+
+    def _trip_report(
+        self, trip: wire.Trip, ok: bool, outcome: KillOutcome | None, arrived: int, detail: str
+    ) -> wire.TripReport:
+        return wire.TripReport(
+            state=trip.state,
+            seq=trip.seq,
+            ok=ok,
+            open_orders=outcome.open_orders if outcome else -1,
+            positions=outcome.positions if outcome else -1,
+            canceled=outcome.canceled if outcome else 0,
+            closed=outcome.closed if outcome else 0,
+            confirm_us=(outcome.confirm_ns - arrived) // 1000 if outcome and outcome.confirmed else 0,
+            detail=detail,
+        )
 
     def _on_order_request(self, req: wire.OrderRequest) -> wire.OrderAck:
         recv = wall_ns()
@@ -204,6 +337,12 @@ class ExecutionService(Service):
             )
         reason = "" if self.ready else "not_ready: venue reconciliation pending"
         reason = reason or invalid_request(req)
+        if not reason:
+            it = req.intent
+            exposure = OpenExposure(self.positions.qty(it.symbol), *self.tracker.open_qty(it.symbol))
+            blocked = self.gate.blocks(it.side, it.qty, exposure)
+            if blocked is not None:
+                reason = f"{blocked.value}: trading state {self.gate.state or 'unknown'}"
         if not reason and req.intent.deadline_ns and recv > req.intent.deadline_ns:
             reason = "expired"
         it = req.intent
@@ -269,26 +408,24 @@ class ExecutionService(Service):
             return self._cancel_all()
         return None
 
-    def _book_positions_reply(self) -> wire.Reply:
-        """Positions as of ``events.last_seq`` (in ``detail``: ``as_of_seq=N``): a receiver applies
+    def _book_positions_reply(self) -> wire.PositionsSnapshot | wire.Reply:
+        """Positions as of ``events.last_seq``: a receiver applies
         only fills with a greater seq on top, so nothing is counted twice or missed."""
         if not self.ready:
             return wire.Reply(ok=False, detail="not ready: venue positions not loaded yet")
         now = wall_ns()
         positions = [p.to_wire(now) for p in self.positions.all()]
-        return wire.Reply(
-            ok=True, detail=f"as_of_seq={self.events.last_seq}", data=wire.encode_list(positions)
-        )
+        return wire.PositionsSnapshot(as_of_seq=self.events.last_seq, positions=positions)
 
-    async def _positions_reply(self) -> wire.Reply:
-        """The venue's positions right now (not sequenced with order events)."""
+    async def _positions_reply(self) -> wire.PositionsSnapshot | wire.Reply:
+        """The venue's positions right now (not sequenced with order events: ``as_of_seq`` -1)."""
         try:
             docs = await self.rest.positions()
             now = wall_ns()
             positions = [venue_position(d, now) for d in docs]
         except (RestError, ValueError) as exc:
             return wire.Reply(ok=False, detail=f"positions unavailable: {exc}")
-        return wire.Reply(ok=True, detail=f"{len(positions)} positions", data=wire.encode_list(positions))
+        return wire.PositionsSnapshot(as_of_seq=-1, positions=positions)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -303,6 +440,10 @@ class ExecutionService(Service):
             "reconciles": self.reconciles,
             "last_reconcile_error": self.last_reconcile_error,
             "start_positions": {p.symbol: fixed.to_str(p.qty) for p in self.start_positions},
+            "trading_state": self.gate.state.value if self.gate.state else "unknown",
+            "trading_state_seq": self.gate.seq,
+            "trip_pending": self.trip_pending,
+            "last_trip": self.last_trip,
         }
 
     def heartbeat_state(self) -> str:

@@ -26,6 +26,7 @@ from common.log import kv
 from services.execution.journal import OrderJournal
 from services.execution.rest_client import (
     AlpacaRest,
+    OrderBlocked,
     RateLimited,
     RestConnectionError,
     RestError,
@@ -85,6 +86,7 @@ class OrderSubmitter:
         body: dict[str, Any],
         deadline_ns: int = 0,
         on_send: Callable[[], None] | None = None,
+        may_send: Callable[[], str] | None = None,
     ) -> SubmitOutcome:
         posts = 0
         doubtful = False  # some POST may have placed the order although we saw no success
@@ -107,7 +109,7 @@ class OrderSubmitter:
                 return give_up("expired before it could be resubmitted")
             self.journal.record_submit(client_order_id, posts + 1, body)
             try:
-                order = await self.rest.submit_order(body, on_send=sent)
+                order = await self.rest.submit_order(body, on_send=sent, may_send=may_send)
                 if isinstance(order, dict):
                     return SubmitOutcome("placed", order, "ok", posts + 1, last_post_ns=last_post_ns)
                 doubtful, posts = True, posts + 1  # 2xx without an order body: placed, unreadable
@@ -116,6 +118,8 @@ class OrderSubmitter:
                 )
             except RateLimited as exc:  # this POST was not sent
                 return give_up(f"rate_limited: {exc}")
+            except OrderBlocked as exc:  # the trading gate closed while it waited: not sent
+                return give_up(str(exc))
             except RestError as exc:
                 posts += 1
                 if not outcome_unknown(exc):

@@ -59,6 +59,17 @@ class OrderTracker:
     def open_orders(self) -> int:
         return sum(1 for o in self.orders.values() if not o.terminal)
 
+    def open_qty(self, symbol: str, exclude: str = "") -> tuple[int, int]:
+        """(buy, sell) quantity still open on ``symbol`` across our orders, except ``exclude``."""
+        buy = sell = 0
+        for o in self.orders.values():
+            if o.symbol == symbol and o.client_order_id != exclude and not o.terminal:
+                if o.side == "buy":
+                    buy += o.open_qty
+                else:
+                    sell += o.open_qty
+        return buy, sell
+
     def apply_trade_update(self, data: dict[str, Any]) -> None:
         """One trade_updates payload; raises OrderParseError / ValueError when it cannot be used."""
         recv = wall_ns()

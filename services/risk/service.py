@@ -4,14 +4,18 @@ execution, and positions / pending quantity kept from execution's order events."
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections import Counter
 from typing import Any
 
+import msgspec
+
 from common import topics, wire
-from common.clock import wall_ns
+from common.clock import mono_ns, wall_ns
 from common.config import Settings
+from common.enums import TradingState, TripSource
 from common.fixed import to_float, to_str
 from common.ids import client_order_id
 from common.log import kv
@@ -23,6 +27,7 @@ from services.risk import checks
 from services.risk.metrics import DECISIONS, POSITION, RECONCILED
 from services.risk.reasons import Reason, reason_code
 from services.risk.state import RiskState
+from services.risk.trading_state import StatePersistError, TradingStateOwner, stricter
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,9 @@ class RiskService(Service):
             r.max_order_qty, r.max_order_notional, r.max_position_qty, r.price_band_bps, r.require_quote
         )
         self.risk = RiskState(limits)
+        self.trading = TradingStateOwner(
+            settings.zmq.run_dir, limits, checks.L_TRADING_STATE, self._publish_trading_state
+        )
         self.decisions: Counter[str] = Counter()
         self.positions_loaded = False  # a positions snapshot from the current execution is applied
         self._positions_as_of = 0  # execution's event seq the loaded positions include
@@ -62,12 +70,16 @@ class RiskService(Service):
         self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data)
         self._events = OrderEventReceiver(self, self._on_order_event, on_reset=self._on_execution_reset)
         self._spawn_load_positions()
+        self._spawn(self._trading_state_beacon())
         self.ready.set()
 
-    def _spawn_load_positions(self) -> None:
-        task = self.loop.create_task(self._load_positions(self._positions_generation))
+    def _spawn(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _spawn_load_positions(self) -> None:
+        self._spawn(self._load_positions(self._positions_generation))
 
     def _on_execution_reset(self) -> None:
         """Execution restarted: its sequence starts over, so our positions need a new snapshot.
@@ -97,7 +109,103 @@ class RiskService(Service):
     def handle(self, msg: Any) -> Any:
         if isinstance(msg, wire.OrderIntent):
             return self.decide(msg)
+        if isinstance(msg, wire.SetTradingState):
+            return self.set_trading_state(msg)
         return super().handle(msg)
+
+    # ---- the trading state ----------------------------------------------------------------------
+
+    def _publish_trading_state(self, event: wire.TradingStateChanged) -> None:
+        self.pub.publish(topics.RK_TRADING_STATE, [event])
+
+    async def _trading_state_beacon(self) -> None:
+        """Re-publish the state every heartbeat (late joiners, lost frames) and adopt a change that
+        `zerotick kill` wrote to the state file while we could not be reached."""
+        interval = self.settings.zmq.heartbeat_interval_ms / 1000
+        while True:
+            if not self.trading.adopt_external():
+                self._publish_trading_state(self.trading.event())
+            elif self.trading.state is TradingState.HALTED:
+                await self._tell_execution(self.trading.record.seq, TradingState.HALTED, False, 0)
+            await asyncio.sleep(interval)
+
+    async def set_trading_state(self, cmd: wire.SetTradingState) -> wire.TripReport | wire.Reply:
+        """The operator's command (CLI or any authenticated tool). Tightening takes effect here at
+        once and execution is told to enforce it (a HALTED trip cancels, flattens and confirms at the
+        venue before the reply); loosening first asks execution whether the venue holds open orders
+        nobody knows, and is refused if it does."""
+        arrived = mono_ns()
+        expected = self.settings.control_token()
+        if not expected or not hmac.compare_digest(cmd.token.encode(), expected.encode()):
+            log.warning("trading state command refused: bad token", extra=kv(cmd="set_trading_state"))
+            return wire.Reply(ok=False, detail="unauthorized: missing or wrong control token")
+        if cmd.deadline_ns and wall_ns() > cmd.deadline_ns:
+            return wire.Reply(ok=False, detail="deadline passed before the command arrived: not acted on")
+        source = TripSource.CONTROL if not cmd.who.startswith("cli") else TripSource.CLI
+        who = cmd.who or "control"
+        current = self.trading.state
+        if cmd.state is current and cmd.state is TradingState.ACTIVE:
+            return self._report(cmd.state, True, "already active")
+        if stricter(current, cmd.state):  # loosening: reset or HALTED -> REDUCE_ONLY
+            report = await self._tell_execution(
+                self.trading.record.seq + 1, cmd.state, False, cmd.deadline_ns
+            )
+            if not report.ok:
+                self.trading.audit_safely("reset_refused", None, reason=cmd.reason, detail=report.detail)
+                return wire.Reply(ok=False, detail=f"refused: {report.detail}")
+            try:
+                self.trading.change(cmd.state, source, who, cmd.reason)
+            except StatePersistError as exc:
+                return wire.Reply(ok=False, detail=str(exc))
+            return msgspec.structs.replace(report, seq=self.trading.record.seq)
+        record = self.trading.change(cmd.state, source, who, cmd.reason, flatten=cmd.flatten)
+        report = await self._tell_execution(record.seq, cmd.state, cmd.flatten, cmd.deadline_ns)
+        took_us = (mono_ns() - arrived) // 1000
+        if report.ok and cmd.state is TradingState.HALTED:
+            # measured from the command's arrival here, not from execution's
+            report = msgspec.structs.replace(report, confirm_us=took_us)
+        self.trading.audit_safely(
+            "trip_result" if cmd.state is TradingState.HALTED else "enforced",
+            None,
+            seq=record.seq,
+            ok=report.ok,
+            canceled=report.canceled,
+            closed=report.closed,
+            open_orders=report.open_orders,
+            positions=report.positions,
+            venue_confirm_us=report.confirm_us,
+            took_us=took_us,
+            detail=report.detail,
+        )
+        return report
+
+    async def _tell_execution(
+        self, seq: int, state: TradingState, flatten: bool, deadline_ns: int
+    ) -> wire.TripReport:
+        assert self._execution is not None, "start() not called"
+        remaining_ms = 10_000 if not deadline_ns else max(1, (deadline_ns - wall_ns()) // 1_000_000)
+        trip = wire.Trip(state=state, seq=seq, flatten=flatten, deadline_ns=deadline_ns)
+        try:
+            reply = await self._execution.request(trip, timeout_ms=int(remaining_ms))
+        except RpcError as exc:
+            return self._report(state, False, f"execution did not answer: {exc}")
+        if isinstance(reply, wire.TripReport):
+            return reply
+        detail = reply.detail if isinstance(reply, wire.Reply) else type(reply).__name__
+        return self._report(state, False, f"execution: {detail}")
+
+    def _report(self, state: TradingState, ok: bool, detail: str) -> wire.TripReport:
+        return wire.TripReport(
+            state=state,
+            seq=self.trading.record.seq,
+            ok=ok,
+            open_orders=-1,
+            positions=-1,
+            canceled=0,
+            closed=0,
+            confirm_us=0,
+            detail=detail,
+        )
 
     def decide(self, intent: wire.OrderIntent) -> wire.RiskDecision:
         now = wall_ns()
@@ -255,11 +363,18 @@ class RiskService(Service):
 
     def heartbeat_state(self) -> str:
         """The trading state, or ``not_ready`` while risk rejects everything for lack of positions."""
-        return self.risk.trading_state.name.lower() if self.trading_ready else "not_ready"
+        return self.trading.state.value if self.trading_ready else "not_ready"
 
     def status(self) -> dict[str, Any]:
         return {
-            "trading_state": self.risk.trading_state.name,
+            "trading_state": self.trading.state.value,
+            "trading_state_record": {
+                "seq": self.trading.record.seq,
+                "source": self.trading.record.source.value,
+                "who": self.trading.record.who,
+                "reason": self.trading.record.reason,
+                "ts_ns": self.trading.record.ts_ns,
+            },
             "positions_loaded": self.positions_loaded,
             "trading_ready": self.trading_ready,
             "positions_as_of_seq": self._positions_as_of,
@@ -286,24 +401,13 @@ def _parse_positions(reply: Any) -> tuple[list[wire.Position], int]:
 
     Without ``as_of_seq`` the snapshot cannot be lined up with the fills: applying it would count
     fills twice or miss them, so it is refused (ValueError) like any malformed reply."""
-    if not isinstance(reply, wire.Reply):
-        raise ValueError(f"expected a Reply, got {type(reply).__name__}")
-    if not reply.ok:
+    if isinstance(reply, wire.Reply):
         raise ValueError(f"execution refused: {reply.detail}")
-    head = reply.detail.split(";", 1)[0].strip()
-    if not head.startswith("as_of_seq="):
-        raise ValueError(f"no as_of_seq in {reply.detail[:100]!r}")
-    as_of = int(head.removeprefix("as_of_seq="))
-    if as_of < 0:
-        raise ValueError(f"negative as_of_seq {as_of}")
-    try:
-        items = wire.decode_list(reply.data)
-    except wire.WireError as exc:
-        raise ValueError(str(exc)) from None
-    positions = [p for p in items if isinstance(p, wire.Position)]
-    if len(positions) != len(items):
-        raise ValueError("positions reply holds messages that are not Position")
-    return positions, as_of
+    if not isinstance(reply, wire.PositionsSnapshot):
+        raise ValueError(f"expected a PositionsSnapshot, got {type(reply).__name__}")
+    if reply.as_of_seq < 0:
+        raise ValueError(f"not a sequenced snapshot (as_of_seq {reply.as_of_seq})")
+    return reply.positions, reply.as_of_seq
 
 
 SERVICE_CLASS = RiskService

@@ -11,6 +11,7 @@ from services.signal.strategy import Strategy, StrategyContext
 BUILTIN: dict[str, str] = {
     "probe": "services.signal.strategies.probe:ProbeStrategy",
     "ma_cross": "services.signal.strategies.ma_cross:MovingAverageCross",
+    "ladder": "services.signal.strategies.ladder:LadderStrategy",
 }
 _registered: dict[str, type[Strategy]] = {}
 

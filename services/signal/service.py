@@ -11,6 +11,7 @@ from typing import Any
 from common import topics, wire
 from common.clock import mono_ns, wall_ns
 from common.config import Settings
+from common.enums import RejectReason, TradingState
 from common.ids import IntentIds
 from common.log import kv
 from common.metrics import MESSAGES, STAGE_LATENCY
@@ -59,9 +60,16 @@ class SignalService(Service):
         self._risk: RpcClient | None = None
         self._events: OrderEventReceiver | None = None
         self._timer: asyncio.Task[None] | None = None
+        # risk's trading state (None until heard: risk decides) and positions, to hold back intents
+        # risk would reject anyway while trading is not ACTIVE
+        self.trading_state: TradingState | None = None
+        self._trading_seq = -1
+        self._positions: dict[str, int] = {}
+        self.held_back = 0
 
     async def start(self) -> None:
         self._risk = self.client("risk")
+        self.subscribe("risk", [topics.RK_TRADING_STATE, topics.RK_POSITION], self._on_risk_events)
         self.subscribe("market_data", [topics.MD], self._on_market_data)
         self._events = OrderEventReceiver(self, self._on_order_event)
         self._timer = self.loop.create_task(self._timer_loop())
@@ -97,11 +105,41 @@ class SignalService(Service):
             if intents:
                 self.send(intents)
 
+    def _on_risk_events(self, topic: bytes, msgs: list[Any]) -> None:
+        for m in msgs:
+            if isinstance(m, wire.TradingStateChanged):
+                if m.seq >= self._trading_seq:
+                    if m.state is not self.trading_state:
+                        log.warning("trading state", extra=kv(state=m.state, seq=m.seq, reason=m.reason))
+                    self.trading_state, self._trading_seq = m.state, m.seq
+            elif isinstance(m, wire.Position):
+                self._positions[m.symbol] = m.qty
+
+    def _held_back(self, intent: wire.OrderIntent) -> RejectReason | None:
+        """HALTED: nothing goes to risk. REDUCE_ONLY: only what shrinks the position (risk checks again,
+        with the open orders too)."""
+        state = self.trading_state
+        if state is None or state is TradingState.ACTIVE:
+            return None
+        if state is TradingState.REDUCE_ONLY:
+            pos = self._positions.get(intent.symbol, 0)
+            signed = intent.qty if intent.side == "buy" else -intent.qty
+            if pos * signed < 0 and abs(signed) <= abs(pos):
+                return None
+            return RejectReason.REDUCE_ONLY
+        return RejectReason.HALTED
+
     # ---- intents to risk --------------------------------------------------------------------
 
     def send(self, intents: list[wire.OrderIntent]) -> None:
         assert self._risk is not None, "start() not called"
         for intent in intents:
+            held = self._held_back(intent)
+            if held is not None:
+                self.held_back += 1
+                detail = f"trading state is {self.trading_state}: not sent to risk"
+                self._apply_decision(intent, _synthetic_rejection(intent, held.value, detail))
+                continue
             sent = mono_ns()
             fut = self._risk.request(intent)
             self.intents_sent += 1
@@ -113,11 +151,11 @@ class SignalService(Service):
             return
         exc = fut.exception()
         if isinstance(exc, RpcTimeout):
-            decision = _synthetic_rejection(intent, "risk_timeout", str(exc))
+            decision = _synthetic_rejection(intent, RejectReason.RISK_TIMEOUT, str(exc))
         elif isinstance(exc, RpcUnavailable):
-            decision = _synthetic_rejection(intent, "risk_unavailable", str(exc))
+            decision = _synthetic_rejection(intent, RejectReason.RISK_UNAVAILABLE, str(exc))
         elif exc is not None:
-            decision = _synthetic_rejection(intent, "risk_error", f"{type(exc).__name__}: {exc}")
+            decision = _synthetic_rejection(intent, RejectReason.RISK_ERROR, f"{type(exc).__name__}: {exc}")
         else:
             reply = fut.result()
             self._rtt.observe((mono_ns() - sent_ns) / 1e9)
@@ -125,8 +163,11 @@ class SignalService(Service):
                 decision = reply
             else:
                 detail = reply.detail if isinstance(reply, wire.Reply) else type(reply).__name__
-                decision = _synthetic_rejection(intent, "risk_error", detail)
-        outcome = "approved" if decision.approved else decision.reason
+                decision = _synthetic_rejection(intent, RejectReason.RISK_ERROR, detail)
+        self._apply_decision(intent, decision)
+
+    def _apply_decision(self, intent: wire.OrderIntent, decision: wire.RiskDecision) -> None:
+        outcome = "approved" if decision.approved else str(decision.reason)
         self.decisions[outcome] += 1
         DECISIONS.labels(outcome).inc()
         if not decision.approved and decision.reason.startswith("risk_"):
@@ -146,6 +187,8 @@ class SignalService(Service):
             "intents_sent": self.intents_sent,
             "decisions": dict(self.decisions),
             "order_event_seq": self._events.last_seq if self._events else 0,
+            "trading_state": self.trading_state.value if self.trading_state else "unknown",
+            "intents_held_back": self.held_back,
         }
 
 

@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from common import wire
+from common.enums import TradingState, TripSource
 
 
 def _samples() -> list[wire.Message]:  # type: ignore[valid-type]
@@ -35,6 +36,13 @@ def _samples() -> list[wire.Message]:  # type: ignore[valid-type]
         wire.Control(cmd="status", args={"a": "b"}, token="t"),
         wire.Reply(ok=True, detail="x", data=b"\x00\x01"),
         wire.Replay(after_seq=42),
+        wire.PositionsSnapshot(as_of_seq=3, positions=[wire.Position(symbol="A", qty=1, avg_px=2, realized_pnl=0, ts_ns=1)]),
+        wire.TradingStateChanged(state=TradingState.HALTED, seq=2, source=TripSource.CLI, who="cli:u@h", reason="drill",
+                                 ts_ns=5),
+        wire.SetTradingState(state=TradingState.REDUCE_ONLY, reason="r", flatten=False, who="w", token="t", deadline_ns=9),
+        wire.Trip(state=TradingState.HALTED, seq=3, flatten=True, deadline_ns=10),
+        wire.TripReport(state=TradingState.HALTED, seq=3, ok=True, open_orders=0, positions=0, canceled=20, closed=2,
+                        confirm_us=4000, detail="confirmed"),
     ]  # fmt: skip
 
 

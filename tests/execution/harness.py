@@ -14,7 +14,9 @@ from aiohttp import web
 from common import topics, wire
 from common.clock import wall_ns
 from common.config import Settings
+from common.enums import TradingState
 from common.fixed import to_fixed
+from common.trading_state import StateStore, initial_record
 from common.zmq_io import RpcClient, Subscriber
 from services.execution.service import ExecutionService
 
@@ -69,6 +71,10 @@ async def until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
 async def running_execution(settings: Settings, venue: Any = None) -> AsyncIterator[Harness]:
     """An ExecutionService on this loop, ready (venue snapshot taken, trade stream connected), seen
     through a Harness; stopped cleanly afterwards."""
+    # risk writes the trading state file at its start; these tests run execution without risk
+    store = StateStore(settings.zmq.run_dir)
+    if not store.path.exists():
+        store.save(initial_record(TradingState.ACTIVE, "test: execution without risk"))
     svc = ExecutionService(settings)
     runner = asyncio.get_running_loop().create_task(svc.run_forever())
     h = Harness(svc, venue)

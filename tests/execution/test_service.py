@@ -147,8 +147,8 @@ def test_positions_and_cancel_all_controls(tmp_path: Path) -> None:
     async def scenario(h: Harness) -> None:
         h.venue.positions = [{"symbol": "MSFT", "qty": "3", "side": "short", "avg_entry_price": "400.25"}]
         reply = await h.rpc.request(wire.Control(cmd="venue_positions"))
-        assert reply.ok
-        [pos] = wire.decode_list(reply.data)
+        assert isinstance(reply, wire.PositionsSnapshot) and reply.as_of_seq == -1
+        [pos] = reply.positions
         assert isinstance(pos, wire.Position) and (pos.symbol, pos.qty, pos.avg_px) == (
             "MSFT", to_fixed(-3), to_fixed("400.25"),
         )  # fmt: skip
@@ -158,8 +158,8 @@ def test_positions_and_cancel_all_controls(tmp_path: Path) -> None:
         await h.venue.fill("zt-e.0", "4", "50")
         await until(lambda: len(h.fills("zt-e.0")) == 1)
         reply = await h.rpc.request(wire.Control(cmd="positions"))
-        assert reply.ok and reply.detail == f"as_of_seq={h.svc.events.last_seq}"
-        [book] = wire.decode_list(reply.data)
+        assert isinstance(reply, wire.PositionsSnapshot) and reply.as_of_seq == h.svc.events.last_seq
+        [book] = reply.positions
         assert isinstance(book, wire.Position) and (book.symbol, book.qty) == ("AAPL", to_fixed(4))
         assert (await h.order("zt-e.1")).accepted
         await until(lambda: h.svc.orders["zt-e.1"].status == "new")

@@ -22,7 +22,8 @@ class FakeExecution(Service):
         super().__init__(settings)
         self.log: list[wire.OrderUpdate | wire.Fill] = []
         self.positions: list[wire.Position] = []
-        self.as_of_detail: str | None = None  # None: "as_of_seq=<len(log)>"
+        self.as_of: int | None = None  # None: len(log); a test may set any value, or a bad reply
+        self.bad_positions_reply: wire.Reply | None = None
         self.pid = 1000
         self.orders: dict[str, wire.OrderRequest] = {}
         self.refused: list[str] = []
@@ -73,8 +74,10 @@ class FakeExecution(Service):
         gate = self.positions_gates[n] if n < len(self.positions_gates) else None
         self.positions_requests += 1
         # the snapshot is taken when the request arrives, as execution does
-        detail = self.as_of_detail if self.as_of_detail is not None else f"as_of_seq={len(self.log)}"
-        reply = wire.Reply(ok=True, detail=detail, data=wire.encode_list(list(self.positions)))
+        as_of = self.as_of if self.as_of is not None else len(self.log)
+        reply = self.bad_positions_reply or wire.PositionsSnapshot(
+            as_of_seq=as_of, positions=list(self.positions)
+        )
         return self._gated(gate, lambda: reply)
 
     def _replay(self, after_seq: int) -> wire.Reply:

@@ -116,7 +116,7 @@ def test_a_snapshot_from_before_an_execution_restart_is_ignored(tmp_path: Path) 
     def prepare(ex: FakeExecution) -> None:
         # the old process's snapshot: 300 long as of seq 40; it answers late
         ex.positions = [wire.Position(symbol="AAPL", qty=f("300"), avg_px=f("100"), realized_pnl=0, ts_ns=1)]
-        ex.as_of_detail = "as_of_seq=40"
+        ex.as_of = 40
         ex.positions_gates = [old_gate]
 
     async def scenario(ex: FakeExecution, risk: RiskService) -> None:
@@ -125,7 +125,7 @@ def test_a_snapshot_from_before_an_execution_restart_is_ignored(tmp_path: Path) 
         clients = len(risk._clients)
         # execution restarts: a new pid, flat, an empty event log
         ex.pid += 1
-        ex.positions, ex.as_of_detail = [], None
+        ex.positions, ex.as_of = [], None
         await _until(lambda: ex.positions_requests == 2, "a positions request to the new execution")
         await _until(lambda: risk.positions_loaded, "the new snapshot")
         old_gate.set()  # now the old process's answer arrives
@@ -140,17 +140,17 @@ def test_a_snapshot_from_before_an_execution_restart_is_ignored(tmp_path: Path) 
 
 def test_unusable_positions_replies_are_retried_not_fatal(tmp_path: Path) -> None:
     def prepare(ex: FakeExecution) -> None:
-        ex.as_of_detail = "as_of_seq=not-a-number"
+        ex.as_of = -1  # not a sequenced snapshot
 
     async def scenario(ex: FakeExecution, risk: RiskService) -> None:
         await _until(lambda: ex.positions_requests >= 1, "a positions request")
         await asyncio.sleep(0.1)
         assert not risk.positions_loaded
-        ex.as_of_detail = "1 positions"  # no as_of_seq: cannot be lined up with the fills
+        ex.as_of, ex.bad_positions_reply = None, wire.Reply(ok=False, detail="not ready")
         await _until(lambda: ex.positions_requests >= 2, "a retry")
         await asyncio.sleep(0.1)
         assert not risk.positions_loaded
-        ex.as_of_detail = None
+        ex.bad_positions_reply = None
         await _until(lambda: risk.trading_ready, "a usable snapshot", within_s=6)
 
     _run(tmp_path, prepare, scenario)

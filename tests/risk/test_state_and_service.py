@@ -126,4 +126,4 @@ def test_risk_service_decisions(tmp_path: Path) -> None:
         "max_order_qty": 1,
         "execution_unavailable": 1,
     }
-    assert status["trading_state"] == "ACTIVE"
+    assert status["trading_state"] == "active"

@@ -63,7 +63,7 @@ class FakeExecution(threading.Thread):
         if isinstance(msg, wire.Replay):
             return wire.Reply(ok=True, detail="", data=wire.encode_list([]))
         if isinstance(msg, wire.Control) and msg.cmd == "positions":
-            return wire.Reply(ok=True, detail="as_of_seq=0", data=wire.encode_list([]))
+            return wire.PositionsSnapshot(as_of_seq=0, positions=[])
         return wire.Reply(ok=True, detail="pong")
 
     def run(self) -> None:
