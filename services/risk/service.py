@@ -57,7 +57,7 @@ class RiskService(Service):
         checks.warm_up()
 
     async def start(self) -> None:
-        self._execution = self.client("execution")
+        self._execution = self.peer_client("execution")  # orders: execution takes them only from us
         self._snapshots = self.client("execution", timeout_ms=2_000)
         self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data)
         self._events = OrderEventReceiver(self, self._on_order_event, on_reset=self._on_execution_reset)

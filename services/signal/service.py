@@ -61,7 +61,7 @@ class SignalService(Service):
         self._timer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._risk = self.client("risk")
+        self._risk = self.peer_client("risk")  # intents: risk takes them only from us
         self.subscribe("market_data", [topics.MD], self._on_market_data)
         self._events = OrderEventReceiver(self, self._on_order_event)
         self._timer = self.loop.create_task(self._timer_loop())

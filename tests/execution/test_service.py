@@ -163,13 +163,16 @@ def test_positions_and_cancel_all_controls(tmp_path: Path) -> None:
         assert isinstance(book, wire.Position) and (book.symbol, book.qty) == ("AAPL", to_fixed(4))
         assert (await h.order("zt-e.1")).accepted
         await until(lambda: h.svc.orders["zt-e.1"].status == "new")
-        reply = await h.rpc.request(wire.Control(cmd="cancel_all"))
+        reply = await h.control("cancel_all")
         assert reply.ok and len(orjson.loads(reply.data)) == 2  # zt-e.0 is only partially filled
         await until(lambda: "canceled" in h.statuses("zt-e.1") and "canceled" in h.statuses("zt-e.0"))
         status = orjson.loads((await h.rpc.request(wire.Control(cmd="status"))).data)
         assert status["ready"] and status["trade_stream_connected"] and status["orders_open"] == 0
-        unknown = await h.rpc.request(wire.Control(cmd="launch"))
+        unknown = await h.control("launch")
         assert not unknown.ok and "unknown command" in unknown.detail
+        # fail closed: a command nobody declared read-only needs the token before it is even looked up
+        tokenless = await h.rpc.request(wire.Control(cmd="launch"))
+        assert not tokenless.ok and "control token" in tokenless.detail
 
     run(tmp_path, scenario)
 
@@ -290,7 +293,7 @@ def test_bad_symbol_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
                 intent_id=f"x{len(sym)}{sym[:2]}", strategy="s1", symbol=sym, side="buy", qty=to_fixed(1),
                 limit_px=to_fixed(10), signal_ns=now, deadline_ns=now + 5_000_000_000,
             )  # fmt: skip
-            ack = await h.rpc.request(
+            ack = await h.orders.request(
                 wire.OrderRequest(client_order_id=f"zt-{intent.intent_id}", intent=intent, risk_ns=now)
             )
             assert not ack.accepted and "symbol" in ack.detail, sym

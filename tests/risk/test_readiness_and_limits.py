@@ -16,6 +16,8 @@ import uvloop
 from common import wire
 from common.config import Settings
 from common.fixed import to_fixed
+from common.peer_link import credentials
+from common.zmq_io import RpcClient
 from services.risk.reasons import Reason
 from services.risk.service import RiskService
 from tests.risk.fake_execution import FakeExecution
@@ -184,9 +186,13 @@ def test_out_of_range_and_ageless_intents_are_rejected_cleanly(tmp_path: Path) -
         assert reasons == [Reason.BAD_ORDER.code, Reason.BAD_ORDER.code] + [Reason.EXPIRED.code] * 3
         assert ex.orders == {}
         # the same over the wire: an answer, not an error reply
-        client = risk.client("risk")
+        client = RpcClient(
+            risk.ctx, risk.loop, risk.settings.zmq.endpoint("risk", "intents"), "test", "risk",
+            setup=credentials(risk.settings, "signal"),
+        )  # fmt: skip
         await asyncio.sleep(0.1)
         reply = await client.request(_intent("w", 2**64 - 1))
+        client.close()
         assert isinstance(reply, wire.RiskDecision) and reply.reason == Reason.BAD_ORDER.code
 
     _run(tmp_path, lambda ex: None, scenario)
