@@ -1,4 +1,7 @@
-"""A synchronous control client for the CLI: one request over a DEALER, bounded by a timeout."""
+"""A synchronous control client for the CLI: one request over a DEALER, bounded by a timeout.
+
+The command carries the control token and a deadline (now + timeout): a service that receives it
+after the CLI gave up refuses it instead of acting on it later."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import orjson
 import zmq
 
 from common import wire
+from common.clock import wall_ns
 from common.config import Settings
 
 _ids = itertools.count(1)
@@ -29,11 +33,12 @@ def send_control(
     try:
         sock.connect(settings.zmq.endpoint(service, "rpc"))
         req_id = next(_ids).to_bytes(8, "little")
-        msg = wire.Control(cmd=cmd, args=args or {}, token=settings.control_token())
         if not sock.poll(timeout_ms, zmq.POLLOUT):
             raise ControlError("not running (no connection)")
+        deadline_ns = wall_ns() + timeout_ms * 1_000_000
+        msg = wire.Control(cmd=cmd, args=args or {}, token=settings.control_token(), deadline_ns=deadline_ns)
         sock.send_multipart([req_id, wire.encode(msg)])
-        while sock.poll(timeout_ms, zmq.POLLIN):
+        while (left_ms := (deadline_ns - wall_ns()) // 1_000_000) > 0 and sock.poll(left_ms, zmq.POLLIN):
             rid, body = sock.recv_multipart()
             if rid != req_id:
                 continue
@@ -48,6 +53,6 @@ def send_control(
                 except orjson.JSONDecodeError:
                     return {"detail": reply.detail, "bytes": len(reply.data)}
             return {"detail": reply.detail}
-        raise ControlError(f"no answer within {timeout_ms} ms")
+        raise ControlError(f"no answer within {timeout_ms} ms (if it arrives later, it is not run)")
     finally:
         sock.close(0)
