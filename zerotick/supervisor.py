@@ -160,7 +160,10 @@ def start(settings: Settings, layout: Layout, config_file: Path | None, timeout_
     layout.conf.write_text(render_conf(settings, layout, config_file))
     env = dict(os.environ, ZT_ZMQ__RUN_DIR=str(layout.run_dir))
     subprocess.run(
-        [sys.executable, "-m", "supervisor.supervisord", "-c", str(layout.conf)], check=True, env=env
+        [sys.executable, "-m", "supervisor.supervisord", "-c", str(layout.conf)],
+        check=True,
+        env=env,
+        umask=0o077,  # its own log is opened before the config's umask applies
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
