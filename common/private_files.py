@@ -18,10 +18,20 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
+class UnsafeRunDir(RuntimeError):
+    """The run folder cannot be made owner-only without harming others (the CLI prints it)."""
+
+
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) owner-only, or tighten an existing one that others can reach."""
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    mode = stat.S_IMODE(path.stat().st_mode)
+    st = path.stat()
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != os.getuid() or mode & stat.S_ISVTX:
+        # e.g. run_dir = "/tmp": tightening a shared folder would break everyone else's use of it
+        raise PermissionError(
+            f"run folder {path} is shared (sticky, or another user's); use a folder of its own"
+        )
     if mode & 0o077:
         log.warning(
             "run folder was accessible to other users; made it owner-only",

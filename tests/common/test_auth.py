@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from common import wire
 from common.auth import ControlGuard, peer_password, token_ok
-from common.private_files import create_secret, ensure_private_dir, read_secret
+from common.private_files import UnsafeRunDir, create_secret, ensure_private_dir, read_secret
 
 TOKEN = "s3cret-token-value"
 
@@ -101,6 +101,12 @@ def test_run_folder_is_made_owner_only(tmp_path: Path, caplog: pytest.LogCapture
     with caplog.at_level(logging.WARNING):
         ensure_private_dir(loose)
     assert _mode(loose) == 0o700 and "owner-only" in _logged(caplog)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with pytest.raises(UnsafeRunDir, match="of its own"):
+        ensure_private_dir(shared)
+    assert _mode(shared) == 0o1777  # left as it was
 
 
 def test_secret_file_is_created_once_owner_only(tmp_path: Path) -> None:
