@@ -29,7 +29,7 @@ def ensure_private_dir(path: Path) -> None:
     mode = stat.S_IMODE(st.st_mode)
     if st.st_uid != os.getuid() or mode & stat.S_ISVTX:
         # e.g. run_dir = "/tmp": tightening a shared folder would break everyone else's use of it
-        raise PermissionError(
+        raise UnsafeRunDir(
             f"run folder {path} is shared (sticky, or another user's); use a folder of its own"
         )
     if mode & 0o077:
