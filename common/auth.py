@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from common import wire
+from common.config import EndpointKind
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class PrivilegedSocket:
     """A request socket that only one peer may connect to; ``requests`` are taken nowhere else."""
 
     service: str  # binds it
-    kind: str  # ZmqConfig.endpoint kind
+    kind: EndpointKind
     peer: str  # the only service that may connect
     requests: tuple[type, ...]
 

@@ -32,7 +32,7 @@ class PeerServer:
     ) -> None:
         self.ctx = ctx
         self.spec = spec
-        self.endpoint = settings.zmq.endpoint(spec.service, spec.kind)  # type: ignore[arg-type]
+        self.endpoint = settings.zmq.endpoint(spec.service, spec.kind)
         if self.endpoint.startswith("tcp://"):
             log.warning(
                 "privileged socket over tcp with PLAIN credentials (not encrypted); CURVE replaces it",

@@ -122,7 +122,7 @@ class Service:
         c = RpcClient(
             self.ctx,
             self.loop,
-            z.endpoint(service, spec.kind),  # type: ignore[arg-type]
+            z.endpoint(service, spec.kind),
             self.name,
             service,
             timeout_ms=timeout_ms or z.request_timeout_ms,

@@ -95,7 +95,7 @@ def _rogue(svc: Service, username: str | None, password: bytes = b"") -> zmq.Soc
     sock.setsockopt(zmq.LINGER, 0)
     if username is not None:
         client_security(sock, username, password)
-    sock.connect(svc.settings.zmq.endpoint(svc.name, spec.kind))  # type: ignore[arg-type]
+    sock.connect(svc.settings.zmq.endpoint(svc.name, spec.kind))
     sock.send_multipart([b"\x00" * 8, wire.encode(_request(svc.name))])
     return sock
 
@@ -138,7 +138,7 @@ def test_only_the_named_peer_gets_requests_handled(tmp_path: Path, service: str)
 
         # the real peer, with its credentials: handled, and it answers the liveness ping
         peer = RpcClient(
-            svc.ctx, svc.loop, svc.settings.zmq.endpoint(service, spec.kind), "test", service,  # type: ignore[arg-type]
+            svc.ctx, svc.loop, svc.settings.zmq.endpoint(service, spec.kind), "test", service,
             timeout_ms=2000, heartbeat_ms=50, setup=credentials(svc.settings, spec.peer),
         )  # fmt: skip
         for _ in range(100):
