@@ -10,6 +10,7 @@ message that names the field.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -31,11 +32,45 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from common.private_files import create_secret, read_secret
+
 PAPER_BASE_URL = "https://paper-api.alpaca.markets"
 LIVE_BASE_URL = "https://api.alpaca.markets"
 DATA_STREAM_ORIGIN = "wss://stream.data.alpaca.markets"
 
 SERVICES = ("market_data", "signal", "risk", "execution")
+
+ALPACA_LIVE_HOST = "api.alpaca.markets"
+ALPACA_PAPER_HOST = "paper-api.alpaca.markets"
+
+# The privileged request sockets: kind -> the service that binds it. Who may connect is common.auth's.
+PRIVILEGED_KINDS = {"orders": "execution", "intents": "risk"}
+EndpointKind = Literal["pub", "rpc", "orders", "intents"]
+
+CONTROL_TOKEN_FILE = "control.token"
+PEER_KEY_FILE = "peer.key"
+
+
+def url_host(url: str | None) -> str:
+    """The host of ``url`` as DNS sees it: lower case, no trailing dot, no userinfo or port."""
+    if not url:
+        return ""
+    try:
+        host = urllib.parse.urlsplit(url.strip()).hostname or ""
+    except ValueError:
+        return ""
+    return host.rstrip(".")
+
+
+def is_alpaca_live(url: str | None) -> bool:
+    """True for any spelling of Alpaca's live trading host (case, port, userinfo, trailing dot, path)."""
+    if not url:
+        return False
+    try:
+        scheme = urllib.parse.urlsplit(url.strip()).scheme.lower()
+    except ValueError:
+        return False
+    return scheme in ("http", "https", "ws", "wss") and url_host(url) == ALPACA_LIVE_HOST
 
 
 class Section(BaseModel):
@@ -111,7 +146,8 @@ class SimConfig(Section):
 
 
 class ZmqConfig(Section):
-    """Sockets. Every service binds one PUB (events) and one ROUTER (requests and control)."""
+    """Sockets. Every service binds one PUB (events) and one ROUTER (requests and control); execution
+    and risk also bind a privileged ROUTER ("orders", "intents") that only their one peer may use."""
 
     run_dir: Path = Path("run")
     transport: Literal["ipc", "tcp"] = "ipc"
@@ -122,13 +158,22 @@ class ZmqConfig(Section):
     request_timeout_ms: int = Field(default=250, ge=1, le=60_000)
     heartbeat_interval_ms: int = Field(default=500, ge=10)
     peer_dead_after_ms: int = Field(default=2_000, ge=50)
+    # the secret the peers' credentials derive from; None = <run_dir>/peer.key (made on first use)
+    peer_secret: SecretStr | None = None
 
-    def endpoint(self, service: str, kind: Literal["pub", "rpc"]) -> str:
+    def endpoint(self, service: str, kind: EndpointKind) -> str:
         if service not in SERVICES:
             raise ValueError(f"unknown service {service!r}")
+        if kind in PRIVILEGED_KINDS and PRIVILEGED_KINDS[kind] != service:
+            raise ValueError(f"{service} has no {kind!r} socket")
+        if kind not in ("pub", "rpc", *PRIVILEGED_KINDS):
+            raise ValueError(f"unknown endpoint kind {kind!r}")
         if self.transport == "ipc":
             return f"ipc://{self.run_dir.resolve()}/{service}.{kind}"
-        port = self.tcp_base_port + 2 * SERVICES.index(service) + (1 if kind == "rpc" else 0)
+        if kind in PRIVILEGED_KINDS:  # after the pub/rpc pairs: existing port numbers do not move
+            port = self.tcp_base_port + 2 * len(SERVICES) + SERVICES.index(service)
+        else:
+            port = self.tcp_base_port + 2 * SERVICES.index(service) + (1 if kind == "rpc" else 0)
         return f"tcp://{self.tcp_host}:{port}"
 
 
@@ -202,7 +247,8 @@ class ExecutionConfig(Section):
 
 
 class ControlConfig(Section):
-    """The control channel. The token authenticates control commands (enforced by the kill-switch work)."""
+    """The control channel. Every control command that changes something must carry this token;
+    None = the token `zerotick up` generates into <run_dir>/control.token."""
 
     token: SecretStr | None = None
 
@@ -266,10 +312,13 @@ class Settings(BaseSettings):
         neither of Alpaca's (e.g. a second simulator, or a proxy)."""
         if not self.alpaca.has_keys:
             return "sim"
-        if self.alpaca.live:
+        if self.alpaca.live or any(is_alpaca_live(u) for u in self._trading_urls()):
             return "live"
         base = self.alpaca.base_url
-        return "paper" if base in (None, PAPER_BASE_URL) else "custom"
+        return "paper" if base is None or url_host(base) == ALPACA_PAPER_HOST else "custom"
+
+    def _trading_urls(self) -> tuple[str | None, ...]:
+        return (self.alpaca.base_url, self.alpaca.trade_stream_url)
 
     def credentials(self) -> tuple[str, str]:
         """(key_id, secret) for the venue in use. Never log the result."""
@@ -279,7 +328,22 @@ class Settings(BaseSettings):
         return self.alpaca.key_id.get_secret_value(), self.alpaca.secret_key.get_secret_value()
 
     def control_token(self) -> str:
-        return self.control.token.get_secret_value() if self.control.token else ""
+        """The configured token, else the one in <run_dir>/control.token, else "" (refuse all)."""
+        if self.control.token is not None:
+            return self.control.token.get_secret_value()
+        return read_secret(self.control_token_path())
+
+    def control_token_path(self) -> Path:
+        return self.zmq.run_dir.resolve() / CONTROL_TOKEN_FILE
+
+    def peer_key_path(self) -> Path:
+        return self.zmq.run_dir.resolve() / PEER_KEY_FILE
+
+    def peer_secret(self) -> str:
+        """The configured peer secret, else <run_dir>/peer.key, created on first use."""
+        if self.zmq.peer_secret is not None:
+            return self.zmq.peer_secret.get_secret_value()
+        return create_secret(self.peer_key_path())
 
     def sim_origin(self) -> str:
         return f"http://{self.sim.host}:{self.sim.port}"
@@ -308,10 +372,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _live_needs_flag(self) -> Settings:
-        base = self.alpaca.base_url or ""
-        if base.rstrip("/") == LIVE_BASE_URL and not self.alpaca.live:
+        if any(is_alpaca_live(u) for u in self._trading_urls()) and not self.alpaca.live:
             raise ValueError(
-                "alpaca.base_url points at Alpaca LIVE but alpaca.live is false; "
+                "alpaca.base_url or trade_stream_url points at Alpaca LIVE but alpaca.live is false; "
                 "set ZT_ALPACA__LIVE=true (or `zerotick up --live`) to trade real money"
             )
         if self.alpaca.live and not self.alpaca.has_keys:
@@ -355,7 +418,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         raise ConfigError(f"config file not found: {path}")
     _config_file = str(path) if path else None
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -364,3 +427,16 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
     finally:
         _config_file = None
+    settings.zmq.run_dir = _absolute_run_dir(settings.zmq.run_dir, path, overrides)
+    return settings
+
+
+def _absolute_run_dir(run_dir: Path, config_file: Path | None, overrides: dict[str, Any]) -> Path:
+    """A relative run_dir from the config file (or its default) is relative to the file's folder, so
+    every command finds the running system from any working folder; one from the environment or the
+    caller is relative to the current folder."""
+    if run_dir.is_absolute():
+        return run_dir
+    from_env = any(k.upper() == "ZT_ZMQ__RUN_DIR" for k in os.environ) or "zmq" in overrides
+    base = config_file.resolve().parent if config_file is not None and not from_env else Path.cwd()
+    return (base / run_dir).resolve()

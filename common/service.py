@@ -4,6 +4,9 @@ control commands, clean shutdown on SIGTERM/SIGINT.
 A service subclasses :class:`Service`, sets ``name``, and overrides ``start``, ``stop``,
 ``handle`` (its own request types) and ``status``. Control commands common to all services:
 ``ping`` and ``status``. Unknown commands are answered with a clear error, never ignored.
+
+Trust (common.auth): a control command not declared in ``CONTROL_READ_ONLY`` needs the control token;
+execution and risk also bind a privileged socket (``PRIVILEGED``) and take orders / intents only there.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ import uvloop
 import zmq
 
 from common import topics, wire
+from common.auth import PRIVILEGED, REQUEST_REFUSED, ControlGuard, LogLimiter
 from common.clock import wall_ns
 from common.config import Settings
 from common.log import register_secret, setup_logging
 from common.metrics import HEARTBEATS, SERVICE_UP, serve_metrics
+from common.peer_link import PeerServer, credentials
+from common.private_files import ensure_private_dir
 from common.zmq_io import Publisher, RpcClient, RpcServer, Subscriber, new_context
 
 log = logging.getLogger(__name__)
@@ -30,14 +36,27 @@ log = logging.getLogger(__name__)
 
 class Service:
     name: ClassVar[str] = ""
+    # Control commands anyone who reaches the rpc socket may run (besides ping and status); every
+    # other command needs the control token. CONTROL_MUTATING names the known others (metric labels).
+    CONTROL_READ_ONLY: ClassVar[frozenset[str]] = frozenset()
+    CONTROL_MUTATING: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.loop = asyncio.get_running_loop()
         self.ctx: zmq.Context = new_context()
         z = settings.zmq
+        ensure_private_dir(z.run_dir.resolve())
+        self.guard = ControlGuard(
+            self.name, self.CONTROL_READ_ONLY, self.CONTROL_MUTATING, settings.control_token()
+        )
+        self._refusal_logs = LogLimiter()
         self.pub = Publisher(self.ctx, z.endpoint(self.name, "pub"), self.name, z.sndhwm)
         self.rpc = RpcServer(self.ctx, self.loop, z.endpoint(self.name, "rpc"), self._dispatch, self.name)
+        spec = PRIVILEGED.get(self.name)
+        self.peer_server = (
+            PeerServer(self.ctx, self.loop, settings, spec, self._dispatch_privileged) if spec else None
+        )
         self._subs: list[Subscriber] = []
         self._clients: list[RpcClient] = []
         self._hb_seq = 0
@@ -94,10 +113,41 @@ class Service:
         self._clients.append(c)
         return c
 
+    def peer_client(self, service: str, timeout_ms: int | None = None) -> RpcClient:
+        """A client of ``service``'s privileged socket, authenticated as this service."""
+        spec = PRIVILEGED.get(service)
+        if spec is None or spec.peer != self.name:
+            raise ValueError(f"{self.name} may not use a privileged socket of {service}")
+        z = self.settings.zmq
+        c = RpcClient(
+            self.ctx,
+            self.loop,
+            z.endpoint(service, spec.kind),
+            self.name,
+            service,
+            timeout_ms=timeout_ms or z.request_timeout_ms,
+            heartbeat_ms=z.heartbeat_interval_ms,
+            dead_after_ms=z.peer_dead_after_ms,
+            setup=credentials(self.settings, self.name),
+        )
+        self._clients.append(c)
+        return c
+
     # ---- machinery --------------------------------------------------------------------------
 
     def _dispatch(self, msg: Any) -> Any:
+        """The general rpc socket: control commands (guarded) and requests anyone may send."""
+        spec = self.peer_server.spec if self.peer_server else None
+        if spec is not None and isinstance(msg, spec.requests):
+            kind = type(msg).__name__
+            REQUEST_REFUSED.labels(self.name, kind).inc()
+            if self._refusal_logs.allow(kind):
+                log.warning("request on the wrong socket refused", extra={"fields": {"kind": kind}})
+            return wire.Reply(ok=False, detail=f"refused: {self.name} takes {kind} only from {spec.peer}")
         if isinstance(msg, wire.Control):
+            refusal = self.guard.refusal(msg, wall_ns())
+            if refusal is not None:
+                return refusal
             if msg.cmd == "ping":
                 return wire.Reply(ok=True, detail="pong")
             if msg.cmd == "status":
@@ -111,6 +161,15 @@ class Service:
                 return wire.Reply(ok=False, detail=f"unknown command {msg.cmd!r} for {self.name}")
             return reply
         return self.handle(msg)
+
+    def _dispatch_privileged(self, msg: Any) -> Any:
+        """The privileged socket (only its one authenticated peer gets here): its requests, and ping."""
+        assert self.peer_server is not None
+        if isinstance(msg, self.peer_server.spec.requests):
+            return self.handle(msg)
+        if isinstance(msg, wire.Control) and msg.cmd == "ping":
+            return wire.Reply(ok=True, detail="pong")
+        return wire.Reply(ok=False, detail=f"{type(msg).__name__} goes to {self.name}'s rpc socket")
 
     def full_status(self) -> dict[str, Any]:
         return {
@@ -186,6 +245,8 @@ class Service:
     async def _shutdown(self) -> None:
         # Take no new requests or events first, so nothing is acted on while stop() runs.
         self.rpc.close()
+        if self.peer_server is not None:
+            self.peer_server.close()
         for s in self._subs:
             s.close()
         try:

@@ -200,11 +200,13 @@ class Heartbeat(_Msg, tag="hb"):
 
 
 class Control(_Msg, tag="c"):
-    """A control command. ``token`` authenticates (checked by the later kill-switch work)."""
+    """A control command. ``token`` authenticates every command that changes something; a command
+    that arrives after ``deadline_ns`` (wall ns, 0 = none) is refused, not acted on."""
 
     cmd: str
     args: dict[str, str] = {}
     token: str = ""
+    deadline_ns: int = 0
 
 
 class Reply(_Msg, tag="r"):

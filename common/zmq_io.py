@@ -20,6 +20,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -27,11 +28,13 @@ import zmq
 from common import wire
 from common.clock import mono_ns
 from common.metrics import RPC_LATENCY, RPC_OUTCOMES, WIRE_ERRORS, ZMQ_DROPS
+from common.private_files import ensure_private_dir
 
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[bytes, list[Any]], None]
 RequestHandler = Callable[[Any], "Any | Awaitable[Any]"]
+SocketSetup = Callable[[zmq.Socket], None]  # e.g. security options, applied before bind/connect
 
 
 # A reply that meets a full queue waits in the server's outbox (retried every OUTBOX_RETRY_S) for at
@@ -59,7 +62,16 @@ def new_context() -> zmq.Context:
 def _prepare_ipc(endpoint: str) -> None:
     if endpoint.startswith("ipc://"):
         path = endpoint[len("ipc://") :]
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        ensure_private_dir(Path(os.path.dirname(path) or "."))
+
+
+def _bind_private(sock: zmq.Socket, endpoint: str) -> None:
+    """Bind; an ipc socket file is made owner-only (its folder, the run folder, is too)."""
+    _prepare_ipc(endpoint)
+    sock.bind(endpoint)
+    path = endpoint[len("ipc://") :] if endpoint.startswith("ipc://") else ""
+    if path and os.path.exists(path):
+        os.chmod(path, 0o600)
 
 
 class _Reader:
@@ -96,11 +108,10 @@ class _Reader:
 
 class Publisher:
     def __init__(self, ctx: zmq.Context, endpoint: str, service: str, sndhwm: int = 100_000):
-        _prepare_ipc(endpoint)
         self.sock = ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.SNDHWM, sndhwm)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.bind(endpoint)
+        _bind_private(self.sock, endpoint)
         self.endpoint = endpoint
         self._drops = ZMQ_DROPS.labels(service, "pub")
 
@@ -164,14 +175,16 @@ class RpcServer:
         handler: RequestHandler,
         service: str,
         hwm: int = 100_000,
+        setup: SocketSetup | None = None,
     ):
-        _prepare_ipc(endpoint)
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.RCVHWM, hwm)
-        self.sock.bind(endpoint)
+        if setup is not None:
+            setup(self.sock)
+        _bind_private(self.sock, endpoint)
         self.loop = loop
         self._handler = handler
         self._errors = WIRE_ERRORS.labels(service, "rpc")
@@ -298,12 +311,15 @@ class RpcClient:
         heartbeat_ms: int = 500,
         dead_after_ms: int = 2000,
         rcvhwm: int = 100_000,
+        setup: SocketSetup | None = None,
     ):
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.setsockopt(zmq.SNDHWM, 10_000)  # beyond this a request fails at once (RpcUnavailable)
         self.sock.setsockopt(zmq.RCVHWM, rcvhwm)
+        if setup is not None:
+            setup(self.sock)
         self.sock.connect(endpoint)
         self.loop = loop
         self.peer = peer

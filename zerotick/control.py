@@ -1,4 +1,7 @@
-"""A synchronous control client for the CLI: one request over a DEALER, bounded by a timeout."""
+"""A synchronous control client for the CLI: one request over a DEALER, bounded by a timeout.
+
+The command carries the control token and a deadline (now + timeout): a service that receives it
+after the CLI gave up refuses it instead of acting on it later."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import orjson
 import zmq
 
 from common import fixed, wire
+from common.clock import wall_ns
 from common.config import Settings
 
 _ids = itertools.count(1)
@@ -37,8 +41,9 @@ def request(
         connect_ms = timeout_ms if connect_timeout_ms is None else connect_timeout_ms
         if not sock.poll(connect_ms, zmq.POLLOUT):
             raise NotRunning("not running (no connection)")
+        deadline_ns = wall_ns() + timeout_ms * 1_000_000
         sock.send_multipart([req_id, wire.encode(msg)])
-        while sock.poll(timeout_ms, zmq.POLLIN):
+        while (left_ms := (deadline_ns - wall_ns()) // 1_000_000) > 0 and sock.poll(left_ms, zmq.POLLIN):
             frames = sock.recv_multipart()
             if len(frames) != 2 or frames[0] != req_id:
                 continue
@@ -46,7 +51,7 @@ def request(
                 return wire.decode(frames[1])
             except wire.WireError as exc:
                 raise ControlError(f"unreadable reply: {exc}") from None
-        raise ControlError(f"no answer within {timeout_ms} ms")
+        raise ControlError(f"no answer within {timeout_ms} ms (if it arrives later, it is not run)")
     finally:
         sock.close(0)
 
@@ -55,7 +60,8 @@ def send_control(
     settings: Settings, service: str, cmd: str, args: dict[str, str] | None = None, timeout_ms: int = 1000
 ) -> Any:
     """Send ``Control(cmd, args)`` to ``service``; return the reply as plain data (for JSON output)."""
-    msg = wire.Control(cmd=cmd, args=args or {}, token=settings.control_token())
+    deadline_ns = wall_ns() + timeout_ms * 1_000_000
+    msg = wire.Control(cmd=cmd, args=args or {}, token=settings.control_token(), deadline_ns=deadline_ns)
     reply = request(settings, service, msg, timeout_ms)
     if isinstance(reply, wire.Reply):
         if not reply.ok:

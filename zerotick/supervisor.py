@@ -4,6 +4,9 @@ The supervisord config is generated into ``<run_dir>/supervisord.conf`` from
 ``deploy/supervisor/supervisord.conf.tmpl``-equivalent text below, so paths, the Python interpreter
 and the programs (the venue only when no Alpaca keys are configured) always match the settings.
 Secrets are never written into it: children inherit the environment of ``zerotick up``.
+The run folder is owner-only; supervisord runs with umask 077, so its logs and sockets are too. When
+no control token is configured, ``start`` creates ``<run_dir>/control.token`` (0600), which the CLI
+reads; likewise the peer secret ``<run_dir>/peer.key``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from supervisor.xmlrpc import SupervisorTransport
 
 from common.config import SERVICES, Settings
+from common.private_files import FILE_MODE, create_secret, ensure_private_dir
 
 SIM_PROGRAM = "sim"
 IDLE_POLL_PROGRAM = "idle_poll"
@@ -102,6 +106,7 @@ pidfile={layout.pidfile}
 childlogdir={layout.logs}
 nodaemon=false
 minfds=1024
+umask=077
 environment=ZT_ZMQ__RUN_DIR="{layout.run_dir}",PYTHONUNBUFFERED="1"
 
 [rpcinterface:supervisor]
@@ -145,11 +150,20 @@ def start(settings: Settings, layout: Layout, config_file: Path | None, timeout_
     """Start supervisord (daemonized) with every program. Returns supervisord's pid."""
     if (pid := supervisord_pid(layout)) is not None:
         raise RuntimeError(f"zerotick is already running (supervisord pid {pid}); `zerotick down` first")
-    layout.logs.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(layout.run_dir)
+    ensure_private_dir(layout.logs)
+    if settings.control.token is None:
+        create_secret(settings.control_token_path())
+    settings.peer_secret()  # creates peer.key when none is configured, before the peers race for it
+    layout.conf.touch(mode=FILE_MODE)
+    os.chmod(layout.conf, FILE_MODE)
     layout.conf.write_text(render_conf(settings, layout, config_file))
     env = dict(os.environ, ZT_ZMQ__RUN_DIR=str(layout.run_dir))
     subprocess.run(
-        [sys.executable, "-m", "supervisor.supervisord", "-c", str(layout.conf)], check=True, env=env
+        [sys.executable, "-m", "supervisor.supervisord", "-c", str(layout.conf)],
+        check=True,
+        env=env,
+        umask=0o077,  # its own log is opened before the config's umask applies
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

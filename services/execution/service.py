@@ -20,7 +20,7 @@ import orjson
 
 from common import fixed, topics, wire
 from common.clock import mono_ns, wall_ns
-from common.config import LIVE_BASE_URL, Settings
+from common.config import Settings, is_alpaca_live
 from common.enums import TradingState
 from common.log import kv
 from common.metrics import STAGE_LATENCY, TRIP_CONFIRM, TRIP_UNCONFIRMED, TRIPS
@@ -56,13 +56,15 @@ class LiveTradingRefused(SystemExit):
 
 def check_live_guard(settings: Settings) -> None:
     """Refuse to trade real money unless alpaca.live is explicitly true (config checks too)."""
-    live_url = settings.trading_base_url().rstrip("/") == LIVE_BASE_URL
-    if (settings.venue == "live" or live_url) and not settings.alpaca.live:
+    urls = (settings.trading_base_url(), settings.trade_stream_url())
+    if (settings.venue == "live" or any(is_alpaca_live(u) for u in urls)) and not settings.alpaca.live:
         raise LiveTradingRefused("execution refuses to start: LIVE venue without alpaca.live=true")
 
 
 class ExecutionService(Service):
     name = "execution"
+    CONTROL_READ_ONLY = frozenset({"positions", "venue_positions", "orders"})
+    CONTROL_MUTATING = frozenset({"cancel_all"})
 
     def __init__(self, settings: Settings, journal: OrderJournal | None = None) -> None:
         check_live_guard(settings)

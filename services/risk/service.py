@@ -4,7 +4,6 @@ execution, and positions / pending quantity kept from execution's order events."
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections import Counter
@@ -34,8 +33,12 @@ log = logging.getLogger(__name__)
 POSITIONS_RETRY_S = 1.0
 
 
+SET_TRADING_STATE = "set_trading_state"  # the typed command's name for the token policy and metrics
+
+
 class RiskService(Service):
     name = "risk"
+    CONTROL_MUTATING = frozenset({SET_TRADING_STATE})
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -65,7 +68,7 @@ class RiskService(Service):
         checks.warm_up()
 
     async def start(self) -> None:
-        self._execution = self.client("execution")
+        self._execution = self.peer_client("execution")  # orders: execution takes them only from us
         self._snapshots = self.client("execution", timeout_ms=2_000)
         self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data)
         self._events = OrderEventReceiver(self, self._on_order_event, on_reset=self._on_execution_reset)
@@ -135,12 +138,9 @@ class RiskService(Service):
         venue before the reply); loosening first asks execution whether the venue holds open orders
         nobody knows, and is refused if it does."""
         arrived = mono_ns()
-        expected = self.settings.control_token()
-        if not expected or not hmac.compare_digest(cmd.token.encode(), expected.encode()):
-            log.warning("trading state command refused: bad token", extra=kv(cmd="set_trading_state"))
-            return wire.Reply(ok=False, detail="unauthorized: missing or wrong control token")
-        if cmd.deadline_ns and wall_ns() > cmd.deadline_ns:
-            return wire.Reply(ok=False, detail="deadline passed before the command arrived: not acted on")
+        refusal = self.guard.refusal_for(SET_TRADING_STATE, cmd.token, cmd.deadline_ns, wall_ns())
+        if refusal is not None:
+            return refusal
         source = TripSource.CONTROL if not cmd.who.startswith("cli") else TripSource.CLI
         who = cmd.who or "control"
         current = self.trading.state

@@ -68,7 +68,7 @@ class SignalService(Service):
         self.held_back = 0
 
     async def start(self) -> None:
-        self._risk = self.client("risk")
+        self._risk = self.peer_client("risk")  # intents: risk takes them only from us
         self.subscribe("risk", [topics.RK_TRADING_STATE, topics.RK_POSITION], self._on_risk_events)
         self.subscribe("market_data", [topics.MD], self._on_market_data)
         self._events = OrderEventReceiver(self, self._on_order_event)

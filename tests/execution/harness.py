@@ -16,13 +16,17 @@ from common.clock import wall_ns
 from common.config import Settings
 from common.enums import TradingState
 from common.fixed import to_fixed
+from common.peer_link import credentials
 from common.trading_state import StateStore, initial_record
 from common.zmq_io import RpcClient, Subscriber
 from services.execution.service import ExecutionService
 
+CONTROL_TOKEN = "test-control-token"
+
 
 class Harness:
-    """A running ExecutionService plus a client and a subscriber, as risk would use them."""
+    """A running ExecutionService plus clients and a subscriber, as risk would use them: ``rpc`` on the
+    general socket (controls, replay), ``orders`` on the orders socket with risk's credentials."""
 
     def __init__(self, svc: ExecutionService, venue: Any = None) -> None:
         self.svc, self.venue = svc, venue
@@ -30,6 +34,10 @@ class Harness:
         z = svc.settings.zmq
         loop = asyncio.get_running_loop()
         self.rpc = RpcClient(ctx, loop, z.endpoint("execution", "rpc"), "test", "execution", timeout_ms=3000)
+        self.orders = RpcClient(
+            ctx, loop, z.endpoint("execution", "orders"), "test", "execution", timeout_ms=3000,
+            setup=credentials(svc.settings, "risk"),
+        )  # fmt: skip
         self.events: list[wire.OrderUpdate | wire.Fill] = []
         self.sub = Subscriber(ctx, loop, [z.endpoint("execution", "pub")], [topics.EX], self._on, "test")
 
@@ -50,12 +58,16 @@ class Harness:
             intent_id=coid, strategy="s1", symbol="AAPL", side="buy", qty=to_fixed(qty), limit_px=to_fixed(px),
             tick_recv_ns=now, signal_ns=now, deadline_ns=now + 5_000_000_000,
         )  # fmt: skip
-        ack = await self.rpc.request(wire.OrderRequest(client_order_id=coid, intent=intent, risk_ns=now))
+        ack = await self.orders.request(wire.OrderRequest(client_order_id=coid, intent=intent, risk_ns=now))
         assert isinstance(ack, wire.OrderAck)
         return ack
 
+    async def control(self, cmd: str) -> Any:
+        return await self.rpc.request(wire.Control(cmd=cmd, token=CONTROL_TOKEN))
+
     def close(self) -> None:
         self.rpc.close()
+        self.orders.close()
         self.sub.close()
 
 
@@ -79,7 +91,7 @@ async def running_execution(settings: Settings, venue: Any = None) -> AsyncItera
     runner = asyncio.get_running_loop().create_task(svc.run_forever())
     h = Harness(svc, venue)
     try:
-        await until(lambda: svc.ready and svc.stream.connected)
+        await until(lambda: svc.ready and svc.stream.connected and h.orders.alive)
         await asyncio.sleep(0.05)  # slow-joiner: let the SUB connect before events flow
         yield h
     finally:
@@ -94,6 +106,7 @@ def execution_settings(run_dir: Path, **overrides: Any) -> Settings:
         "zmq": {"run_dir": run_dir, "heartbeat_interval_ms": 100},
         "execution": {"reconnect_min_s": 0.05, "reconnect_max_s": 0.2, "http_timeout_s": 2.0},
         "metrics": {"base_port": 0},
+        "control": {"token": CONTROL_TOKEN},
     }
     for name, body in overrides.items():
         sections.setdefault(name, {}).update(body)

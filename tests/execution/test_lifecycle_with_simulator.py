@@ -77,13 +77,13 @@ async def submit(h: Harness, coid: str, qty: str, px: str, tif: str = "day") -> 
         intent_id=coid, strategy="s1", symbol="AAPL", side="buy", qty=to_fixed(qty), limit_px=to_fixed(px),
         tif=tif, tick_recv_ns=now, signal_ns=now, deadline_ns=now + 10_000_000_000,  # type: ignore[arg-type]
     )  # fmt: skip
-    ack = await h.rpc.request(wire.OrderRequest(client_order_id=coid, intent=intent, risk_ns=now))
+    ack = await h.orders.request(wire.OrderRequest(client_order_id=coid, intent=intent, risk_ns=now))
     assert isinstance(ack, wire.OrderAck) and ack.accepted, ack
     return ack
 
 
 async def cancel(h: Harness, coid: str) -> None:
-    reply = await h.rpc.request(wire.CancelRequest(client_order_id=coid))
+    reply = await h.orders.request(wire.CancelRequest(client_order_id=coid))
     assert isinstance(reply, wire.Reply) and reply.ok, reply
 
 

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import orjson
 import pytest
+import zmq
 from pydantic import SecretStr
 
 from common import wire
 from common.clock import wall_ns
 from common.config import LIVE_BASE_URL, AlpacaConfig, Settings
 from common.fixed import to_fixed
+from common.peer_link import credentials
+from common.zmq_io import RpcClient, RpcUnavailable
 from services.execution.service import LiveTradingRefused, check_live_guard
 from tests.execution.harness import Harness, execution_settings, running_execution, until
 from tests.execution.tiny_venue import KEY, SECRET, Fault, TinyVenue
@@ -163,13 +166,16 @@ def test_positions_and_cancel_all_controls(tmp_path: Path) -> None:
         assert isinstance(book, wire.Position) and (book.symbol, book.qty) == ("AAPL", to_fixed(4))
         assert (await h.order("zt-e.1")).accepted
         await until(lambda: h.svc.orders["zt-e.1"].status == "new")
-        reply = await h.rpc.request(wire.Control(cmd="cancel_all"))
+        reply = await h.control("cancel_all")
         assert reply.ok and len(orjson.loads(reply.data)) == 2  # zt-e.0 is only partially filled
         await until(lambda: "canceled" in h.statuses("zt-e.1") and "canceled" in h.statuses("zt-e.0"))
         status = orjson.loads((await h.rpc.request(wire.Control(cmd="status"))).data)
         assert status["ready"] and status["trade_stream_connected"] and status["orders_open"] == 0
-        unknown = await h.rpc.request(wire.Control(cmd="launch"))
+        unknown = await h.control("launch")
         assert not unknown.ok and "unknown command" in unknown.detail
+        # fail closed: a command nobody declared read-only needs the token before it is even looked up
+        tokenless = await h.rpc.request(wire.Control(cmd="launch"))
+        assert not tokenless.ok and "control token" in tokenless.detail
 
     run(tmp_path, scenario)
 
@@ -290,10 +296,37 @@ def test_bad_symbol_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
                 intent_id=f"x{len(sym)}{sym[:2]}", strategy="s1", symbol=sym, side="buy", qty=to_fixed(1),
                 limit_px=to_fixed(10), signal_ns=now, deadline_ns=now + 5_000_000_000,
             )  # fmt: skip
-            ack = await h.rpc.request(
+            ack = await h.orders.request(
                 wire.OrderRequest(client_order_id=f"zt-{intent.intent_id}", intent=intent, risk_ns=now)
             )
             assert not ack.accepted and "symbol" in ack.detail, sym
         assert not h.venue.posts
+
+    run(tmp_path, scenario)
+
+
+def test_orders_only_from_risk_on_the_orders_socket(tmp_path: Path) -> None:
+    """The issue's case: a direct OrderRequest for 50 shares from a process that is not risk."""
+
+    async def scenario(h: Harness) -> None:
+        now = wall_ns()
+        intent = wire.OrderIntent(
+            intent_id="rogue.1", strategy="s1", symbol="AAPL", side="buy", qty=to_fixed(50),
+            limit_px=to_fixed(10), signal_ns=now, deadline_ns=now + 5_000_000_000,
+        )  # fmt: skip
+        request = wire.OrderRequest(client_order_id="zt-rogue.1", intent=intent, risk_ns=now)
+        reply = await h.rpc.request(request)  # the general socket anyone can reach
+        assert isinstance(reply, wire.Reply) and not reply.ok and "only from risk" in reply.detail
+        impostor = RpcClient(
+            zmq.Context.instance(), asyncio.get_running_loop(), h.svc.settings.zmq.endpoint("execution", "orders"),
+            "test", "execution", timeout_ms=300, setup=credentials(h.svc.settings, "signal"),
+        )  # fmt: skip
+        await asyncio.sleep(0.3)
+        with pytest.raises(RpcUnavailable):  # its handshake never completes: nothing is delivered
+            await impostor.request(request)
+        impostor.close()
+        assert "zt-rogue.1" not in h.svc.orders and not h.venue.posts
+        cancel = await h.rpc.request(wire.CancelRequest(client_order_id="", all=True))
+        assert not cancel.ok and "only from risk" in cancel.detail
 
     run(tmp_path, scenario)

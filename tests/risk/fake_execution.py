@@ -17,6 +17,7 @@ from common.service import Service
 
 class FakeExecution(Service):
     name = "execution"
+    CONTROL_READ_ONLY = frozenset({"positions"})
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

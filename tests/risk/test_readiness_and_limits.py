@@ -11,11 +11,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import uvloop
 
 from common import wire
 from common.config import Settings
 from common.fixed import to_fixed
+from common.peer_link import credentials
+from common.zmq_io import RpcClient, RpcUnavailable
 from services.risk.reasons import Reason
 from services.risk.service import RiskService
 from tests.risk.fake_execution import FakeExecution
@@ -184,9 +187,36 @@ def test_out_of_range_and_ageless_intents_are_rejected_cleanly(tmp_path: Path) -
         assert reasons == [Reason.BAD_ORDER.code, Reason.BAD_ORDER.code] + [Reason.EXPIRED.code] * 3
         assert ex.orders == {}
         # the same over the wire: an answer, not an error reply
-        client = risk.client("risk")
+        client = RpcClient(
+            risk.ctx, risk.loop, risk.settings.zmq.endpoint("risk", "intents"), "test", "risk",
+            setup=credentials(risk.settings, "signal"),
+        )  # fmt: skip
         await asyncio.sleep(0.1)
         reply = await client.request(_intent("w", 2**64 - 1))
+        client.close()
         assert isinstance(reply, wire.RiskDecision) and reply.reason == Reason.BAD_ORDER.code
+
+    _run(tmp_path, lambda ex: None, scenario)
+
+
+def test_intents_only_from_signal_on_the_intents_socket(tmp_path: Path) -> None:
+    """The issue's case: an OrderIntent under any strategy name from a process that is not signal."""
+
+    async def scenario(ex: FakeExecution, risk: RiskService) -> None:
+        await _until(lambda: risk.trading_ready, "readiness")
+        general = risk.client("risk")  # the general socket anyone can reach
+        await asyncio.sleep(0.1)
+        reply = await general.request(_intent("rogue", "1"))
+        general.close()
+        assert isinstance(reply, wire.Reply) and not reply.ok and "only from signal" in reply.detail
+        impostor = RpcClient(
+            risk.ctx, risk.loop, risk.settings.zmq.endpoint("risk", "intents"), "test", "risk",
+            setup=credentials(risk.settings, "execution"),
+        )  # fmt: skip
+        await asyncio.sleep(0.3)
+        with pytest.raises(RpcUnavailable):  # its handshake never completes: nothing is delivered
+            await impostor.request(_intent("rogue2", "1"))
+        impostor.close()
+        assert sum(risk.decisions.values()) == 0 and ex.orders == {}
 
     _run(tmp_path, lambda ex: None, scenario)

@@ -17,10 +17,13 @@ from typing import Any
 import orjson
 import pytest
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from common import wire
+from common.auth import peer_password
 from common.config import ZmqConfig
 from common.fixed import to_fixed
+from common.private_files import create_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,13 +47,21 @@ symbols = ["AAPL"]
 
 
 class FakeExecution(threading.Thread):
-    """A ROUTER on execution's rpc endpoint: acks every order, replays nothing, has no positions."""
+    """ROUTERs on execution's rpc endpoint and on its orders endpoint (where only risk, with its
+    credentials, gets in): acks every order, replays nothing, has no positions."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
+    def __init__(self, ctx: zmq.Context, z: ZmqConfig, risk_password: bytes) -> None:
         super().__init__(daemon=True)
+        self.auth = ThreadAuthenticator(ctx)
+        self.auth.start()
+        self.auth.configure_plain(domain="*", passwords={"risk": risk_password.decode()})
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.bind(endpoint)
+        self.sock.bind(z.endpoint("execution", "rpc"))
+        self.orders_sock = ctx.socket(zmq.ROUTER)
+        self.orders_sock.setsockopt(zmq.LINGER, 0)
+        self.orders_sock.setsockopt(zmq.PLAIN_SERVER, 1)
+        self.orders_sock.bind(z.endpoint("execution", "orders"))
         self.orders: list[wire.OrderRequest] = []
         self._stop_flag = threading.Event()
 
@@ -69,16 +80,18 @@ class FakeExecution(threading.Thread):
     def run(self) -> None:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
+        poller.register(self.orders_sock, zmq.POLLIN)
         while not self._stop_flag.is_set():
-            if not poller.poll(50):
-                continue
-            ident, req_id, body = self.sock.recv_multipart()
-            self.sock.send_multipart([ident, req_id, wire.encode(self.answer(wire.decode(body)))])
+            for sock, _ in poller.poll(50):
+                ident, req_id, body = sock.recv_multipart()
+                sock.send_multipart([ident, req_id, wire.encode(self.answer(wire.decode(body)))])
         self.sock.close(0)
+        self.orders_sock.close(0)
 
     def stop(self) -> None:
         self._stop_flag.set()
         self.join(timeout=5)
+        self.auth.stop()
 
 
 def _start(module: str, config: Path, log_dir: Path) -> subprocess.Popen[bytes]:
@@ -117,7 +130,8 @@ def test_signal_reports_risk_timeout_and_recovers(tmp_path: Path, ctx: zmq.Conte
     md = ctx.socket(zmq.PUB)
     md.setsockopt(zmq.LINGER, 0)
     md.bind(z.endpoint("market_data", "pub"))
-    execution = FakeExecution(ctx, z.endpoint("execution", "rpc"))
+    secret = create_secret(tmp_path / "peer.key")
+    execution = FakeExecution(ctx, z, peer_password(secret, "risk"))
     execution.start()
     control = ctx.socket(zmq.DEALER)
     control.setsockopt(zmq.LINGER, 0)

@@ -255,7 +255,7 @@ def test_module_class_kind_loads() -> None:
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
-        ("nope", r"unknown strategy kind 'nope'; known kinds: \['ma_cross', 'probe'"),
+        ("nope", r"unknown strategy kind 'nope'; known kinds: \['ladder', 'ma_cross', 'probe'"),
         ("no.such.module:X", "cannot import module 'no.such.module'"),
         (f"{__name__}:Missing", "has no attribute 'Missing'"),
         (f"{__name__}:quote", "is not a subclass of"),

@@ -26,6 +26,7 @@ def test_sim_venue_all_programs_in_safe_start_stop_order(tmp_path: Path) -> None
     # started in ascending order, stopped in descending: signal stops first, execution after risk, venue last
     assert prio["sim"] < prio["execution"] < prio["risk"] < prio["signal"]
     assert f"--config {tmp_path / 'zt.toml'}" in conf
+    assert "umask=077" in conf  # logs and sockets supervisord creates are owner-only
 
 
 def test_keys_mean_no_embedded_venue_and_no_secret_in_the_file(
