@@ -90,6 +90,16 @@ LIMIT_CAP = (1 << 62) - 1  # every limit and every saturated money value is at m
 _M31 = (1 << 31) - 1
 _DUP_SPAN = DUP_SLOTS * DUP_FIELDS
 
+# what the check can return, in the order it checks
+REASONS: tuple[RejectReason, ...] = tuple(
+    RejectReason[name]
+    for name in (
+        "OK BAD_ORDER SYMBOL_NOT_ALLOWED HALTED REDUCE_ONLY DAILY_LOSS MAX_ORDER_QTY NO_QUOTE STALE_QUOTE "
+        "MAX_ORDER_NOTIONAL PRICE_BAND FLIPS_POSITION SHORT_NOT_ALLOWED MAX_POSITION MAX_GROSS_EXPOSURE "
+        "MAX_NET_EXPOSURE BUYING_POWER MAX_OPEN_ORDERS_SYMBOL MAX_OPEN_ORDERS DUPLICATE_ORDER "
+        "STRATEGY_ORDER_RATE ORDER_RATE"
+    ).split()
+)
 _OK = RejectReason.OK.code
 _BAD_ORDER = RejectReason.BAD_ORDER.code
 _SYMBOL_NOT_ALLOWED = RejectReason.SYMBOL_NOT_ALLOWED.code
