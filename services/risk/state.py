@@ -40,6 +40,7 @@ class RiskState:
         self.positions = PositionBook()
         self.pending: dict[str, PendingOrder] = {}  # by client_order_id
         self._pnl = _DayPnl()
+        self._check = checks.compiled_check()
 
     # ---- symbols and strategies ---------------------------------------------------------------
 
@@ -50,6 +51,7 @@ class RiskState:
             if i >= self.state.shape[0]:
                 self.state = _grown(self.state, self.state.shape[0] * 2)
             self.config.for_symbol(symbol).write(self.state[i])
+            self.limits[checks.L_SYMBOLS] = len(self.index)
         return i
 
     def strategy(self, name: str) -> int:
@@ -86,7 +88,7 @@ class RiskState:
         """The reason code (a ``RejectReason`` index) for ``intent`` at wall time ``now_ns``;
         an approved order takes its rate tokens and is remembered by the duplicate guard."""
         return int(
-            checks.check_order(
+            self._check(
                 self.state,
                 self.limits,
                 self.buckets,

@@ -60,6 +60,7 @@ def _row(rng: random.Random) -> list[int]:
 def _globals(rng: random.Random) -> list[int]:
     g = [0] * c.N_LIMITS
     g[c.L_REQUIRE_QUOTE] = rng.randint(0, 1)
+    g[c.L_SYMBOLS] = N_ROWS
     g[c.L_TRADING_STATE] = _pick(rng, 0, 1, 2, 3)
     g[c.L_MAX_GROSS] = _pick(rng, 200_000 * U, rng.randint(0, 100_000 * U), c.LIMIT_CAP)
     g[c.L_MAX_NET] = _pick(rng, 100_000 * U, rng.randint(0, 50_000 * U), c.LIMIT_CAP)
