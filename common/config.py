@@ -227,13 +227,96 @@ class SignalConfig(Section):
         return self
 
 
+_MAX_QTY = Decimal("1e9")  # units: far beyond any order, well inside int64 nanos
+_MAX_MONEY = Decimal("1e12")
+
+
+def _nanos(v: Decimal | None, upper: Decimal) -> Decimal | None:
+    """A positive quantity or amount that is exact in nanos (9 decimals) and at most ``upper``."""
+    if v is None:
+        return v
+    if not v.is_finite() or v <= 0:
+        raise ValueError("must be a positive, finite number")
+    if v > upper:
+        raise ValueError(f"must be at most {upper}")
+    if v != v.quantize(Decimal("1e-9")):
+        raise ValueError("must have at most 9 decimal places (it would round in nanos)")
+    return v
+
+
+class SymbolRiskLimits(Section):
+    """Per-symbol overrides of :class:`RiskConfig`'s per-symbol limits; unset = the global value."""
+
+    max_order_qty: Decimal | None = None
+    max_order_notional: Decimal | None = None
+    max_position_qty: Decimal | None = None
+    price_band_bps: int | None = Field(default=None, ge=1, le=100_000)
+    max_open_orders: int | None = Field(default=None, ge=1, le=100_000)
+    max_quote_age_ms: int | None = Field(default=None, ge=1, le=3_600_000)
+    duplicate_window_ms: int | None = Field(default=None, ge=0, le=3_600_000)
+    allow_short: bool | None = None
+
+    @field_validator("max_order_qty", "max_position_qty")
+    @classmethod
+    def _qty(cls, v: Decimal | None) -> Decimal | None:
+        return _nanos(v, _MAX_QTY)
+
+    @field_validator("max_order_notional")
+    @classmethod
+    def _money(cls, v: Decimal | None) -> Decimal | None:
+        return _nanos(v, _MAX_MONEY)
+
+
 class RiskConfig(Section):
-    max_order_qty: Decimal = Field(default=Decimal("100"), gt=0)
-    max_order_notional: Decimal = Field(default=Decimal("50000"), gt=0)
-    max_position_qty: Decimal = Field(default=Decimal("500"), gt=0)  # absolute, per symbol
+    """Pre-trade limits (docs/risk-checks.md). Per-symbol limits can be overridden in ``symbols``."""
+
+    # per symbol (overridable in `symbols`)
+    max_order_qty: Decimal = Decimal("100")
+    max_order_notional: Decimal = Decimal("50000")
+    max_position_qty: Decimal = Decimal("500")  # absolute, per symbol
     price_band_bps: int = Field(default=500, ge=1, le=100_000)  # limit price vs current quote mid
+    max_open_orders_per_symbol: int = Field(default=20, ge=1, le=100_000)
+    # the quote's exchange timestamp vs the wall clock, either way
+    max_quote_age_ms: int = Field(default=2_000, ge=1, le=3_600_000)
+    duplicate_window_ms: int = Field(default=1_000, ge=0, le=3_600_000)  # 0 = no duplicate guard
+    allow_short: bool = False
+    symbols: dict[str, SymbolRiskLimits] = Field(default_factory=dict)
+    allow_symbols: list[str] | None = None  # None = every symbol not denied
+    deny_symbols: list[str] = Field(default_factory=list)
+    # across symbols
+    max_gross_exposure: Decimal = Decimal("200000")  # sum of |worst-case position| * mid
+    max_net_exposure: Decimal = Decimal("100000")  # |sum of signed worst-case position * mid|
+    max_open_orders: int = Field(default=100, ge=1, le=1_000_000)
+    max_daily_loss: Decimal = Decimal("10000")  # beyond it only reducing orders pass
+    order_rate_per_s: Decimal | None = Decimal("10")  # token bucket over all strategies; None = off
+    order_rate_burst: int = Field(default=20, ge=1, le=1_000_000)
+    strategy_order_rate_per_s: Decimal | None = Decimal("5")  # per strategy; None = off
+    strategy_order_rate_burst: int = Field(default=10, ge=1, le=1_000_000)
     require_quote: bool = True  # reject orders on symbols with no current quote
     intent_max_age_ms: int = Field(default=1_000, ge=1)  # drop intents older than this on arrival
+
+    @field_validator("max_order_qty", "max_position_qty")
+    @classmethod
+    def _qty(cls, v: Decimal) -> Decimal | None:
+        return _nanos(v, _MAX_QTY)
+
+    @field_validator("max_order_notional", "max_gross_exposure", "max_net_exposure", "max_daily_loss")
+    @classmethod
+    def _money(cls, v: Decimal) -> Decimal | None:
+        return _nanos(v, _MAX_MONEY)
+
+    @field_validator("order_rate_per_s", "strategy_order_rate_per_s")
+    @classmethod
+    def _rate(cls, v: Decimal | None) -> Decimal | None:
+        return _nanos(v, Decimal(1_000_000))
+
+    @field_validator("allow_symbols", "deny_symbols", "symbols")
+    @classmethod
+    def _symbol_names(cls, v: Any) -> Any:
+        for s in v or ():
+            if not s or s != s.strip() or s != s.upper():
+                raise ValueError(f"symbol {s!r} must be upper-case with no spaces")
+        return v
 
 
 class ExecutionConfig(Section):

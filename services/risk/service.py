@@ -14,7 +14,7 @@ import msgspec
 from common import topics, wire
 from common.clock import mono_ns, wall_ns
 from common.config import Settings
-from common.enums import TradingState, TripSource
+from common.enums import RejectReason, TradingState, TripSource
 from common.fixed import to_float, to_str
 from common.ids import client_order_id
 from common.log import kv
@@ -23,8 +23,8 @@ from common.order_events import OrderEvent, OrderEventReceiver
 from common.service import Service
 from common.zmq_io import RpcClient, RpcError, RpcTimeout
 from services.risk import checks
+from services.risk.limits import RiskLimits
 from services.risk.metrics import DECISIONS, POSITION, RECONCILED
-from services.risk.reasons import Reason, reason_code
 from services.risk.state import RiskState
 from services.risk.trading_state import StatePersistError, TradingStateOwner, stricter
 
@@ -43,13 +43,8 @@ class RiskService(Service):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         r = settings.risk
-        limits = checks.build_limits(
-            r.max_order_qty, r.max_order_notional, r.max_position_qty, r.price_band_bps, r.require_quote
-        )
-        self.risk = RiskState(limits)
-        self.trading = TradingStateOwner(
-            settings.zmq.run_dir, limits, checks.L_TRADING_STATE, self._publish_trading_state
-        )
+        self.risk = RiskState(RiskLimits.from_config(r))
+        self.trading = TradingStateOwner(settings.zmq.run_dir, self.risk.enforce, self._publish_trading_state)
         self.decisions: Counter[str] = Counter()
         self.positions_loaded = False  # a positions snapshot from the current execution is applied
         self._positions_as_of = 0  # execution's event seq the loaded positions include
@@ -93,7 +88,7 @@ class RiskService(Service):
         self.positions_loaded = False
         self._positions_as_of = 0
         self._early_fills.clear()
-        self.risk.pending.clear()
+        self.risk.clear_pending()
         self._spawn_load_positions()
 
     @property
@@ -214,26 +209,27 @@ class RiskService(Service):
             self._s2r_lat.observe(max(now - intent.signal_ns, 0) / 1e9)
         stale = self._staleness(intent, now)
         if stale:
-            return self._reject(intent, Reason.EXPIRED, stale)
+            return self._reject(intent, RejectReason.EXPIRED, stale)
         if not self.trading_ready:
-            return self._reject(intent, Reason.NOT_READY, "positions not loaded from execution yet")
-        t0 = time.perf_counter_ns()
-        code = self.risk.check(intent)
-        self._check_lat.observe((time.perf_counter_ns() - t0) / 1e9)
-        if code != Reason.OK:
-            return self._reject(intent, code, "")
+            return self._reject(intent, RejectReason.NOT_READY, "positions not loaded from execution yet")
         try:
             coid = client_order_id(self._prefix, intent.intent_id)
         except ValueError as exc:
-            return self._reject(intent, Reason.BAD_ORDER, str(exc))
+            return self._reject(intent, RejectReason.BAD_ORDER, str(exc))
         if coid in self.risk.pending:
             # Execution would refuse it, and that refusal must not release the live order's quantity.
-            return self._reject(intent, Reason.DUPLICATE, f"{coid} is already an open order")
+            return self._reject(intent, RejectReason.DUPLICATE, f"{coid} is already an open order")
+        # last before sending: an approval takes rate tokens and is recorded by the duplicate guard
+        t0 = time.perf_counter_ns()
+        code = self.risk.check(intent, now)
+        self._check_lat.observe((time.perf_counter_ns() - t0) / 1e9)
+        if code:
+            return self._reject(intent, RejectReason.from_code(code), "")
         assert self._execution is not None, "start() not called"
         risk_ns = wall_ns()
         fut = self._execution.request(wire.OrderRequest(client_order_id=coid, intent=intent, risk_ns=risk_ns))
         if fut.done() and fut.exception() is not None:
-            return self._reject(intent, Reason.EXECUTION_UNAVAILABLE, str(fut.exception()))
+            return self._reject(intent, RejectReason.EXECUTION_UNAVAILABLE, str(fut.exception()))
         self.risk.add_pending(coid, intent.symbol, intent.side, intent.qty)
         fut.add_done_callback(lambda f: self._on_ack(coid, f))
         decision = wire.RiskDecision(
@@ -262,11 +258,21 @@ class RiskService(Service):
                 return f"signal_ns is {-age / 1e6:.3f} ms in the future"
         return ""
 
-    def _reject(self, intent: wire.OrderIntent, code: int, detail: str) -> wire.RiskDecision:
+    def _reject(self, intent: wire.OrderIntent, reason: RejectReason, detail: str) -> wire.RiskDecision:
+        log.info(
+            "order rejected",
+            extra=kv(
+                intent_id=intent.intent_id,
+                strategy=intent.strategy,
+                symbol=intent.symbol,
+                reason=reason.value,
+                detail=detail,
+            ),
+        )
         decision = wire.RiskDecision(
             intent_id=intent.intent_id,
             approved=False,
-            reason=reason_code(code),
+            reason=reason.value,
             detail=detail,
             client_order_id="",
             risk_ns=wall_ns(),

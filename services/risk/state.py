@@ -1,5 +1,6 @@
-"""Everything the risk check reads, kept in the numba arrays: symbol index, quotes, positions,
-pending open quantity per side (from approved orders and execution's order events)."""
+"""Everything the risk check reads, kept in the numba arrays: symbol and strategy indexes, quotes,
+positions, pending open quantity and open order count per symbol (from approved orders and
+execution's order events), each symbol's limits, the day's P&L and the rate buckets."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from common import wire
+from common.enums import TradingState
+from common.fixed import SCALE
 from common.order_events import TERMINAL_STATUSES
 from common.positions import PositionBook, SymbolPosition
 from services.risk import checks
-from services.risk.reasons import TradingState
+from services.risk.limits import RiskLimits
 
 
 @dataclass
@@ -27,48 +30,77 @@ class PendingOrder:
 
 
 class RiskState:
-    def __init__(self, limits: np.ndarray, capacity: int = 64) -> None:
-        self.limits = limits
+    def __init__(self, limits: RiskLimits, capacity: int = 64, strategy_capacity: int = 8) -> None:
+        self.config = limits
+        self.limits = limits.globals  # the global slots the check reads
         self.state = checks.new_state(capacity)
+        self.buckets = checks.new_buckets(strategy_capacity)
         self.index: dict[str, int] = {}
+        self.strategies: dict[str, int] = {}  # strategy name -> its bucket row - 1
         self.positions = PositionBook()
         self.pending: dict[str, PendingOrder] = {}  # by client_order_id
+        self._pnl = _DayPnl()
+        self._check = checks.compiled_check()
 
-    # ---- symbols ----------------------------------------------------------------------------
+    # ---- symbols and strategies ---------------------------------------------------------------
 
     def sym(self, symbol: str) -> int:
         i = self.index.get(symbol)
         if i is None:
             i = self.index[symbol] = len(self.index)
             if i >= self.state.shape[0]:
-                grown = checks.new_state(self.state.shape[0] * 2)
-                grown[: self.state.shape[0]] = self.state
-                self.state = grown
+                self.state = _grown(self.state, self.state.shape[0] * 2)
+            self.config.for_symbol(symbol).write(self.state[i])
+            self.limits[checks.L_SYMBOLS] = len(self.index)
         return i
+
+    def strategy(self, name: str) -> int:
+        """The strategy's index; a strategy seen for the first time gets a fresh (full) bucket."""
+        k = self.strategies.get(name)
+        if k is None:
+            k = self.strategies[name] = len(self.strategies)
+            if k + 1 >= self.buckets.shape[0]:
+                self.buckets = _grown(self.buckets, self.buckets.shape[0] * 2)
+        return k
 
     @property
     def trading_state(self) -> TradingState:
-        return TradingState(int(self.limits[checks.L_TRADING_STATE]))
+        """The state the check enforces. It changes only through ``enforce`` (risk's
+        TradingStateOwner calls it; check unit tests too)."""
+        return TradingState.from_code(int(self.limits[checks.L_TRADING_STATE]))
 
-    @trading_state.setter
-    def trading_state(self, value: TradingState) -> None:
-        self.limits[checks.L_TRADING_STATE] = int(value)
+    def enforce(self, state: TradingState) -> None:
+        self.limits[checks.L_TRADING_STATE] = state.code
+
+    def set_buying_power(self, nanos: int | None) -> None:
+        """The account's buying power (money nanos); None = unknown, the check is skipped."""
+        self.limits[checks.L_BUYING_POWER] = (
+            checks.BUYING_POWER_UNKNOWN if nanos is None else checks.cap(nanos)
+        )
+
+    @property
+    def day_pnl(self) -> int:
+        """Realized plus unrealized (at the mid) P&L in money nanos, as the check sees it."""
+        return self._pnl.total
 
     # ---- the check --------------------------------------------------------------------------
 
-    def check(self, intent: wire.OrderIntent) -> int:
-        side = checks.SIDES.get(intent.side, 0)
-        order_type = checks.ORDER_TYPES.get(intent.order_type, -1)
+    def check(self, intent: wire.OrderIntent, now_ns: int) -> int:
+        """The reason code (a ``RejectReason`` index) for ``intent`` at wall time ``now_ns``;
+        an approved order takes its rate tokens and is remembered by the duplicate guard."""
         return int(
-            checks.check_order(
+            self._check(
                 self.state,
                 self.limits,
+                self.buckets,
                 self.sym(intent.symbol),
-                side,
-                order_type,
+                self.strategy(intent.strategy),
+                checks.SIDES.get(intent.side, 0),
+                checks.ORDER_TYPES.get(intent.order_type, -1),
                 checks.clamp(intent.qty),
                 checks.clamp(intent.limit_px),
                 checks.clamp(intent.stop_px),
+                now_ns,
             )
         )
 
@@ -76,14 +108,28 @@ class RiskState:
 
     def on_quote(self, q: wire.Quote) -> None:
         i = self.sym(q.symbol)
-        valid = 0 < q.bid_px <= checks.MAX_VALUE and 0 < q.ask_px <= checks.MAX_VALUE
-        self.state[i, checks.BID] = q.bid_px if valid else 0
-        self.state[i, checks.ASK] = q.ask_px if valid else 0
+        row = self.state[i]
+        if 0 < q.bid_px <= checks.MAX_VALUE and 0 < q.ask_px <= checks.MAX_VALUE:
+            row[checks.BID] = q.bid_px
+            row[checks.ASK] = q.ask_px
+            row[checks.MARK] = (q.bid_px + q.ask_px) // 2
+            row[checks.QUOTE_NS] = max(0, min(q.exch_ns, checks.LIMIT_CAP))
+            if row[checks.POSITION]:
+                self._update_pnl(i)
+        else:
+            row[checks.BID] = row[checks.ASK] = row[checks.QUOTE_NS] = 0
 
     def add_pending(self, client_order_id: str, symbol: str, side: str, qty: int) -> None:
         if client_order_id not in self.pending:
             self.pending[client_order_id] = PendingOrder(symbol, side, qty)
             self._sync_pending(symbol)
+
+    def clear_pending(self) -> None:
+        """Forget every open order (execution restarted: its replay will tell them again)."""
+        self.pending.clear()
+        self.state[:, checks.PENDING_BUY] = 0
+        self.state[:, checks.PENDING_SELL] = 0
+        self.state[:, checks.OPEN_ORDERS] = 0
 
     def release(self, client_order_id: str) -> None:
         p = self.pending.pop(client_order_id, None)
@@ -130,19 +176,32 @@ class RiskState:
             self._sync_position(p.symbol)
 
     def _sync_position(self, symbol: str) -> None:
-        self.state[self.sym(symbol), checks.POSITION] = self.positions.qty(symbol)
+        i = self.sym(symbol)
+        pos = self.positions.get(symbol)
+        row = self.state[i]
+        row[checks.POSITION] = checks.clamp_signed(pos.qty)
+        if row[checks.MARK] <= 0 and pos.qty:
+            row[checks.MARK] = checks.clamp(pos.avg_px)  # no quote yet: value it at its entry price
+        self._pnl.set_position(i, pos.qty, pos.avg_px, pos.realized_pnl)
+        self._update_pnl(i)
+
+    def _update_pnl(self, i: int) -> None:
+        self._pnl.mark(i, int(self.state[i, checks.MARK]))
+        self.limits[checks.L_DAY_PNL] = max(-checks.LIMIT_CAP, min(self._pnl.total, checks.LIMIT_CAP))
 
     def _sync_pending(self, symbol: str) -> None:
-        buy = sell = 0
+        buy = sell = orders = 0
         for p in self.pending.values():
-            if p.symbol == symbol:
+            if p.symbol == symbol and p.remaining > 0:
+                orders += 1
                 if p.side == "buy":
                     buy += p.remaining
                 else:
                     sell += p.remaining
-        i = self.sym(symbol)
-        self.state[i, checks.PENDING_BUY] = buy
-        self.state[i, checks.PENDING_SELL] = sell
+        row = self.state[self.sym(symbol)]
+        row[checks.PENDING_BUY] = min(buy, checks.MAX_VALUE)
+        row[checks.PENDING_SELL] = min(sell, checks.MAX_VALUE)
+        row[checks.OPEN_ORDERS] = orders
 
     # ---- reporting --------------------------------------------------------------------------
 
@@ -155,3 +214,29 @@ class RiskState:
             for s, i in self.index.items()
             if self.state[i, checks.PENDING_BUY] or self.state[i, checks.PENDING_SELL]
         }
+
+
+class _DayPnl:
+    """Realized plus unrealized P&L (money nanos) over symbols, kept incrementally so a quote
+    costs O(1): per symbol index its position, entry price, realized P&L and current total."""
+
+    def __init__(self) -> None:
+        self._pos: dict[int, tuple[int, int, int]] = {}  # qty, avg_px, realized
+        self._by_symbol: dict[int, int] = {}
+        self.total = 0
+
+    def set_position(self, i: int, qty: int, avg_px: int, realized: int) -> None:
+        self._pos[i] = (qty, avg_px, realized)
+
+    def mark(self, i: int, mark: int) -> None:
+        qty, avg_px, realized = self._pos.get(i, (0, 0, 0))
+        unrealized = (mark - avg_px) * qty // SCALE if mark > 0 and qty else 0
+        value = realized + unrealized
+        self.total += value - self._by_symbol.get(i, 0)
+        self._by_symbol[i] = value
+
+
+def _grown(a: np.ndarray, rows: int) -> np.ndarray:
+    grown = np.zeros((rows, a.shape[1]), dtype=a.dtype)
+    grown[: a.shape[0]] = a
+    return grown

@@ -1,5 +1,5 @@
 """The one owner of the trading state: every change goes through :meth:`TradingStateOwner.change`,
-which persists it (atomically, fsync'd), writes it into the numba limits the pre-trade check reads,
+which persists it (atomically, fsync'd), has the pre-trade check enforce it,
 publishes a ``TradingStateChanged`` and appends to the audit log.
 
 Tightening (towards HALTED) always takes effect in memory, even when the disk refuses the write: a
@@ -14,8 +14,6 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
 
 from common import wire
 from common.enums import TradingState, TripSource
@@ -39,15 +37,13 @@ class TradingStateOwner:
     def __init__(
         self,
         run_dir: Path,
-        limits: np.ndarray,
-        limit_slot: int,
+        enforce: Callable[[TradingState], None],
         publish: Callable[[wire.TradingStateChanged], None],
         service: str = "risk",
     ) -> None:
         self.store = StateStore(run_dir)
         self.audit = AuditLog(run_dir)
-        self._limits = limits
-        self._slot = limit_slot
+        self._enforce = enforce
         self._publish = publish
         self._service = service
         self.record = self._load_at_start()
@@ -144,7 +140,7 @@ class TradingStateOwner:
         return True
 
     def _apply(self) -> None:
-        self._limits[self._slot] = self.record.state.code
+        self._enforce(self.record.state)
         TRADING_STATE.labels(self._service).state(self.record.state.value)
         self._publish(self.event())
 

@@ -16,10 +16,10 @@ import uvloop
 
 from common import wire
 from common.config import Settings
+from common.enums import RejectReason
 from common.fixed import to_fixed
 from common.peer_link import credentials
 from common.zmq_io import RpcClient, RpcUnavailable
-from services.risk.reasons import Reason
 from services.risk.service import RiskService
 from tests.risk.fake_execution import FakeExecution
 
@@ -101,13 +101,13 @@ def test_no_approval_until_the_open_orders_behind_the_snapshot_are_known(tmp_pat
     async def scenario(ex: FakeExecution, risk: RiskService) -> None:
         await _until(lambda: risk.positions_loaded, "the positions snapshot")
         early = risk.decide(_intent("a", "200"))  # 400 open + 200 > 500: must not pass unseen
-        assert (early.approved, early.reason) == (False, Reason.NOT_READY.code)
+        assert (early.approved, early.reason) == (False, RejectReason.NOT_READY.value)
         assert risk.heartbeat_state() == "not_ready"  # what `zerotick status` shows meanwhile
         assert ex.replay_gate is not None
         ex.replay_gate.set()
         await _until(lambda: risk.trading_ready, "the replay up to the snapshot")
         assert risk.heartbeat_state() == "active"
-        assert risk.decide(_intent("b", "200")).reason == Reason.MAX_POSITION.code
+        assert risk.decide(_intent("b", "200")).reason == RejectReason.MAX_POSITION.value
         assert risk.decide(_intent("c", "100")).approved
 
     _run(tmp_path, prepare, scenario)
@@ -165,11 +165,11 @@ def test_a_repeated_intent_does_not_release_the_live_order(tmp_path: Path) -> No
         first = risk.decide(_intent("dup", "200"))
         assert first.approved
         again = risk.decide(_intent("dup", "200"))
-        assert (again.approved, again.reason) == (False, Reason.DUPLICATE.code)
+        assert (again.approved, again.reason) == (False, RejectReason.DUPLICATE.value)
         await _until(lambda: first.client_order_id in ex.orders, "the order at execution")
         await asyncio.sleep(0.1)  # any acks are in
         assert risk.risk.pending_by_symbol() == {"AAPL": {"buy": f("200"), "sell": 0}}
-        assert risk.decide(_intent("next", "350")).reason == Reason.MAX_POSITION.code
+        assert risk.decide(_intent("next", "350")).reason == RejectReason.MAX_POSITION.value
 
     _run(tmp_path, lambda ex: None, scenario)
 
@@ -184,7 +184,10 @@ def test_out_of_range_and_ageless_intents_are_rejected_cleanly(tmp_path: Path) -
         old = risk.decide(_intent("o", "1", signal_ns=now - 5 * 10**9, deadline_ns=now + 10**12))
         future = risk.decide(_intent("fu", "1", signal_ns=now + 10**12, deadline_ns=now + 10**13))
         reasons = [d.reason for d in (huge, huge_px, ageless, old, future)]
-        assert reasons == [Reason.BAD_ORDER.code, Reason.BAD_ORDER.code] + [Reason.EXPIRED.code] * 3
+        assert (
+            reasons
+            == [RejectReason.BAD_ORDER.value, RejectReason.BAD_ORDER.value] + [RejectReason.EXPIRED.value] * 3
+        )
         assert ex.orders == {}
         # the same over the wire: an answer, not an error reply
         client = RpcClient(
@@ -194,7 +197,7 @@ def test_out_of_range_and_ageless_intents_are_rejected_cleanly(tmp_path: Path) -
         await asyncio.sleep(0.1)
         reply = await client.request(_intent("w", 2**64 - 1))
         client.close()
-        assert isinstance(reply, wire.RiskDecision) and reply.reason == Reason.BAD_ORDER.code
+        assert isinstance(reply, wire.RiskDecision) and reply.reason == RejectReason.BAD_ORDER.value
 
     _run(tmp_path, lambda ex: None, scenario)
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from common import wire
 from common.config import Settings
+from common.enums import RejectReason
 from common.fixed import to_fixed
 from services.risk import checks
-from services.risk.reasons import Reason
+from services.risk.limits import RiskLimits
 from services.risk.service import RiskService
 from services.risk.state import RiskState
 
@@ -20,11 +21,8 @@ def f(x: str) -> int:
     return to_fixed(x)
 
 
-def limits() -> object:
-    s = Settings().risk
-    return checks.build_limits(
-        s.max_order_qty, s.max_order_notional, s.max_position_qty, s.price_band_bps, True
-    )
+def limits() -> RiskLimits:
+    return RiskLimits.from_config(Settings().risk)
 
 
 def update(coid: str, status: str, qty: str, filled: str, seq: int = 1) -> wire.OrderUpdate:
@@ -99,7 +97,7 @@ def test_risk_service_decisions(tmp_path: Path) -> None:
         await svc.ready.wait()
         try:
             not_ready = svc.decide(_intent("z"))  # no positions snapshot from execution yet
-            assert (not_ready.approved, not_ready.reason) == (False, Reason.NOT_READY.code)
+            assert (not_ready.approved, not_ready.reason) == (False, RejectReason.NOT_READY.value)
             svc.positions_loaded = True  # as if execution had answered the positions request
             no_quote = svc.decide(_intent("a"))
             svc.risk.on_quote(_quote("AAPL"))
@@ -107,7 +105,7 @@ def test_risk_service_decisions(tmp_path: Path) -> None:
             too_big = svc.decide(_intent("c", qty="101"))
             no_execution = svc.decide(_intent("d"))
             assert [d.reason for d in (no_quote, expired, too_big, no_execution)] == [
-                Reason.NO_QUOTE.code, Reason.EXPIRED.code, Reason.MAX_ORDER_QTY.code, Reason.EXECUTION_UNAVAILABLE.code,
+                RejectReason.NO_QUOTE.value, RejectReason.EXPIRED.value, RejectReason.MAX_ORDER_QTY.value, RejectReason.EXECUTION_UNAVAILABLE.value,
             ]  # fmt: skip
             assert not any(
                 d.approved or d.client_order_id for d in (no_quote, expired, too_big, no_execution)

@@ -17,9 +17,14 @@ SLOT = 0
 
 
 def _owner(run_dir: Path) -> tuple[TradingStateOwner, np.ndarray, list[wire.TradingStateChanged]]:
-    limits = np.zeros(1, dtype=np.int64)
+    """The owner with the state it has the check enforce kept in ``limits[SLOT]`` as its code."""
+    limits = np.full(1, -1, dtype=np.int64)
     events: list[wire.TradingStateChanged] = []
-    return TradingStateOwner(run_dir, limits, SLOT, events.append), limits, events
+
+    def enforce(state: TradingState) -> None:
+        limits[SLOT] = state.code
+
+    return TradingStateOwner(run_dir, enforce, events.append), limits, events
 
 
 def test_first_start_is_active_and_writes_the_file(tmp_path: Path) -> None:
