@@ -57,7 +57,11 @@ TRADING_STATE = PromEnum(
 STATE_CHANGES = Counter(
     "zt_trading_state_changes_total", "Trading state changes", ["service", "state", "source"]
 )
-TRIPS = Counter("zt_kill_switch_trips_total", "Kill switch trips by cause (manual or a trigger)", ["cause"])
+TRIPS = Counter(
+    "zt_kill_switch_trips_total",
+    "Kill switch trips (HALTED) by cause: cli, control, or the trigger's name",
+    ["cause"],
+)
 TRIP_UNCONFIRMED = Gauge(
     "zt_kill_switch_unconfirmed", "1 while a trip waits for the venue to show no open orders/positions"
 )

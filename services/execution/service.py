@@ -23,7 +23,7 @@ from common.clock import mono_ns, wall_ns
 from common.config import Settings, is_alpaca_live
 from common.enums import TradingState
 from common.log import kv
-from common.metrics import STAGE_LATENCY, TRIP_CONFIRM, TRIP_UNCONFIRMED, TRIPS
+from common.metrics import STAGE_LATENCY, TRIP_CONFIRM, TRIP_UNCONFIRMED
 from common.positions import PositionBook
 from common.service import Service
 from services.execution.event_log import MAX_REPLAY, EventLog
@@ -229,7 +229,6 @@ class ExecutionService(Service):
         self.gate.adopt(trip.state, trip.seq, "risk_trip")
         if trip.state is not TradingState.HALTED:
             return self._trip_report(trip, True, None, arrived, f"enforcing {trip.state.value}")
-        TRIPS.labels("manual" if not trip.flatten else "manual_flatten").inc()
         if self._trip_task is not None:
             self._trip_task.cancel()
         self.trip_pending = True

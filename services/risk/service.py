@@ -18,7 +18,7 @@ from common.enums import RejectReason, TradingState, TripSource
 from common.fixed import to_float, to_str
 from common.ids import client_order_id
 from common.log import kv
-from common.metrics import MESSAGES, STAGE_LATENCY
+from common.metrics import MESSAGES, STAGE_LATENCY, TRIPS
 from common.order_events import OrderEvent, OrderEventReceiver
 from common.service import Service
 from common.zmq_io import RpcClient, RpcError, RpcTimeout
@@ -154,6 +154,8 @@ class RiskService(Service):
                 return wire.Reply(ok=False, detail=str(exc))
             return msgspec.structs.replace(report, seq=self.trading.record.seq)
         record = self.trading.change(cmd.state, source, who, cmd.reason, flatten=cmd.flatten)
+        if cmd.state is TradingState.HALTED:
+            TRIPS.labels(source.value).inc()
         report = await self._tell_execution(record.seq, cmd.state, cmd.flatten, cmd.deadline_ns)
         took_us = (mono_ns() - arrived) // 1000
         if report.ok and cmd.state is TradingState.HALTED:
