@@ -295,6 +295,13 @@ class RiskConfig(Section):
     require_quote: bool = True  # reject orders on symbols with no current quote
     intent_max_age_ms: int = Field(default=1_000, ge=1)  # drop intents older than this on arrival
 
+    def quote_age_limit_ns(self, symbol: str) -> int:
+        """How old (by its exchange timestamp) the tick an order was built from may be when the order
+        goes out; checked by risk and again by execution right before the POST."""
+        override = self.symbols.get(symbol)
+        ms = override.max_quote_age_ms if override and override.max_quote_age_ms else self.max_quote_age_ms
+        return ms * 1_000_000
+
     @field_validator("max_order_qty", "max_position_qty")
     @classmethod
     def _qty(cls, v: Decimal) -> Decimal | None:

@@ -153,6 +153,17 @@ class FeedState(_Vocab):
     ERROR = "error"
 
 
+class ControlCmd(_Vocab):
+    """Control commands (``wire.Control.cmd``). Which service answers which: docs/architecture.md."""
+
+    PING = "ping"  # every service
+    STATUS = "status"  # every service
+    POSITIONS = "positions"  # execution: its position book as of an order-event seq
+    VENUE_POSITIONS = "venue_positions"  # execution: the venue's positions now
+    ORDERS = "orders"  # execution: the orders it tracks
+    CANCEL_ALL = "cancel_all"  # execution: cancel every open order at the venue (token)
+
+
 class TripSource(_Vocab):
     """Who changed the trading state."""
 

@@ -25,6 +25,7 @@ from common import topics, wire
 from common.auth import PRIVILEGED, REQUEST_REFUSED, ControlGuard, LogLimiter
 from common.clock import wall_ns
 from common.config import Settings
+from common.enums import ControlCmd
 from common.log import register_secret, setup_logging
 from common.metrics import HEARTBEATS, SERVICE_UP, serve_metrics
 from common.peer_link import PeerServer, credentials
@@ -148,9 +149,9 @@ class Service:
             refusal = self.guard.refusal(msg, wall_ns())
             if refusal is not None:
                 return refusal
-            if msg.cmd == "ping":
+            if msg.cmd == ControlCmd.PING:
                 return wire.Reply(ok=True, detail="pong")
-            if msg.cmd == "status":
+            if msg.cmd == ControlCmd.STATUS:
                 return wire.Reply(
                     ok=True,
                     detail="status",
@@ -167,7 +168,7 @@ class Service:
         assert self.peer_server is not None
         if isinstance(msg, self.peer_server.spec.requests):
             return self.handle(msg)
-        if isinstance(msg, wire.Control) and msg.cmd == "ping":
+        if isinstance(msg, wire.Control) and msg.cmd == ControlCmd.PING:
             return wire.Reply(ok=True, detail="pong")
         return wire.Reply(ok=False, detail=f"{type(msg).__name__} goes to {self.name}'s rpc socket")
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 import msgspec
 
-from common.enums import TradingState, TripSource
+from common.enums import ControlCmd, TradingState, TripSource
 
 VERSION = 1
 SEP = b"\0"
@@ -201,9 +201,10 @@ class Heartbeat(_Msg, tag="hb"):
 
 class Control(_Msg, tag="c"):
     """A control command. ``token`` authenticates every command that changes something; a command
-    that arrives after ``deadline_ns`` (wall ns, 0 = none) is refused, not acted on."""
+    that arrives after ``deadline_ns`` (wall ns, 0 = none) is refused, not acted on. A command outside
+    the vocabulary fails to decode and is answered as a bad request."""
 
-    cmd: str
+    cmd: ControlCmd
     args: dict[str, str] = {}
     token: str = ""
     deadline_ns: int = 0

@@ -27,6 +27,7 @@ import zmq
 
 from common import wire
 from common.clock import mono_ns
+from common.enums import ControlCmd
 from common.metrics import RPC_LATENCY, RPC_OUTCOMES, WIRE_ERRORS, ZMQ_DROPS
 from common.private_files import ensure_private_dir
 
@@ -398,7 +399,7 @@ class RpcClient:
             fut.set_exception(RpcError(str(exc)))
 
     async def _heartbeat(self, interval: float) -> None:
-        ping = wire.Control(cmd="ping")
+        ping = wire.Control(cmd=ControlCmd.PING)
         while True:
             fut = self.request(ping, timeout_ms=int(interval * 1000 * 2))
             try:

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from common.config import SERVICES, ConfigError, Settings, load_settings
+from common.enums import ControlCmd
 from zerotick import supervisor
 from zerotick.control import ControlError, send_control
 
@@ -255,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     ctl = with_config(sub.add_parser("ctl", help="send a control command to a service"))
     ctl.add_argument("service", choices=SERVICES)
-    ctl.add_argument("cmd")
+    ctl.add_argument("cmd", choices=ControlCmd.values())
     ctl.add_argument("args", nargs="*", help="key=value arguments")
     ctl.add_argument("--timeout-ms", type=int, default=1000)
     ctl.set_defaults(func=cmd_ctl)

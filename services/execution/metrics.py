@@ -17,3 +17,6 @@ STREAM_CONNECTED = Gauge(
     "zt_exec_trade_stream_connected", "1 while trade_updates is authorized and listening"
 )
 RECONCILES = Counter("zt_exec_reconciles_total", "Reconciliations with the venue", ["trigger"])
+STALE_BLOCKED = Counter(
+    "zt_exec_stale_blocked_total", "Orders not sent: the tick they were built from was too old by then"
+)

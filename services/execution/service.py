@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 
 from common import fixed, topics, wire
-from common.clock import mono_ns, wall_ns
+from common.clock import mono_ns, tick_age_error, wall_ns
 from common.config import Settings, is_alpaca_live
-from common.enums import TradingState
+from common.enums import ControlCmd, RejectReason, TradingState
 from common.log import kv
 from common.metrics import STAGE_LATENCY, TRIP_CONFIRM, TRIP_UNCONFIRMED
 from common.positions import PositionBook
@@ -29,7 +29,7 @@ from common.service import Service
 from services.execution.event_log import MAX_REPLAY, EventLog
 from services.execution.gate import OpenExposure, TradingGate
 from services.execution.journal import InMemoryJournal, OrderJournal
-from services.execution.metrics import ORDERS
+from services.execution.metrics import ORDERS, STALE_BLOCKED
 from services.execution.order_request import invalid_request
 from services.execution.order_state import SUBMIT_FAILED, SUBMITTING, UNKNOWN, OrderParseError, TrackedOrder
 from services.execution.placement import OrderPlacer
@@ -215,6 +215,14 @@ class ExecutionService(Service):
                 self.gate.adopt(m.state, m.seq, "risk_event")
 
     def _gate_reason(self, order: TrackedOrder) -> str:
+        """Asked right before the order's POST is written: the trading state, and the age of the tick
+        it was built from (it may have waited for a rate-limit token, or this process may have been
+        stalled)."""
+        limit = self.settings.risk.quote_age_limit_ns(order.symbol)
+        old_tick = tick_age_error(order.tick_exch_ns, wall_ns(), limit)
+        if old_tick:
+            STALE_BLOCKED.inc()
+            return f"{RejectReason.STALE_QUOTE.value}: {old_tick}"
         buy, sell = self.tracker.open_qty(order.symbol, exclude=order.client_order_id)
         exposure = OpenExposure(self.positions.qty(order.symbol), buy, sell)
         blocked = self.gate.blocks(order.side, order.qty, exposure)
@@ -356,6 +364,7 @@ class ExecutionService(Service):
             strategy=it.strategy,
             intent_signal_ns=it.signal_ns,
             tick_recv_ns=it.tick_recv_ns,
+            tick_exch_ns=it.tick_exch_ns,
         )
         self.tracker.track(order)
         if reason:
@@ -398,14 +407,14 @@ class ExecutionService(Service):
     # ---- control ----------------------------------------------------------------------------
 
     def control(self, cmd: wire.Control) -> Any:
-        if cmd.cmd == "positions":
+        if cmd.cmd == ControlCmd.POSITIONS:
             return self._book_positions_reply()
-        if cmd.cmd == "venue_positions":
+        if cmd.cmd == ControlCmd.VENUE_POSITIONS:
             return self._positions_reply()
-        if cmd.cmd == "orders":
+        if cmd.cmd == ControlCmd.ORDERS:
             docs = [o.as_dict() for o in self.orders.values()]
             return wire.Reply(ok=True, detail=f"{len(docs)} orders", data=orjson.dumps(docs))
-        if cmd.cmd == "cancel_all":
+        if cmd.cmd == ControlCmd.CANCEL_ALL:
             return self._cancel_all()
         return None
 

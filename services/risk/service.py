@@ -12,9 +12,9 @@ from typing import Any
 import msgspec
 
 from common import topics, wire
-from common.clock import mono_ns, wall_ns
+from common.clock import mono_ns, tick_age_error, wall_ns
 from common.config import Settings
-from common.enums import RejectReason, TradingState, TripSource
+from common.enums import ControlCmd, RejectReason, TradingState, TripSource
 from common.fixed import to_float, to_str
 from common.ids import client_order_id
 from common.log import kv
@@ -44,6 +44,7 @@ class RiskService(Service):
         super().__init__(settings)
         r = settings.risk
         self.risk = RiskState(RiskLimits.from_config(r))
+        self._risk_config = r
         self.trading = TradingStateOwner(settings.zmq.run_dir, self.risk.enforce, self._publish_trading_state)
         self.decisions: Counter[str] = Counter()
         self.positions_loaded = False  # a positions snapshot from the current execution is applied
@@ -212,6 +213,11 @@ class RiskService(Service):
         stale = self._staleness(intent, now)
         if stale:
             return self._reject(intent, RejectReason.EXPIRED, stale)
+        old_tick = tick_age_error(
+            intent.tick_exch_ns, now, self._risk_config.quote_age_limit_ns(intent.symbol)
+        )
+        if old_tick:
+            return self._reject(intent, RejectReason.STALE_QUOTE, old_tick)
         if not self.trading_ready:
             return self._reject(intent, RejectReason.NOT_READY, "positions not loaded from execution yet")
         try:
@@ -343,7 +349,7 @@ class RiskService(Service):
         assert self._snapshots is not None, "start() not called"
         while generation == self._positions_generation:
             try:
-                reply = await self._snapshots.request(wire.Control(cmd="positions"))
+                reply = await self._snapshots.request(wire.Control(cmd=ControlCmd.POSITIONS))
             except RpcError as exc:
                 log.info("waiting for execution's positions", extra=kv(error=str(exc)))
                 await asyncio.sleep(POSITIONS_RETRY_S)

@@ -43,9 +43,9 @@ def _request(service: str) -> Any:
 
 
 class Recorder(Service):
-    """Records every request handed to ``handle`` and every run of the mutating command ``wipe``."""
+    """Records every request handed to ``handle`` and every run of the mutating command ``cancel_all``."""
 
-    CONTROL_MUTATING = frozenset({"wipe"})
+    CONTROL_MUTATING = frozenset({"cancel_all"})
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -57,7 +57,7 @@ class Recorder(Service):
         return wire.Reply(ok=True, detail="handled")
 
     def control(self, cmd: wire.Control) -> wire.Reply | None:
-        if cmd.cmd == "wipe":
+        if cmd.cmd == "cancel_all":
             self.wipes += 1
             return wire.Reply(ok=True, detail="wiped")
         return None
@@ -158,15 +158,17 @@ def test_mutating_control_needs_the_token_and_its_deadline(tmp_path: Path) -> No
     async def scenario(svc: Recorder) -> None:
         cli = svc.client("signal", timeout_ms=2000)
         await asyncio.sleep(0.1)
-        missing = await cli.request(wire.Control(cmd="wipe"))
-        wrong = await cli.request(wire.Control(cmd="wipe", token=TOKEN + "x"))
-        late = await cli.request(wire.Control(cmd="wipe", token=TOKEN, deadline_ns=wall_ns() - 1))
+        missing = await cli.request(wire.Control(cmd="cancel_all"))
+        wrong = await cli.request(wire.Control(cmd="cancel_all", token=TOKEN + "x"))
+        late = await cli.request(wire.Control(cmd="cancel_all", token=TOKEN, deadline_ns=wall_ns() - 1))
         assert not missing.ok and not wrong.ok and not late.ok and "deadline" in late.detail
         assert svc.wipes == 0  # nothing changed
-        ok = await cli.request(wire.Control(cmd="wipe", token=TOKEN, deadline_ns=wall_ns() + 10**9))
+        ok = await cli.request(wire.Control(cmd="cancel_all", token=TOKEN, deadline_ns=wall_ns() + 10**9))
         assert ok.ok and svc.wipes == 1
         status = await cli.request(wire.Control(cmd="status"))  # read-only: no token needed
         assert status.ok
+        unknown = await cli.request(wire.Control(cmd="wipe", token=TOKEN))  # type: ignore[arg-type]
+        assert not unknown.ok and "bad request" in unknown.detail  # outside the vocabulary: refused
         cli.close()
 
     _run(tmp_path, "signal", scenario)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvloop
 import zmq
 
 from common import wire
+from common.enums import ControlCmd
 from common.metrics import RPC_OUTCOMES, ZMQ_DROPS
 from common.zmq_io import (
     Publisher,
@@ -20,6 +22,15 @@ from common.zmq_io import (
     RpcUnavailable,
     Subscriber,
 )
+
+
+def _req(name: str) -> wire.Control:
+    """A request the transport carries; the name travels in ``args`` (commands are a closed set)."""
+    return wire.Control(cmd=ControlCmd.STATUS, args={"name": name})
+
+
+def _name(msg: Any) -> str:
+    return str(msg.args.get("name", "")) if isinstance(msg, wire.Control) else ""
 
 
 def _ep(tmp_path: Path, name: str) -> str:
@@ -73,16 +84,16 @@ def test_rpc_round_trip_sync_and_async_handlers(tmp_path: Path) -> None:
                     return wire.Reply(ok=True, detail=f"after {msg.after_seq}")
 
                 return later()
-            if isinstance(msg, wire.Control) and msg.cmd == "boom":
+            if isinstance(msg, wire.Control) and _name(msg) == "boom":
                 raise RuntimeError("handler bug")
             return wire.Reply(ok=True, detail="sync")
 
         srv = RpcServer(ctx, loop, _ep(tmp_path, "r"), handler, "test")
         cli = RpcClient(ctx, loop, _ep(tmp_path, "r"), "test", "peer", timeout_ms=2000, heartbeat_ms=0)
         await asyncio.sleep(0.1)
-        r1 = await cli.request(wire.Control(cmd="x"))
+        r1 = await cli.request(_req("x"))
         r2 = await cli.request(wire.Replay(after_seq=5))
-        r3 = await cli.request(wire.Control(cmd="boom"))
+        r3 = await cli.request(_req("boom"))
         cli.close()
         srv.close()
         ctx.term()
@@ -199,17 +210,17 @@ def test_every_request_is_answered_even_when_malformed_or_the_handler_misbehaves
                 "none": None,
                 "dict": {"ok": True},
                 "huge": _huge_quote(),
-            }.get(msg.cmd, wire.Reply(ok=True, detail="fine"))
+            }.get(_name(msg), wire.Reply(ok=True, detail="fine"))
 
         srv = RpcServer(ctx, loop, _ep(tmp_path, "r"), handler, "test")
         raw = ctx.socket(zmq.DEALER)
         raw.setsockopt(zmq.LINGER, 0)
         raw.connect(_ep(tmp_path, "r"))
-        raw.send(wire.encode(wire.Control(cmd="x")))  # no request-id frame
+        raw.send(wire.encode(_req("x")))  # no request-id frame
         frames = await _recv(raw)
         cli = RpcClient(ctx, loop, _ep(tmp_path, "r"), "test", "peer", timeout_ms=3000, heartbeat_ms=0)
         await asyncio.sleep(0.05)
-        replies = [await cli.request(wire.Control(cmd=c)) for c in ("none", "dict", "huge", "ok")]
+        replies = [await cli.request(_req(c)) for c in ("none", "dict", "huge", "ok")]
         raw.close(0)
         cli.close()
         srv.close()
@@ -237,7 +248,7 @@ def test_a_request_that_cannot_be_sent_fails_its_future_instead_of_raising(tmp_p
         cli = RpcClient(ctx, loop, _ep(tmp_path, "r"), "test", "peer", timeout_ms=2000, heartbeat_ms=0)
         await asyncio.sleep(0.05)
         unencodable = cli.request(_huge_quote())
-        pending = cli.request(wire.Control(cmd="slow"))  # in flight when the client closes
+        pending = cli.request(_req("slow"))  # in flight when the client closes
         cli.close()
         after_close = cli.request(wire.Control(cmd="ping"))
         kinds: list[type] = []
@@ -264,7 +275,9 @@ def test_requests_made_inside_reader_callbacks_and_pipelined_replies_are_never_s
     async def main() -> list[object]:
         loop = asyncio.get_running_loop()
         ctx = zmq.Context()
-        back = RpcServer(ctx, loop, _ep(tmp_path, "b"), lambda m: wire.Reply(ok=True, detail=m.cmd), "test")
+        back = RpcServer(
+            ctx, loop, _ep(tmp_path, "b"), lambda m: wire.Reply(ok=True, detail=_name(m)), "test"
+        )
         to_back = RpcClient(ctx, loop, _ep(tmp_path, "b"), "test", "back", timeout_ms=5000, heartbeat_ms=0)
 
         def front_handler(msg: object) -> object:
@@ -275,7 +288,7 @@ def test_requests_made_inside_reader_callbacks_and_pipelined_replies_are_never_s
         cli = RpcClient(ctx, loop, _ep(tmp_path, "f"), "test", "front", timeout_ms=5000, heartbeat_ms=0)
         try:
             await asyncio.sleep(0.05)
-            futs = [cli.request(wire.Control(cmd=str(i))) for i in range(3000)]
+            futs = [cli.request(_req(str(i))) for i in range(3000)]
             replies = await asyncio.wait_for(asyncio.gather(*futs), 20)
         finally:
             for c in (cli, to_back):
@@ -302,7 +315,7 @@ def test_a_late_reply_after_the_timeout_is_counted_not_delivered(tmp_path: Path)
         cli = RpcClient(ctx, loop, _ep(tmp_path, "r"), "test", "late-peer", timeout_ms=100, heartbeat_ms=0)
         await asyncio.sleep(0.05)
         outcomes: list[str] = []
-        fut = cli.request(wire.Control(cmd="x"))
+        fut = cli.request(_req("x"))
         fut.add_done_callback(lambda f: outcomes.append(type(f.exception()).__name__))
         await asyncio.sleep(0.6)  # the reply arrived after the timeout
         late = RPC_OUTCOMES.labels("test", "late-peer", "late_reply")._value.get()
@@ -326,7 +339,7 @@ def test_replies_to_a_burst_beyond_the_queue_limits_wait_and_all_arrive(tmp_path
 
         async def later(msg: wire.Control) -> wire.Reply:
             await asyncio.sleep(0)
-            return wire.Reply(ok=True, detail=msg.cmd)
+            return wire.Reply(ok=True, detail=_name(msg))
 
         srv = RpcServer(ctx, loop, _ep(tmp_path, "r"), later, "burst", hwm=10)  # type: ignore[arg-type]
         cli = RpcClient(
@@ -334,7 +347,7 @@ def test_replies_to_a_burst_beyond_the_queue_limits_wait_and_all_arrive(tmp_path
         )
         try:
             await asyncio.sleep(0.05)
-            futs = [cli.request(wire.Control(cmd=str(i))) for i in range(2000)]
+            futs = [cli.request(_req(str(i))) for i in range(2000)]
             replies = await asyncio.wait_for(asyncio.gather(*futs), 20)
             waited = ZMQ_DROPS.labels("burst", "rpc")._value.get()
         finally:

@@ -172,9 +172,9 @@ def test_positions_and_cancel_all_controls(tmp_path: Path) -> None:
         status = orjson.loads((await h.rpc.request(wire.Control(cmd="status"))).data)
         assert status["ready"] and status["trade_stream_connected"] and status["orders_open"] == 0
         unknown = await h.control("launch")
-        assert not unknown.ok and "unknown command" in unknown.detail
-        # fail closed: a command nobody declared read-only needs the token before it is even looked up
-        tokenless = await h.rpc.request(wire.Control(cmd="launch"))
+        assert not unknown.ok and "bad request" in unknown.detail  # not in the command vocabulary
+        # a command not declared read-only needs the token before it is even looked up
+        tokenless = await h.rpc.request(wire.Control(cmd="cancel_all"))
         assert not tokenless.ok and "control token" in tokenless.detail
 
     run(tmp_path, scenario)
