@@ -294,4 +294,10 @@ class TrackedOrder:
             "reason": self.reason,
             "replaces": self.replaces,
             "replaced_by": self.replaced_by,
+            # wall ns: the tick it was built from (exchange and local receive time), its POST written
+            # (last one), the venue's latest update
+            "tick_exch_ns": self.tick_exch_ns,
+            "tick_recv_ns": self.tick_recv_ns,
+            "posted_ns": self.last_post_ns,
+            "venue_ns": self.venue_ns,
         }
