@@ -16,6 +16,29 @@ class _Vocab(StrEnum):
         return tuple(m.value for m in cls)
 
 
+class OrderSide(_Vocab):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(_Vocab):
+    """The order types zerotick sends (Alpaca also knows trailing_stop)."""
+
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+
+
+class TimeInForce(_Vocab):
+    """The time-in-force values zerotick sends (Alpaca also knows opg and cls)."""
+
+    DAY = "day"
+    GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
+
+
 class TradingState(_Vocab):
     """Owned by risk (see docs/architecture.md, "Trading state")."""
 

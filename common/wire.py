@@ -15,18 +15,14 @@ an order intent carries both of the tick that caused it, and each later stage st
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 
-from common.enums import ControlCmd, TradingState, TripSource
+from common.enums import ControlCmd, FeedState, OrderSide, OrderType, TimeInForce, TradingState, TripSource
 
 VERSION = 1
 SEP = b"\0"
 
-Side = Literal["buy", "sell"]
-OrderType = Literal["market", "limit", "stop", "stop_limit"]
-TimeInForce = Literal["day", "gtc", "ioc", "fok"]
+Side = OrderSide  # the names the strategy API has always used
 
 
 class WireError(ValueError):
@@ -87,7 +83,7 @@ class Book(_Msg, tag="o"):
 
 class FeedStatus(_Msg, tag="fs"):
     feed: str  # "stocks" | "crypto"
-    state: Literal["connecting", "connected", "subscribed", "disconnected", "stale", "error"]
+    state: FeedState
     detail: str
     ts_ns: int
 
@@ -101,10 +97,10 @@ class OrderIntent(_Msg, tag="oi"):
     symbol: str
     side: Side
     qty: int
-    order_type: OrderType = "limit"
+    order_type: OrderType = OrderType.LIMIT
     limit_px: int = 0
     stop_px: int = 0
-    tif: TimeInForce = "day"
+    tif: TimeInForce = TimeInForce.DAY
     tick_exch_ns: int = 0
     tick_recv_ns: int = 0
     signal_ns: int = 0

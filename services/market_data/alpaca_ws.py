@@ -13,7 +13,6 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from typing import Literal
 
 import msgpack
 import websockets
@@ -21,12 +20,12 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from common.backoff import Backoff
 from common.clock import wall_ns
+from common.enums import FeedState
 from services.market_data import decode as d
 from services.market_data.metrics import RECONNECTS
 
 log = logging.getLogger(__name__)
 
-FeedState = Literal["connecting", "connected", "subscribed", "disconnected", "stale", "error"]
 FrameHandler = Callable[[bytes | str, int], list[d._Rec]]  # (frame, recv_ns) -> control records
 StateHandler = Callable[[FeedState, str], None]
 
@@ -90,19 +89,19 @@ class FeedConnection:
             except StreamError as exc:
                 reason = f"venue_error_{exc.code}"
                 long = exc.code in LONG_BACKOFF_CODES
-                self._on_state("error", str(exc)[:200])
+                self._on_state(FeedState.ERROR, str(exc)[:200])
             except websockets.InvalidStatus as exc:
                 status = exc.response.status_code
                 reason = f"http_{status}"
                 long = status == 429
-                self._on_state("error", f"upgrade refused with HTTP {status}")
+                self._on_state(FeedState.ERROR, f"upgrade refused with HTTP {status}")
             except (OSError, TimeoutError, websockets.WebSocketException) as exc:
                 reason = type(exc).__name__
             self._ws = None
             delay = self.next_delay(long)
             self.reconnects += 1
             RECONNECTS.labels(self.feed, reason).inc()
-            self._on_state("disconnected", f"{reason}; retry in {delay:.2f}s")
+            self._on_state(FeedState.DISCONNECTED, f"{reason}; retry in {delay:.2f}s")
             log.warning(
                 "feed disconnected",
                 extra={"fields": {"feed": self.feed, "reason": reason, "retry_s": round(delay, 3)}},
@@ -114,7 +113,7 @@ class FeedConnection:
             await self._ws.close()
 
     async def _session(self) -> None:
-        self._on_state("connecting", self.url)
+        self._on_state(FeedState.CONNECTING, self.url)
         async with connect(
             self.url,
             additional_headers={"Content-Type": "application/msgpack"},
@@ -130,7 +129,7 @@ class FeedConnection:
         ) as ws:
             self._ws = ws
             await self._expect(ws, "connected")
-            self._on_state("connected", self.url)
+            self._on_state(FeedState.CONNECTED, self.url)
             key, secret = self._credentials
             await ws.send(msgpack.packb({"action": "auth", "key": key, "secret": secret}))
             await self._expect(ws, "authenticated")
@@ -163,8 +162,8 @@ class FeedConnection:
                 "orderbooks": ctl.orderbooks,
             }
             detail = ";".join(f"{k}={','.join(v)}" for k, v in subscribed.items() if v)
-            self._on_state("subscribed", detail[:500])
+            self._on_state(FeedState.SUBSCRIBED, detail[:500])
         elif isinstance(ctl, d.ErrorRec):
             # e.g. 405 symbol limit (earlier subscriptions kept) or 407 slow client (the venue closes).
-            self._on_state("error", f"{ctl.code} {ctl.msg}"[:200])
+            self._on_state(FeedState.ERROR, f"{ctl.code} {ctl.msg}"[:200])
             log.error("venue error", extra={"fields": {"feed": self.feed, "code": ctl.code, "msg": ctl.msg}})

@@ -13,9 +13,10 @@ from typing import Any
 
 from common import topics, wire
 from common.clock import mono_ns, wall_ns
+from common.enums import FeedState
 from common.metrics import STAGE_LATENCY
 from services.market_data import decode as d
-from services.market_data.alpaca_ws import FeedConnection, FeedState
+from services.market_data.alpaca_ws import FeedConnection
 from services.market_data.capture import FrameCapture
 from services.market_data.metrics import FEED_STATE, FRAMES, MALFORMED, MESSAGES, STATE_CODES
 from services.market_data.normalize import Normalizer
@@ -47,7 +48,7 @@ class Feed:
         self.conn = FeedConnection(
             feed, url, credentials, channels, self.on_frame, self.set_state, reconnect_min_s, reconnect_max_s
         )
-        self.state: FeedState = "disconnected"
+        self.state = FeedState.DISCONNECTED
         self.detail = ""
         self.last_data_mono_ns = 0
         self.frames = 0
@@ -73,7 +74,7 @@ class Feed:
     # ---- state ----------------------------------------------------------------------------
 
     def set_state(self, state: FeedState, detail: str) -> None:
-        if state == "subscribed":
+        if state is FeedState.SUBSCRIBED:
             self.last_data_mono_ns = mono_ns()  # the stale clock starts at subscription
         if state == self.state and detail == self.detail:
             return
@@ -90,8 +91,8 @@ class Feed:
         )
 
     def check_stale(self, stale_after_ns: int) -> None:
-        if self.state == "subscribed" and mono_ns() - self.last_data_mono_ns > stale_after_ns:
-            self.set_state("stale", f"no market data for {stale_after_ns / 1e9:g}s")
+        if self.state is FeedState.SUBSCRIBED and mono_ns() - self.last_data_mono_ns > stale_after_ns:
+            self.set_state(FeedState.STALE, f"no market data for {stale_after_ns / 1e9:g}s")
 
     def last_message_age_s(self) -> float | None:
         if not self.last_data_mono_ns:
@@ -121,8 +122,8 @@ class Feed:
             self._latency.observe((wall_ns() - recv_ns) / 1e9)
             self.last_data_mono_ns = mono_ns()
             self.conn.data_seen()
-            if self.state == "stale":
-                self.set_state("subscribed", "data resumed")
+            if self.state is FeedState.STALE:
+                self.set_state(FeedState.SUBSCRIBED, "data resumed")
         if result.errors:
             self._malformed_msg.inc(len(result.errors))
             self._bad_log.warning(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from common.enums import FeedState
+
 FRAMES = Counter("zt_md_frames_total", "WebSocket frames received from the venue", ["feed"])
 MESSAGES = Counter("zt_md_messages_total", "Venue messages normalized, by type", ["feed", "type"])
 MALFORMED = Counter("zt_md_malformed_total", "Frames or messages that could not be used", ["feed", "what"])
@@ -13,4 +15,11 @@ FEED_STATE = Gauge(
     "Feed state: 0 disconnected, 1 connecting, 2 connected, 3 subscribed, 4 stale, 5 error",
     ["feed"],
 )
-STATE_CODES = {"disconnected": 0, "connecting": 1, "connected": 2, "subscribed": 3, "stale": 4, "error": 5}
+STATE_CODES = {
+    FeedState.DISCONNECTED: 0,
+    FeedState.CONNECTING: 1,
+    FeedState.CONNECTED: 2,
+    FeedState.SUBSCRIBED: 3,
+    FeedState.STALE: 4,
+    FeedState.ERROR: 5,
+}

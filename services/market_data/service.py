@@ -7,6 +7,7 @@ import logging
 from typing import Any, ClassVar
 
 from common.config import Settings
+from common.enums import FeedState
 from common.service import Service
 from services.market_data.book import warm_up
 from services.market_data.capture import FrameCapture
@@ -94,7 +95,7 @@ class MarketDataService(Service):
     def heartbeat_state(self) -> str:
         if not self.feeds:
             return "ok"
-        return "ok" if all(f.state == "subscribed" for f in self.feeds.values()) else "degraded"
+        return "ok" if all(f.state is FeedState.SUBSCRIBED for f in self.feeds.values()) else "degraded"
 
     def status(self) -> dict[str, Any]:
         return {"feeds": {name: f.status() for name, f in self.feeds.items()}}

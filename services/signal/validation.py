@@ -5,15 +5,16 @@ nothing it returned in that call is sent."""
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any
 
 from common import wire
+from common.enums import OrderSide, OrderType, TimeInForce
 
 MAX_INTENTS_PER_CALLBACK = 100  # more from one callback is a runaway loop, not a strategy
 _INT64_MAX = (1 << 63) - 1
-_SIDES = frozenset(get_args(wire.Side))
-_ORDER_TYPES = frozenset(get_args(wire.OrderType))
-_TIFS = frozenset(get_args(wire.TimeInForce))
+_SIDES = frozenset(OrderSide.values())
+_ORDER_TYPES = frozenset(OrderType.values())
+_TIFS = frozenset(TimeInForce.values())
 
 
 class InvalidIntents(ValueError):
