@@ -37,6 +37,22 @@ def _synthetic_rejection(intent: wire.OrderIntent, reason: str, detail: str) -> 
     )
 
 
+def held_back(state: TradingState | None, position: int, intent: wire.OrderIntent) -> RejectReason | None:
+    """Why signal does not send ``intent`` to risk in this trading state (None: send it; risk decides).
+
+    HALTED: nothing goes. REDUCE_ONLY: only an intent that shrinks ``position`` (risk's last published
+    one) without flipping it; risk checks again, with the open orders too. Unknown (not heard from
+    risk yet): send, risk decides."""
+    if state is None or state is TradingState.ACTIVE:
+        return None
+    if state is TradingState.REDUCE_ONLY:
+        signed = intent.qty if intent.side == "buy" else -intent.qty
+        if position * signed < 0 and abs(signed) <= abs(position):
+            return None
+        return RejectReason.REDUCE_ONLY
+    return RejectReason.HALTED
+
+
 class SignalService(Service):
     name = "signal"
 
@@ -116,18 +132,7 @@ class SignalService(Service):
                 self._positions[m.symbol] = m.qty
 
     def _held_back(self, intent: wire.OrderIntent) -> RejectReason | None:
-        """HALTED: nothing goes to risk. REDUCE_ONLY: only what shrinks the position (risk checks again,
-        with the open orders too)."""
-        state = self.trading_state
-        if state is None or state is TradingState.ACTIVE:
-            return None
-        if state is TradingState.REDUCE_ONLY:
-            pos = self._positions.get(intent.symbol, 0)
-            signed = intent.qty if intent.side == "buy" else -intent.qty
-            if pos * signed < 0 and abs(signed) <= abs(pos):
-                return None
-            return RejectReason.REDUCE_ONLY
-        return RejectReason.HALTED
+        return held_back(self.trading_state, self._positions.get(intent.symbol, 0), intent)
 
     # ---- intents to risk --------------------------------------------------------------------
 
