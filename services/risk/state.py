@@ -16,6 +16,10 @@ from common.positions import PositionBook, SymbolPosition
 from services.risk import checks
 from services.risk.limits import RiskLimits
 
+_MAX = checks.MAX_VALUE
+_SIDES = checks.SIDES
+_ORDER_TYPES = checks.ORDER_TYPES
+
 
 @dataclass
 class PendingOrder:
@@ -87,37 +91,44 @@ class RiskState:
 
     def check(self, intent: wire.OrderIntent, now_ns: int) -> int:
         """The reason code (a ``RejectReason`` index) for ``intent`` at wall time ``now_ns``;
-        an approved order takes its rate tokens and is remembered by the duplicate guard."""
-        return int(
-            self._check(
-                self.state,
-                self.limits,
-                self.buckets,
-                self.sym(intent.symbol),
-                self.strategy(intent.strategy),
-                checks.SIDES.get(intent.side, 0),
-                checks.ORDER_TYPES.get(intent.order_type, -1),
-                checks.clamp(intent.qty),
-                checks.clamp(intent.limit_px),
-                checks.clamp(intent.stop_px),
-                now_ns,
-            )
+        an approved order takes its rate tokens and is remembered by the duplicate guard.
+
+        The hot path: plain dict lookups and range tests inline, the compiled entry point called
+        directly (it returns an int)."""
+        sym = self.index.get(intent.symbol)
+        if sym is None:
+            sym = self.sym(intent.symbol)
+        strat = self.strategies.get(intent.strategy)
+        if strat is None:
+            strat = self.strategy(intent.strategy)
+        qty, limit_px, stop_px = intent.qty, intent.limit_px, intent.stop_px
+        if not (0 <= qty <= _MAX and 0 <= limit_px <= _MAX and 0 <= stop_px <= _MAX):
+            qty, limit_px, stop_px = checks.clamp(qty), checks.clamp(limit_px), checks.clamp(stop_px)
+        return self._check(  # type: ignore[no-any-return]
+            self.state,
+            self.limits,
+            self.buckets,
+            sym,
+            strat,
+            _SIDES.get(intent.side, 0),
+            _ORDER_TYPES.get(intent.order_type, -1),
+            qty,
+            limit_px,
+            stop_px,
+            now_ns,
         )
 
     # ---- inputs -----------------------------------------------------------------------------
 
     def on_quote(self, q: wire.Quote) -> None:
         i = self.sym(q.symbol)
-        row = self.state[i]
-        if 0 < q.bid_px <= checks.MAX_VALUE and 0 < q.ask_px <= checks.MAX_VALUE:
-            row[checks.BID] = q.bid_px
-            row[checks.ASK] = q.ask_px
-            row[checks.MARK] = (q.bid_px + q.ask_px) // 2
-            row[checks.QUOTE_NS] = max(0, min(q.exch_ns, checks.LIMIT_CAP))
-            if row[checks.POSITION]:
+        if 0 < q.bid_px <= _MAX and 0 < q.ask_px <= _MAX:
+            ts = max(0, min(q.exch_ns, checks.LIMIT_CAP))
+            checks.set_quote(self.state, self.limits, i, q.bid_px, q.ask_px, ts)
+            if self.state[i, checks.POSITION]:
                 self._update_pnl(i)
         else:
-            row[checks.BID] = row[checks.ASK] = row[checks.QUOTE_NS] = 0
+            checks.set_quote(self.state, self.limits, i, 0, 0, 0)
 
     def add_pending(self, client_order_id: str, symbol: str, side: str, qty: int) -> None:
         if client_order_id not in self.pending:
@@ -130,6 +141,7 @@ class RiskState:
         self.state[:, checks.PENDING_BUY] = 0
         self.state[:, checks.PENDING_SELL] = 0
         self.state[:, checks.OPEN_ORDERS] = 0
+        checks.rebuild_exposure(self.state, self.limits)
 
     def release(self, client_order_id: str) -> None:
         p = self.pending.pop(client_order_id, None)
@@ -178,10 +190,10 @@ class RiskState:
     def _sync_position(self, symbol: str) -> None:
         i = self.sym(symbol)
         pos = self.positions.get(symbol)
-        row = self.state[i]
-        row[checks.POSITION] = checks.clamp_signed(pos.qty)
-        if row[checks.MARK] <= 0 and pos.qty:
-            row[checks.MARK] = checks.clamp(pos.avg_px)  # no quote yet: value it at its entry price
+        # no quote yet: a position is valued at its entry price
+        checks.set_position(
+            self.state, self.limits, i, checks.clamp_signed(pos.qty), checks.clamp(pos.avg_px)
+        )
         self._pnl.set_position(i, pos.qty, pos.avg_px, pos.realized_pnl)
         self._update_pnl(i)
 
@@ -198,10 +210,8 @@ class RiskState:
                     buy += p.remaining
                 else:
                     sell += p.remaining
-        row = self.state[self.sym(symbol)]
-        row[checks.PENDING_BUY] = min(buy, checks.MAX_VALUE)
-        row[checks.PENDING_SELL] = min(sell, checks.MAX_VALUE)
-        row[checks.OPEN_ORDERS] = orders
+        i = self.sym(symbol)
+        checks.set_pending(self.state, self.limits, i, min(buy, _MAX), min(sell, _MAX), orders)
 
     # ---- reporting --------------------------------------------------------------------------
 
