@@ -17,15 +17,19 @@ import argparse
 import importlib
 import os
 import sys
-import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from common.config import SERVICES, ConfigError, Settings, load_settings
-from zerotick import supervisor
 from zerotick.control import ControlError, send_control
+
+if TYPE_CHECKING:
+    from zerotick import supervisor
+
+# `zerotick kill` must be fast when everything else is hung: modules only some commands need
+# (supervisord's XML-RPC client, urllib) are imported inside those commands.
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -38,6 +42,8 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 
 
 def _layout(settings: Settings) -> supervisor.Layout:
+    from zerotick import supervisor
+
     return supervisor.Layout(settings.zmq.run_dir.resolve())
 
 
@@ -48,6 +54,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if settings.venue == "live" and not args.live:
         print("refusing to trade real money without `zerotick up --live`", file=sys.stderr)
         return 2
+    from zerotick import supervisor
+
     layout = _layout(settings)
     pid = supervisor.start(settings, layout, _config_path(args))
     venue = {
@@ -64,6 +72,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from zerotick import supervisor
+
     layout = _layout(_settings(args))
     if supervisor.stop(layout):
         print("zerotick down: stopped")
@@ -73,6 +83,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _venue_healthy(settings: Settings, timeout_ms: int) -> bool:
+    import urllib.request
+
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(f"{settings.sim_origin()}/sim/health", timeout=timeout_ms / 1000) as resp:
@@ -82,6 +94,8 @@ def _venue_healthy(settings: Settings, timeout_ms: int) -> bool:
 
 
 def collect_status(settings: Settings, timeout_ms: int = 500) -> dict[str, Any]:
+    from zerotick import supervisor
+
     layout = _layout(settings)
     procs = supervisor.process_info(layout)
     rows: dict[str, Any] = {}
