@@ -24,6 +24,12 @@ def _echo(endpoint: str, n: int) -> None:
 
 def zmq_rtt_us(n: int = 3000, gap_s: float = 0.001) -> dict[str, float]:
     """RTTs paced ``gap_s`` apart, so both sides go idle between messages as in the pipeline."""
+    rtts = zmq_rtt_samples_us(n, gap_s)
+    return {"p50_us": rtts[len(rtts) // 2], "p99_us": rtts[int(len(rtts) * 0.99)]}
+
+
+def zmq_rtt_samples_us(n: int = 3000, gap_s: float = 0.001) -> list[float]:
+    """The sorted RTTs (us) of :func:`zmq_rtt_us`, without the first 200 (warm-up)."""
     endpoint = f"ipc://{tempfile.mkdtemp(prefix='zt-cal-')}/echo"
     proc = mp.get_context("spawn").Process(target=_echo, args=(endpoint, n), daemon=True)
     proc.start()
@@ -41,8 +47,7 @@ def zmq_rtt_us(n: int = 3000, gap_s: float = 0.001) -> dict[str, float]:
     s.close(0)
     ctx.term()
     proc.join(5)
-    rtts = sorted(rtts[200:])  # drop the warm-up
-    return {"p50_us": rtts[len(rtts) // 2], "p99_us": rtts[int(len(rtts) * 0.99)]}
+    return sorted(rtts[200:])  # drop the warm-up
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import argparse
 import importlib
 import os
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,9 @@ from common.config import SERVICES, ConfigError, Settings, load_settings
 from common.enums import ControlCmd
 from zerotick import supervisor
 from zerotick.control import ControlError, send_control
+
+# `zerotick kill` must be fast when everything else is hung: modules only some commands need
+# (supervisord's XML-RPC client, urllib) are imported where they are used.
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -74,6 +76,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _venue_healthy(settings: Settings, timeout_ms: int) -> bool:
+    import urllib.request
+
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(f"{settings.sim_origin()}/sim/health", timeout=timeout_ms / 1000) as resp:

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.xmlrpc import SupervisorTransport
-
 from common.config import SERVICES, Settings
 from common.private_files import FILE_MODE, create_secret, ensure_private_dir
 
@@ -128,6 +126,8 @@ serverurl=unix://{layout.sock}
 
 
 def rpc(layout: Layout) -> Any:
+    from supervisor.xmlrpc import SupervisorTransport  # not on `zerotick kill`'s path: imported on use
+
     transport = SupervisorTransport(None, None, f"unix://{layout.sock}")
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 

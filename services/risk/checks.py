@@ -4,7 +4,9 @@ State lives in int64 arrays (built and kept by :class:`services.risk.state.RiskS
   * ``state[symbol_index, COL]``: the quote (bid, ask, exchange timestamp, mark), the position,
     the pending open quantity per side, the open order count, the symbol's effective limits
     (global defaults with its overrides applied) and a ring of its recently approved orders;
-  * ``limits[LIM]``: global limits, the trading state, buying power and the day's P&L;
+  * ``limits[LIM]``: global limits, the trading state, buying power, the day's P&L and the sums of
+    every symbol's exposure and open orders, kept incrementally (``set_quote``, ``set_position``,
+    ``set_pending``), so the check reads two sums and adjusts them for the order's symbol;
   * ``buckets[row, B_*]``: order-rate token buckets, row 0 global, row 1 + k strategy k.
 
 The first failing check wins, in this order (reason = ``RejectReason`` member index):
@@ -52,7 +54,11 @@ DUP_BASE = 18
 DUP_SLOTS = 8
 D_NS, D_SIDE, D_QTY, D_LIMIT_PX, D_STOP_PX = 0, 1, 2, 3, 4
 DUP_FIELDS = 5
-N_STATE = DUP_BASE + DUP_SLOTS * DUP_FIELDS
+# the symbol's share of the exposure sums, as last added to them (see refresh_exposure)
+X_GROSS = DUP_BASE + DUP_SLOTS * DUP_FIELDS  # max(|high|, |low|)
+X_HIGH = X_GROSS + 1  # signed value of position + pending buys at the mark
+X_LOW = X_GROSS + 2  # signed value of position - pending sells at the mark
+N_STATE = X_GROSS + 3
 
 # ---- global slots -------------------------------------------------------------------------------
 L_REQUIRE_QUOTE = 0
@@ -68,7 +74,16 @@ L_MAX_DAILY_LOSS = 9  # money nanos (> 0)
 L_DAY_PNL = 10  # realized + unrealized, signed money nanos, written by the service
 L_BUYING_POWER = 11  # money nanos, written by the service; BUYING_POWER_UNKNOWN = skip the check
 L_SYMBOLS = 12  # state rows in use (exposure and open orders are summed over these)
-N_LIMITS = 13
+# Sums over the rows in use, kept up to date as a quote, position or pending quantity changes, so
+# the check reads them instead of looping over every symbol. Open orders is a plain count; each
+# money sum is exact in two words (carry, remainder): sum = carry * 2**62 + remainder.
+L_OPEN_ORDERS_SUM = 13
+L_GROSS = 14  # sum of X_GROSS
+L_HIGH_POS = 16  # sum of the positive X_HIGH
+L_HIGH_NEG = 18  # sum of -X_HIGH for the negative ones
+L_LOW_POS = 20
+L_LOW_NEG = 22
+N_LIMITS = 24
 BUYING_POWER_UNKNOWN = -1
 
 # ---- token bucket columns -----------------------------------------------------------------------
@@ -91,6 +106,7 @@ SIDES: dict[str, int] = {"buy": BUY, "sell": SELL}
 MAX_VALUE = 1 << 60
 LIMIT_CAP = (1 << 62) - 1  # every limit and every saturated money value is at most this
 _M31 = (1 << 31) - 1
+_WORD = 1 << 62  # the remainder word of an exposure sum stays below this
 _CAP_UNITS = LIMIT_CAP // SCALE
 _DUP_SPAN = DUP_SLOTS * DUP_FIELDS
 
@@ -194,36 +210,119 @@ def _net_abs(pos_sum: int, neg_sum: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _exposure(state: np.ndarray, n_rows: int, sym: int, side: int, qty: int, own_mark: int) -> tuple:
-    """(gross before, gross after, net before, net after, open orders in all symbols).
+def _contribution(pos: int, pending_buy: int, pending_sell: int, mark: int) -> tuple:
+    """A symbol's (gross, high, low): its worst case spans ``position + pending buys`` (high) to
+    ``position - pending sells`` (low), valued at the mark; gross is the larger absolute value."""
+    if mark <= 0 or (pos == 0 and pending_buy == 0 and pending_sell == 0):
+        return 0, 0, 0
+    high = _value(pos + pending_buy, mark)
+    low = high if pending_buy == 0 and pending_sell == 0 else _value(pos - pending_sell, mark)
+    # the value is monotonic in |qty|: the larger |end| is the larger |value|
+    return max(abs(high), abs(low)), high, low
 
-    Each symbol's worst case spans ``position + pending buys`` to ``position - pending sells``;
-    gross sums the larger absolute value at the mark, net is the larger |sum| of either end."""
-    gross = 0
-    hi_pos = hi_neg = lo_pos = lo_neg = 0
-    open_orders = 0
-    for i in range(n_rows):
-        open_orders += state[i, OPEN_ORDERS]
-        mark = state[i, MARK]
-        if i == sym or mark <= 0:
-            continue
-        pos = state[i, POSITION]
-        pending_buy = state[i, PENDING_BUY]
-        pending_sell = state[i, PENDING_SELL]
-        if pos == 0 and pending_buy == 0 and pending_sell == 0:
-            continue
-        hi = _value(pos + pending_buy, mark)
-        lo = hi if pending_buy == 0 and pending_sell == 0 else _value(pos - pending_sell, mark)
-        # the value is monotonic in |qty|: the larger |end| is the larger |value|
-        gross = min(gross + max(abs(hi), abs(lo)), LIMIT_CAP)
-        if hi >= 0:
-            hi_pos = min(hi_pos + hi, LIMIT_CAP)
-        else:
-            hi_neg = min(hi_neg - hi, LIMIT_CAP)
-        if lo >= 0:
-            lo_pos = min(lo_pos + lo, LIMIT_CAP)
-        else:
-            lo_neg = min(lo_neg - lo, LIMIT_CAP)
+
+@njit(cache=True, nogil=True)
+def _add(limits: np.ndarray, slot: int, add: int, sub: int) -> None:
+    """A two-word sum += add - sub, for 0 <= add, sub < 2**62 (one carry at most)."""
+    rem = limits[slot + 1] + add - sub
+    if rem >= _WORD:
+        rem -= _WORD
+        limits[slot] += 1
+    elif rem < 0:
+        rem += _WORD
+        limits[slot] -= 1
+    limits[slot + 1] = rem
+
+
+@njit(cache=True, nogil=True)
+def _others(limits: np.ndarray, slot: int, own: int) -> int:
+    """``min(sum - own, LIMIT_CAP)``: a two-word sum without one symbol's share, saturated."""
+    carry = limits[slot]
+    rem = limits[slot + 1] - own
+    if rem < 0:
+        rem += _WORD
+        carry -= 1
+    if carry > 0:
+        return LIMIT_CAP
+    return min(rem, LIMIT_CAP)
+
+
+@njit(cache=True, nogil=True)
+def refresh_exposure(state: np.ndarray, limits: np.ndarray, i: int) -> None:
+    """Recompute row ``i``'s share of the exposure sums from its position, pending and mark."""
+    gross, high, low = _contribution(
+        state[i, POSITION], state[i, PENDING_BUY], state[i, PENDING_SELL], state[i, MARK]
+    )
+    old_high = state[i, X_HIGH]
+    old_low = state[i, X_LOW]
+    _add(limits, L_GROSS, gross, state[i, X_GROSS])
+    _add(limits, L_HIGH_POS, max(high, 0), max(old_high, 0))
+    _add(limits, L_HIGH_NEG, max(-high, 0), max(-old_high, 0))
+    _add(limits, L_LOW_POS, max(low, 0), max(old_low, 0))
+    _add(limits, L_LOW_NEG, max(-low, 0), max(-old_low, 0))
+    state[i, X_GROSS] = gross
+    state[i, X_HIGH] = high
+    state[i, X_LOW] = low
+
+
+@njit(cache=True, nogil=True)
+def rebuild_exposure(state: np.ndarray, limits: np.ndarray) -> None:
+    """Every sum from scratch over the rows in use (after a bulk change of the state)."""
+    for slot in range(L_OPEN_ORDERS_SUM, N_LIMITS):
+        limits[slot] = 0
+    state[:, X_GROSS] = 0
+    state[:, X_HIGH] = 0
+    state[:, X_LOW] = 0
+    for i in range(min(limits[L_SYMBOLS], state.shape[0])):
+        limits[L_OPEN_ORDERS_SUM] += state[i, OPEN_ORDERS]
+        refresh_exposure(state, limits, i)
+
+
+@njit(cache=True, nogil=True)
+def set_quote(state: np.ndarray, limits: np.ndarray, i: int, bid: int, ask: int, quote_ns: int) -> None:
+    """A quote (0 < bid, ask <= MAX_VALUE) marks the symbol at its mid; bid = 0 clears the quote
+    and keeps the mark."""
+    if bid <= 0 or ask <= 0:
+        state[i, BID] = 0
+        state[i, ASK] = 0
+        state[i, QUOTE_NS] = 0
+        return
+    state[i, BID] = bid
+    state[i, ASK] = ask
+    state[i, MARK] = (bid + ask) // 2
+    state[i, QUOTE_NS] = quote_ns
+    refresh_exposure(state, limits, i)
+
+
+@njit(cache=True, nogil=True)
+def set_position(state: np.ndarray, limits: np.ndarray, i: int, qty: int, entry_px: int) -> None:
+    """A (clamped) position; without a mark yet, a non-flat position is valued at ``entry_px``."""
+    state[i, POSITION] = qty
+    if state[i, MARK] <= 0 and qty != 0:
+        state[i, MARK] = entry_px
+    refresh_exposure(state, limits, i)
+
+
+@njit(cache=True, nogil=True)
+def set_pending(state: np.ndarray, limits: np.ndarray, i: int, buy: int, sell: int, orders: int) -> None:
+    limits[L_OPEN_ORDERS_SUM] += orders - state[i, OPEN_ORDERS]
+    state[i, PENDING_BUY] = buy
+    state[i, PENDING_SELL] = sell
+    state[i, OPEN_ORDERS] = orders
+    refresh_exposure(state, limits, i)
+
+
+@njit(cache=True, nogil=True)
+def _exposure(state: np.ndarray, limits: np.ndarray, sym: int, side: int, qty: int, own_mark: int) -> tuple:
+    """(gross before, gross after, net before, net after): the other symbols' shares come from
+    the sums (minus this symbol's share), this symbol's ends are valued at ``own_mark``."""
+    own_high = state[sym, X_HIGH]
+    own_low = state[sym, X_LOW]
+    gross = _others(limits, L_GROSS, state[sym, X_GROSS])
+    hi_pos = _others(limits, L_HIGH_POS, max(own_high, 0))
+    hi_neg = _others(limits, L_HIGH_NEG, max(-own_high, 0))
+    lo_pos = _others(limits, L_LOW_POS, max(own_low, 0))
+    lo_neg = _others(limits, L_LOW_NEG, max(-own_low, 0))
 
     pos = state[sym, POSITION]
     long_b = pos + state[sym, PENDING_BUY]
@@ -240,7 +339,7 @@ def _exposure(state: np.ndarray, n_rows: int, sym: int, side: int, qty: int, own
         _net_ends(hi_pos, hi_neg, _value(long_a, own_mark)),
         _net_ends(lo_pos, lo_neg, _value(short_a, own_mark)),
     )
-    return gross_b, gross_a, net_b, net_a, open_orders
+    return gross_b, gross_a, net_b, net_a
 
 
 @njit(cache=True, nogil=True)
@@ -315,7 +414,8 @@ def _bad_order(
     return (order_type == 2 or order_type == 3) and stop_px == 0
 
 
-@njit(cache=True, nogil=True)
+# Not nogil: releasing and retaking the GIL costs ~60 ns a call, and risk calls it from one thread.
+@njit(cache=True)
 def check_order(
     state: np.ndarray,
     limits: np.ndarray,
@@ -409,9 +509,7 @@ def check_order(
     own_mark = state[sym, MARK]
     if own_mark <= 0:
         own_mark = px
-    gross_b, gross_a, net_b, net_a, open_orders = _exposure(
-        state, min(limits[L_SYMBOLS], state.shape[0]), sym, side, qty, own_mark
-    )
+    gross_b, gross_a, net_b, net_a = _exposure(state, limits, sym, side, qty, own_mark)
     if gross_a > limits[L_MAX_GROSS] and gross_a > gross_b:
         return _MAX_GROSS
     if net_a > limits[L_MAX_NET] and net_a > net_b:
@@ -423,7 +521,7 @@ def check_order(
 
     if state[sym, OPEN_ORDERS] >= state[sym, S_MAX_OPEN_ORDERS]:
         return _MAX_OPEN_ORDERS_SYMBOL
-    if open_orders >= limits[L_MAX_OPEN_ORDERS]:
+    if limits[L_OPEN_ORDERS_SUM] >= limits[L_MAX_OPEN_ORDERS]:
         return _MAX_OPEN_ORDERS
 
     if _is_duplicate(state, sym, side, qty, limit_px, stop_px, now_ns):
@@ -489,6 +587,10 @@ def warm_up() -> None:
     limits = np.zeros(N_LIMITS, dtype=np.int64)
     limits[L_SYMBOLS] = 1
     check_order(state, limits, new_buckets(1), 0, 0, BUY, LIMIT, 1, 1, 0, 1)
+    set_quote(state, limits, 0, 1, 1, 1)
+    set_position(state, limits, 0, 0, 1)
+    set_pending(state, limits, 0, 0, 0, 0)
+    rebuild_exposure(state, limits)
 
 
 def compiled_check() -> Callable[..., int]:

@@ -16,6 +16,10 @@ from common.positions import PositionBook, SymbolPosition
 from services.risk import checks
 from services.risk.limits import RiskLimits
 
+_MAX = checks.MAX_VALUE
+_SIDES = checks.SIDES
+_ORDER_TYPES = checks.ORDER_TYPES
+
 
 @dataclass
 class PendingOrder:
@@ -39,6 +43,7 @@ class RiskState:
         self.strategies: dict[str, int] = {}  # strategy name -> its bucket row - 1
         self.positions = PositionBook()
         self.pending: dict[str, PendingOrder] = {}  # by client_order_id
+        self._open: dict[str, list[int]] = {}  # symbol -> [buy qty, sell qty, orders] still open
         self._pnl = _DayPnl()
         self._check = checks.compiled_check()
 
@@ -87,53 +92,68 @@ class RiskState:
 
     def check(self, intent: wire.OrderIntent, now_ns: int) -> int:
         """The reason code (a ``RejectReason`` index) for ``intent`` at wall time ``now_ns``;
-        an approved order takes its rate tokens and is remembered by the duplicate guard."""
-        return int(
-            self._check(
-                self.state,
-                self.limits,
-                self.buckets,
-                self.sym(intent.symbol),
-                self.strategy(intent.strategy),
-                checks.SIDES.get(intent.side, 0),
-                checks.ORDER_TYPES.get(intent.order_type, -1),
-                checks.clamp(intent.qty),
-                checks.clamp(intent.limit_px),
-                checks.clamp(intent.stop_px),
-                now_ns,
-            )
+        an approved order takes its rate tokens and is remembered by the duplicate guard.
+
+        The hot path: subscripts (a try block costs nothing until it raises) and range tests
+        inline, the compiled entry point called directly (it returns an int)."""
+        try:
+            sym = self.index[intent.symbol]
+            strat = self.strategies[intent.strategy]
+            side = _SIDES[intent.side]
+            order_type = _ORDER_TYPES[intent.order_type]
+        except KeyError:  # a new symbol or strategy, or a side or type the check refuses
+            sym = self.sym(intent.symbol)
+            strat = self.strategy(intent.strategy)
+            side = _SIDES.get(intent.side, 0)
+            order_type = _ORDER_TYPES.get(intent.order_type, -1)
+        qty, limit_px, stop_px = intent.qty, intent.limit_px, intent.stop_px
+        if not (0 <= qty <= _MAX and 0 <= limit_px <= _MAX and 0 <= stop_px <= _MAX):
+            qty, limit_px, stop_px = checks.clamp(qty), checks.clamp(limit_px), checks.clamp(stop_px)
+        return self._check(  # type: ignore[no-any-return]
+            self.state,
+            self.limits,
+            self.buckets,
+            sym,
+            strat,
+            side,
+            order_type,
+            qty,
+            limit_px,
+            stop_px,
+            now_ns,
         )
 
     # ---- inputs -----------------------------------------------------------------------------
 
     def on_quote(self, q: wire.Quote) -> None:
         i = self.sym(q.symbol)
-        row = self.state[i]
-        if 0 < q.bid_px <= checks.MAX_VALUE and 0 < q.ask_px <= checks.MAX_VALUE:
-            row[checks.BID] = q.bid_px
-            row[checks.ASK] = q.ask_px
-            row[checks.MARK] = (q.bid_px + q.ask_px) // 2
-            row[checks.QUOTE_NS] = max(0, min(q.exch_ns, checks.LIMIT_CAP))
-            if row[checks.POSITION]:
+        if 0 < q.bid_px <= _MAX and 0 < q.ask_px <= _MAX:
+            ts = max(0, min(q.exch_ns, checks.LIMIT_CAP))
+            checks.set_quote(self.state, self.limits, i, q.bid_px, q.ask_px, ts)
+            if self.state[i, checks.POSITION]:
                 self._update_pnl(i)
         else:
-            row[checks.BID] = row[checks.ASK] = row[checks.QUOTE_NS] = 0
+            checks.set_quote(self.state, self.limits, i, 0, 0, 0)
 
     def add_pending(self, client_order_id: str, symbol: str, side: str, qty: int) -> None:
         if client_order_id not in self.pending:
-            self.pending[client_order_id] = PendingOrder(symbol, side, qty)
+            p = self.pending[client_order_id] = PendingOrder(symbol, side, qty)
+            self._count(p, 1)
             self._sync_pending(symbol)
 
     def clear_pending(self) -> None:
         """Forget every open order (execution restarted: its replay will tell them again)."""
         self.pending.clear()
+        self._open.clear()
         self.state[:, checks.PENDING_BUY] = 0
         self.state[:, checks.PENDING_SELL] = 0
         self.state[:, checks.OPEN_ORDERS] = 0
+        checks.rebuild_exposure(self.state, self.limits)
 
     def release(self, client_order_id: str) -> None:
         p = self.pending.pop(client_order_id, None)
         if p is not None:
+            self._count(p, -1)
             self._sync_pending(p.symbol)
 
     def on_order_update(self, u: wire.OrderUpdate) -> None:
@@ -143,9 +163,12 @@ class RiskState:
         p = self.pending.get(u.client_order_id)
         if p is None:
             p = self.pending[u.client_order_id] = PendingOrder(u.symbol, u.side, u.qty)
+        else:
+            self._count(p, -1)
         p.qty = u.qty or p.qty
         p.filled = max(p.filled, u.filled_qty)
-        self._sync_pending(u.symbol)
+        self._count(p, 1)
+        self._sync_pending(p.symbol)
 
     def on_fill(self, f: wire.Fill) -> tuple[SymbolPosition, bool]:
         """Apply a fill; returns the position and whether the venue's quantity had to be adopted."""
@@ -159,10 +182,13 @@ class RiskState:
         """A fill already counted in a positions snapshot: only the pending quantity moves."""
         p = self.pending.get(f.client_order_id)
         if p is not None:
+            self._count(p, -1)
             p.filled = max(p.filled, f.cum_qty)
             if p.remaining == 0:
                 del self.pending[f.client_order_id]
-            self._sync_pending(f.symbol)
+            else:
+                self._count(p, 1)
+            self._sync_pending(p.symbol)
 
     def set_positions(self, positions: list[wire.Position]) -> None:
         """A snapshot replaces our view: symbols it does not list are flat."""
@@ -178,10 +204,10 @@ class RiskState:
     def _sync_position(self, symbol: str) -> None:
         i = self.sym(symbol)
         pos = self.positions.get(symbol)
-        row = self.state[i]
-        row[checks.POSITION] = checks.clamp_signed(pos.qty)
-        if row[checks.MARK] <= 0 and pos.qty:
-            row[checks.MARK] = checks.clamp(pos.avg_px)  # no quote yet: value it at its entry price
+        # no quote yet: a position is valued at its entry price
+        checks.set_position(
+            self.state, self.limits, i, checks.clamp_signed(pos.qty), checks.clamp(pos.avg_px)
+        )
         self._pnl.set_position(i, pos.qty, pos.avg_px, pos.realized_pnl)
         self._update_pnl(i)
 
@@ -189,19 +215,20 @@ class RiskState:
         self._pnl.mark(i, int(self.state[i, checks.MARK]))
         self.limits[checks.L_DAY_PNL] = max(-checks.LIMIT_CAP, min(self._pnl.total, checks.LIMIT_CAP))
 
+    def _count(self, p: PendingOrder, sign: int) -> None:
+        """Add (+1) or take away (-1) one open order's remaining quantity from its symbol's totals, so
+        an approval costs the same with 1 or 10,000 orders open."""
+        rem = p.remaining
+        if rem <= 0:
+            return
+        totals = self._open.setdefault(p.symbol, [0, 0, 0])  # buy qty, sell qty, orders
+        totals[0 if p.side == "buy" else 1] += sign * rem
+        totals[2] += sign
+
     def _sync_pending(self, symbol: str) -> None:
-        buy = sell = orders = 0
-        for p in self.pending.values():
-            if p.symbol == symbol and p.remaining > 0:
-                orders += 1
-                if p.side == "buy":
-                    buy += p.remaining
-                else:
-                    sell += p.remaining
-        row = self.state[self.sym(symbol)]
-        row[checks.PENDING_BUY] = min(buy, checks.MAX_VALUE)
-        row[checks.PENDING_SELL] = min(sell, checks.MAX_VALUE)
-        row[checks.OPEN_ORDERS] = orders
+        buy, sell, orders = self._open.get(symbol, (0, 0, 0))
+        i = self.sym(symbol)
+        checks.set_pending(self.state, self.limits, i, min(buy, _MAX), min(sell, _MAX), orders)
 
     # ---- reporting --------------------------------------------------------------------------
 

@@ -113,6 +113,14 @@ def _scenario(rng: random.Random) -> tuple[list[list[int]], list[int], list[list
     return rows, _globals(rng), buckets
 
 
+def _with_exposure_sums(state: np.ndarray, limits: np.ndarray) -> list[list[int]]:
+    """The check reads exposure and open-order sums that RiskState keeps incrementally: build them
+    from scratch for the random rows. The reference ignores them (it sums the rows itself); the
+    rows it gets carry the shares so that the state comparison after each order covers them."""
+    c.rebuild_exposure(state, limits)
+    return state.tolist()
+
+
 def test_numba_matches_the_python_reference_on_random_orders() -> None:
     """Each random state takes a few orders in a row, so approvals' updates feed later decisions."""
     rng = random.Random(20261121)
@@ -127,6 +135,7 @@ def test_numba_matches_the_python_reference_on_random_orders() -> None:
             state[:] = rows
             limits[:] = lim
             buckets[:] = bks
+            rows = _with_exposure_sums(state, limits)
         order = _order(rng)
         if _plant_duplicate(rng, rows, order):
             state[:] = rows
