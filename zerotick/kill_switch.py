@@ -21,6 +21,7 @@ from typing import Any
 from common import wire
 from common.enums import TradingState, TripSource
 from common.trading_state import AuditLog, StateRecord, StateStore
+from services.execution.venue_kill import empty_venue_direct
 from zerotick.control import ControlError, NotRunning, as_doc, request
 
 CONNECT_TIMEOUT_MS = 150  # a service that does not take a connection this fast is dead or hung
@@ -91,7 +92,7 @@ def kill(settings: Any, reason: str, flatten: bool, timeout_s: float) -> KillRes
     except ControlError as exc:
         error = f"risk: {exc}"
     remaining = max(0.5, timeout_s - (time.monotonic() - start))
-    outcome = asyncio.run(_empty_venue(settings, flatten, remaining))
+    outcome = asyncio.run(empty_venue_direct(settings, flatten, remaining))
     elapsed_ms = (time.monotonic() - start) * 1000
     venue = {
         "confirmed": outcome.confirmed,
@@ -106,21 +107,6 @@ def kill(settings: Any, reason: str, flatten: bool, timeout_s: float) -> KillRes
         "kill_result", None, via_services=via, services_error=error, venue=venue, elapsed_ms=elapsed_ms
     )
     return KillResult(outcome.confirmed, via, error, venue, elapsed_ms)
-
-
-async def _empty_venue(settings: Any, flatten: bool, timeout_s: float) -> Any:
-    from common.clock import mono_ns
-    from services.execution.ratelimit import TokenBucket
-    from services.execution.rest_client import AlpacaRest
-    from services.execution.venue_kill import empty_venue
-
-    key_id, secret = settings.credentials()
-    rest = AlpacaRest(settings.trading_base_url(), key_id, secret, TokenBucket(60, 1), timeout_s=2.0)
-    await rest.open()
-    try:
-        return await empty_venue(rest, flatten, mono_ns() + int(timeout_s * 1e9))
-    finally:
-        await rest.close()
 
 
 def set_state(

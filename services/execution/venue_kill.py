@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from common.clock import mono_ns
+from common.config import Settings
+from services.execution.ratelimit import TokenBucket
 from services.execution.rest_client import AlpacaRest, RestError
 
 POLL_S = 0.01  # between rounds while the venue still shows something open
@@ -58,6 +60,18 @@ async def empty_venue(
             what = detail or f"venue still shows {open_orders} open orders and {positions} positions"
             return KillOutcome(False, open_orders, positions, canceled, closed, 0, rounds, what)
         await asyncio.sleep(POLL_S)
+
+
+async def empty_venue_direct(settings: Settings, flatten: bool, timeout_s: float) -> KillOutcome:
+    """The same, over a REST connection of its own: for callers that are not execution (``zerotick
+    kill`` out of band, risk when execution does not answer a trip)."""
+    key_id, secret = settings.credentials()
+    rest = AlpacaRest(settings.trading_base_url(), key_id, secret, TokenBucket(60, 1), timeout_s=2.0)
+    await rest.open()
+    try:
+        return await empty_venue(rest, flatten, mono_ns() + int(timeout_s * 1e9))
+    finally:
+        await rest.close()
 
 
 def _accepted(results: list[dict[str, object]]) -> int:
