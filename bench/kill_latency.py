@@ -41,14 +41,12 @@ from common.config import SERVICES
 from tests.system.harness import (
     clean_env,
     free_port,
-    kill_pid,
     read_logs,
     status_json,
+    system_up,
     wait_until,
     write_toml,
 )
-from tests.system.harness import zerotick as zerotick_cli
-from zerotick.supervisor import Layout, supervisord_pid
 
 SIM_KEY, SIM_SECRET = "zerotick-sim-key", "zerotick-sim-secret"
 TOKEN = "bench-kill-token"
@@ -111,24 +109,8 @@ def running(tmp: Path, ladder: int) -> Iterator[System]:
     cfg = write_toml(tmp / "cfg" / "zerotick.toml", config_doc(run_dir, sim_port, ladder))
     env = clean_env()
     client = TradingClient(SIM_KEY, SIM_SECRET, paper=True, url_override=f"http://127.0.0.1:{sim_port}")
-    system = System(cfg, run_dir, tmp / "elsewhere", env, client, ladder)
-    pids: set[int] = set()
-    try:
-        up = zerotick_cli("up", "--config", str(cfg), env=env)
-        if up.returncode != 0:
-            raise SystemExit(up.stdout + up.stderr)
-        st = wait_until(lambda: (s := status_json(cfg, env))["all_up"] and s, 90, "every process up")
-        pids.update(p["pid"] for p in st["processes"].values() if p["pid"])
-        yield system
-    finally:
-        sup = supervisord_pid(Layout(run_dir))
-        for pid in pids:  # a hung process cannot stop
-            _signal(pid, signal.SIGCONT)
-        _signal(sup, signal.SIGCONT)
-        zerotick_cli("down", "--config", str(cfg), env=env)
-        kill_pid(sup)
-        for pid in pids:
-            kill_pid(pid)
+    with system_up(cfg, env, run_dir):
+        yield System(cfg, run_dir, tmp / "elsewhere", env, client, ladder)
 
 
 def _signal(pid: int | None, sig: int) -> None:

@@ -35,9 +35,7 @@ from common.clock import wall_ns
 from common.config import Settings, load_settings
 from common.fixed import to_fixed
 from common.peer_link import credentials
-from tests.system.harness import clean_env, free_port, kill_pid, status_json, wait_until, write_toml
-from tests.system.harness import zerotick as zerotick_cli
-from zerotick.supervisor import Layout, supervisord_pid
+from tests.system.harness import clean_env, free_port, status_json, system_up, wait_until, write_toml
 
 SYMBOL = "AAPL"
 MAX_ORDER_QTY = 10
@@ -69,23 +67,11 @@ def running(tmp: Path) -> Iterator[Path]:
     run_dir = tmp / "run"
     cfg = write_toml(tmp / "zerotick.toml", config_doc(run_dir, free_port()))
     env = clean_env()
-    pids: set[int] = set()
-    try:
-        up = zerotick_cli("up", "--config", str(cfg), env=env)
-        if up.returncode != 0:
-            raise SystemExit(up.stdout + up.stderr)
-        st = wait_until(lambda: (s := status_json(cfg, env))["all_up"] and s, 90, "every process up")
-        pids.update(p["pid"] for p in st["processes"].values() if p["pid"])
+    with system_up(cfg, env, run_dir):
         wait_until(
             lambda: status_json(cfg, env)["processes"]["risk"]["service"]["trading_ready"], 30, "risk ready"
         )
         yield cfg
-    finally:
-        sup = supervisord_pid(Layout(run_dir))
-        zerotick_cli("down", "--config", str(cfg), env=env)
-        kill_pid(sup)
-        for pid in pids:
-            kill_pid(pid)
 
 
 class IntentClient:

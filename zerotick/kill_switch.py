@@ -94,15 +94,7 @@ def kill(settings: Any, reason: str, flatten: bool, timeout_s: float) -> KillRes
     remaining = max(0.5, timeout_s - (time.monotonic() - start))
     outcome = asyncio.run(empty_venue_direct(settings, flatten, remaining))
     elapsed_ms = (time.monotonic() - start) * 1000
-    venue = {
-        "confirmed": outcome.confirmed,
-        "open_orders": outcome.open_orders,
-        "positions": outcome.positions,
-        "canceled": outcome.canceled,
-        "closed": outcome.closed,
-        "rounds": outcome.rounds,
-        "detail": outcome.detail,
-    }
+    venue = outcome.report()
     audit.append(
         "kill_result", None, via_services=via, services_error=error, venue=venue, elapsed_ms=elapsed_ms
     )

@@ -272,17 +272,7 @@ class ExecutionService(Service):
         TRIP_UNCONFIRMED.set(0 if outcome.confirmed else 1)
         if outcome.confirmed:
             TRIP_CONFIRM.observe((outcome.confirm_ns - arrived) / 1e9)
-        self.last_trip = {
-            "seq": trip.seq,
-            "flatten": trip.flatten,
-            "confirmed": outcome.confirmed,
-            "open_orders": outcome.open_orders,
-            "positions": outcome.positions,
-            "canceled": outcome.canceled,
-            "closed": outcome.closed,
-            "rounds": outcome.rounds,
-            "detail": outcome.detail,
-        }
+        self.last_trip = {"seq": trip.seq, "flatten": trip.flatten, **outcome.report()}
         log.warning(
             "kill switch: venue emptied" if outcome.confirmed else "kill switch: venue not empty yet",
             extra=kv(**self.last_trip),

@@ -30,6 +30,10 @@ class KillOutcome:
     rounds: int
     detail: str
 
+    def report(self) -> dict[str, object]:
+        """For people and the audit log (the monotonic stamp means nothing outside this process)."""
+        return {f: getattr(self, f) for f in self.__slots__ if f != "confirm_ns"}  # type: ignore[attr-defined]
+
 
 async def empty_venue(
     rest: AlpacaRest,

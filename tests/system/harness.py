@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+
+from zerotick.supervisor import Layout, supervisord_pid
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -119,3 +123,33 @@ def read_logs(run_dir: Path) -> str:
     for f in sorted((run_dir / "logs").glob("*.log")):
         out.append(f"===== {f.name}\n" + f.read_text(errors="replace")[-4000:])
     return "\n".join(out)
+
+
+@contextmanager
+def system_up(config: Path, env: dict[str, str], run_dir: Path) -> Iterator[dict[str, Any]]:
+    """`zerotick up` with ``config``; yields `status --json` once every process is up and answering.
+    Afterwards `zerotick down`, and every process it saw is stopped by its PID."""
+    pids: set[int] = set()
+    try:
+        up = zerotick("up", "--config", str(config), env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        try:
+            st = wait_until(
+                lambda: (s := status_json(config, env))["all_up"] and s, 90, "every process up and answering"
+            )
+        except AssertionError:
+            print(read_logs(run_dir))
+            raise
+        pids.update(p["pid"] for p in st["processes"].values() if p["pid"])
+        yield st
+    finally:
+        sup = supervisord_pid(Layout(run_dir))
+        for pid in (sup, *pids):  # a SIGSTOPped (hung) process cannot stop until it is continued
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        down = zerotick("down", "--config", str(config), env=env)
+        kill_pid(sup)
+        for pid in pids:  # supervisord stops them; any straggler is stopped by its PID
+            kill_pid(pid)
+        assert down.returncode == 0, down.stderr

@@ -25,10 +25,10 @@ from tests.system.harness import (
     kill_pid,
     read_logs,
     status_json,
+    system_up,
     wait_until,
     write_toml,
 )
-from tests.system.test_system import system_up
 
 SIM_KEY, SIM_SECRET = "zerotick-sim-key", "zerotick-sim-secret"
 TOKEN = "kill-switch-test-token"

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,8 @@ from tests.system.harness import (
     clean_env,
     free_port,
     kill_pid,
-    read_logs,
     status_json,
+    system_up,
     wait_until,
     write_toml,
     zerotick,
@@ -45,30 +43,6 @@ def _config(tmp_path: Path, sim_port: int, **extra: dict[str, Any]) -> Path:
     for section, body in extra.items():
         doc.setdefault(section, {}).update(body)
     return write_toml(tmp_path / "zerotick.toml", doc)
-
-
-@contextmanager
-def system_up(config: Path, env: dict[str, str], run_dir: Path) -> Iterator[dict[str, Any]]:
-    pids: set[int] = set()
-    try:
-        up = zerotick("up", "--config", str(config), env=env)
-        assert up.returncode == 0, up.stdout + up.stderr
-        try:
-            st = wait_until(
-                lambda: (s := status_json(config, env))["all_up"] and s, 90, "every process up and answering"
-            )
-        except AssertionError:
-            print(read_logs(run_dir))
-            raise
-        pids.update(p["pid"] for p in st["processes"].values() if p["pid"])
-        yield st
-    finally:
-        sup = supervisord_pid(Layout(run_dir))
-        down = zerotick("down", "--config", str(config), env=env)
-        kill_pid(sup)
-        for pid in pids:  # supervisord stops them; any straggler is stopped by its PID
-            kill_pid(pid)
-        assert down.returncode == 0, down.stderr
 
 
 def _risk_positions(config: Path, env: dict[str, str]) -> dict[str, Decimal]:
