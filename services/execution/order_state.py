@@ -188,6 +188,7 @@ class TrackedOrder:
     venue_ns: int = 0
     intent_signal_ns: int = 0
     tick_recv_ns: int = 0
+    sent_ns: int = 0  # when its first POST was written (tick-to-order ends here)
     last_post_ns: int = 0  # when our last POST of it was written (an unknown outcome may land later)
     history: list[str] = field(default_factory=list)
 

@@ -227,7 +227,7 @@ class ExecutionService(Service):
         if self.gate.state is not None and trip.state.code < self.gate.state.code:
             return await self._loosen(trip, arrived)
         self.gate.adopt(trip.state, trip.seq, "risk_trip")
-        if trip.state is not TradingState.HALTED:
+        if trip.state is not TradingState.HALTED and not trip.flatten:
             return self._trip_report(trip, True, None, arrived, f"enforcing {trip.state.value}")
         if self._trip_task is not None:
             self._trip_task.cancel()
@@ -250,7 +250,7 @@ class ExecutionService(Service):
 
     async def _keep_emptying(self, trip: wire.Trip, arrived: int) -> None:
         """The venue did not confirm in time: keep at it, and keep saying so."""
-        while self.gate.state is TradingState.HALTED:
+        while self.gate.state in (TradingState.HALTED, trip.state):
             outcome = await empty_venue(
                 self.rest, trip.flatten, mono_ns() + int(TRIP_RETRY_LOG_S * 1e9), self._posts_settled
             )
