@@ -57,6 +57,8 @@ class TriggerRunner:
             await asyncio.sleep(self.interval_s)
 
     def tick(self) -> list[Firing]:
+        if self.owner.store.changed():
+            return []  # `zerotick kill` wrote the state file: risk's beacon adopts it first
         self._follow_state()
         firings = self.triggers.evaluate(self._exposure(), self.owner.state)
         for f in firings:

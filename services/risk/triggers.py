@@ -28,8 +28,18 @@ from common.fixed import to_fixed, to_str
 
 Clock = Callable[[], int]
 
-# risk rejects the system caused itself (the trading state, or positions not loaded yet at start)
-SELF_INFLICTED = frozenset({RejectReason.HALTED, RejectReason.REDUCE_ONLY, RejectReason.NOT_READY})
+# Risk rejects not counted: the system's own state (the trading state, positions not loaded yet at
+# start), and the order-rate buckets' pacing (a strategy that keeps asking is throttled, not failing;
+# the orders that do pass are what the order_rate trigger counts).
+NOT_COUNTED = frozenset(
+    {
+        RejectReason.HALTED,
+        RejectReason.REDUCE_ONLY,
+        RejectReason.NOT_READY,
+        RejectReason.ORDER_RATE,
+        RejectReason.STRATEGY_ORDER_RATE,
+    }
+)
 _S = 1_000_000_000
 _MS = 1_000_000
 _SEEN_MAX = 4096  # client_order_ids remembered to count each order's reject / latency once
@@ -157,6 +167,8 @@ class Triggers:
         self._last_heartbeat: int | None = None  # unreachable is armed by a first heartbeat
         self._stream_down_since: int | None = None
         self._peak: int | None = None
+        self._last_eval = now
+        self._stall_ns = max(_S, 10 * cfg.eval_interval_ms * _MS)
         self._limits = {
             Trigger.DAILY_LOSS: to_fixed(cfg.daily_loss.limit),
             Trigger.DRAWDOWN: to_fixed(cfg.drawdown.limit),
@@ -176,7 +188,7 @@ class Triggers:
         self._last_quote = self.clock()
 
     def on_risk_reject(self, reason: RejectReason) -> None:
-        if reason not in SELF_INFLICTED:
+        if reason not in NOT_COUNTED:
             now = self.clock()
             self._rejects.add(now, now)
 
@@ -218,6 +230,11 @@ class Triggers:
 
     def readings(self, exposure: Exposure) -> dict[Trigger, Reading]:
         now = self.clock()
+        if now - self._last_eval > self._stall_ns:
+            # Risk itself did not run (suspended, host stalled): the gap says nothing about quotes or
+            # execution, whose news is still queued. The duration clocks start over.
+            self._armed_at = max(self._armed_at, now)
+        self._last_eval = now
         if exposure.pnl is not None:
             self._peak = exposure.pnl if self._peak is None else max(self._peak, exposure.pnl)
         return {

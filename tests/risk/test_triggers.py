@@ -14,10 +14,10 @@ from common import wire
 from common.config import KillSwitchConfig
 from common.enums import RejectReason, TradingState, Trigger, TripSource
 from common.fixed import to_fixed
-from common.trading_state import AuditLog
+from common.trading_state import AuditLog, StateStore
 from services.risk import trigger_runner
 from services.risk.metrics import TRIGGER_FIRED
-from services.risk.trading_state import TradingStateOwner
+from services.risk.trading_state import TradingStateOwner, _fields
 from services.risk.trigger_runner import TriggerRunner
 from services.risk.triggers import Exposure, Triggers
 
@@ -43,6 +43,7 @@ def only(trigger: Trigger, **section: Any) -> KillSwitchConfig:
     """Every trigger off except ``trigger``, configured with ``section``."""
     doc: dict[str, Any] = {t.value: {"enabled": t is trigger} for t in Trigger}
     doc[trigger.value].update(section)
+    doc["eval_interval_ms"] = 10_000  # a stall is then 100 s: these tests jump the clock by less
     return KillSwitchConfig.model_validate(doc)
 
 
@@ -98,8 +99,14 @@ def test_drawdown_peak_restarts_when_execution_restarts() -> None:
 
 def test_reject_rate_counts_risk_and_venue_rejects_in_the_window() -> None:
     t, clock = make(Trigger.REJECT_RATE, max_count=3, window_s=10)
-    for reason in (RejectReason.HALTED, RejectReason.REDUCE_ONLY, RejectReason.NOT_READY):
-        t.on_risk_reject(reason)  # self-inflicted: never counted
+    for reason in (
+        RejectReason.HALTED,
+        RejectReason.REDUCE_ONLY,
+        RejectReason.NOT_READY,
+        RejectReason.ORDER_RATE,
+        RejectReason.STRATEGY_ORDER_RATE,
+    ):
+        t.on_risk_reject(reason)  # self-inflicted or pacing: never counted
     t.on_risk_reject(RejectReason.MAX_ORDER_QTY)
     t.on_order_update(update("a", "rejected", "insufficient buying power"))
     t.on_order_update(update("a", "rejected", "insufficient buying power"))  # the same order again
@@ -223,6 +230,23 @@ def test_rearm_restarts_the_duration_clocks() -> None:
     assert fired(t) == [Trigger.EXECUTION_UNREACHABLE]
 
 
+def test_a_stall_of_risk_itself_restarts_the_duration_clocks() -> None:
+    clock = Clock()
+    t = Triggers(KillSwitchConfig.model_validate({"execution_unreachable": {"after_s": 10}}), clock)
+    t.on_execution_heartbeat(heartbeat("ok"))
+    clock.advance(30 * S)  # risk was suspended: execution's heartbeats wait in the socket
+    assert fired(t) == []
+    clock.advance(10 * S + 1)  # no heartbeat for 10 s of risk running... evaluated only once
+    assert fired(t) == []  # ...so that too was a stall
+    for _ in range(10):
+        clock.advance(S - 1)
+        assert fired(t) == []  # evaluated every ~1 s
+    clock.advance(10)
+    assert fired(t) == []  # exactly 10 s since the stall ended
+    clock.advance(1)
+    assert fired(t) == [Trigger.EXECUTION_UNREACHABLE]
+
+
 def test_an_action_not_stricter_than_the_state_does_nothing() -> None:
     t, _ = make(Trigger.DAILY_LOSS, limit="10", action="reduce_only")
     loss = Exposure(pnl=-dollars("11"), holding=True)
@@ -326,5 +350,9 @@ def test_runner_rearms_when_the_operator_resets(tmp_path: Path) -> None:
     assert runner.tick() == []
     owner.change(ACTIVE, TripSource.CLI, "cli:op", "checked")
     assert [f.trigger for f in runner.tick()] == [Trigger.DAILY_LOSS]  # the loss is still there
+    owner.change(ACTIVE, TripSource.CLI, "cli:op", "checked again")
+    runner.tick()  # re-armed
+    StateStore(tmp_path).save(owner.record.__class__(**{**_fields(owner.record), "seq": 99}))
+    assert runner.tick() == []  # somebody else wrote the state file: risk adopts it before judging
     for coro in spawned:
         coro.close()
