@@ -36,6 +36,7 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
+from bench.limits import OPEN_EXECUTION, OPEN_RISK, QUIET_TRIGGERS
 from bench.report import Series, host_note, loadavg, table
 from common.config import SERVICES
 from tests.system.harness import (
@@ -50,7 +51,6 @@ from tests.system.harness import (
 
 SIM_KEY, SIM_SECRET = "zerotick-sim-key", "zerotick-sim-secret"
 TOKEN = "bench-kill-token"
-BIG = "1000000000"
 
 
 @dataclass
@@ -71,11 +71,9 @@ def config_doc(run_dir: Path, sim_port: int, ladder: int) -> dict[str, Any]:
         "metrics": {"base_port": 0},
         "log": {"level": "WARNING"},
         "market_data": {"stocks": ["AAPL", "MSFT"], "crypto": [], "subscribe_bars": False},
-        "risk": {"order_rate_per_s": "10000", "order_rate_burst": 1000, "strategy_order_rate_per_s": "10000",
-                 "strategy_order_rate_burst": 1000,
-                 "max_open_orders": 1000, "max_open_orders_per_symbol": 500, "max_position_qty": "50",
-                 "max_order_notional": BIG, "max_gross_exposure": BIG, "max_net_exposure": BIG},
-        "execution": {"rate_limit_per_min": 100_000_000, "rate_limit_burst": 10_000},
+        "risk": {**OPEN_RISK, "max_position_qty": "50"},
+        "kill_switch": QUIET_TRIGGERS,
+        "execution": OPEN_EXECUTION,
         "control": {"token": TOKEN},
         "signal": {"strategies": [
             {"name": "probe1", "kind": "probe", "symbols": ["AAPL"]},

@@ -29,6 +29,7 @@ from typing import Any
 import zmq
 
 from bench.calibrate import zmq_rtt_samples_us
+from bench.limits import OPEN_EXECUTION, OPEN_RISK, QUIET_TRIGGERS
 from bench.report import Series, host_note, loadavg, table
 from common import wire
 from common.clock import wall_ns
@@ -40,7 +41,6 @@ from tests.system.harness import clean_env, free_port, status_json, system_up, w
 SYMBOL = "AAPL"
 MAX_ORDER_QTY = 10
 WARMUP = 200
-BIG = "1000000000"
 
 
 def config_doc(run_dir: Path, sim_port: int) -> dict[str, Any]:
@@ -52,12 +52,9 @@ def config_doc(run_dir: Path, sim_port: int) -> dict[str, Any]:
         "log": {"level": "WARNING"},
         "market_data": {"stocks": [SYMBOL, "MSFT"], "crypto": [], "subscribe_bars": False},
         "signal": {"strategies": []},
-        "risk": {"max_order_qty": str(MAX_ORDER_QTY), "order_rate_per_s": "1000000", "order_rate_burst": 1_000_000,
-                 "strategy_order_rate_per_s": "1000000", "strategy_order_rate_burst": 1_000_000,
-                 "duplicate_window_ms": 0, "price_band_bps": 100_000, "max_open_orders": 100_000,
-                 "max_open_orders_per_symbol": 100_000, "max_position_qty": BIG, "max_order_notional": BIG,
-                 "max_gross_exposure": BIG, "max_net_exposure": BIG},
-        "execution": {"rate_limit_per_min": 100_000_000, "rate_limit_burst": 100_000},
+        "risk": {**OPEN_RISK, "max_order_qty": str(MAX_ORDER_QTY), "price_band_bps": 100_000},
+        "kill_switch": QUIET_TRIGGERS,
+        "execution": OPEN_EXECUTION,
     }  # fmt: skip
 
 

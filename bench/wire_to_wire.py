@@ -30,6 +30,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.calibrate import IdlePoll, zmq_rtt_us
+from bench.limits import OPEN_EXECUTION, OPEN_RISK, QUIET_TRIGGERS
 from common.config import SERVICES
 from tests.system.harness import clean_env, free_port, kill_pid, status_json, wait_until, write_toml, zerotick
 from zerotick.supervisor import Layout, supervisord_pid
@@ -99,7 +100,6 @@ def stage_breakdown(metrics_ports: dict[str, int]) -> list[dict[str, Any]]:
 
 
 def config(tmp: Path, port: int, background_rate: float, metrics_base: int) -> Path:
-    big = "1000000000"
     return write_toml(
         tmp / "bench.toml",
         {
@@ -113,9 +113,9 @@ def config(tmp: Path, port: int, background_rate: float, metrics_base: int) -> P
             "log": {"level": "WARNING"},
             "market_data": {"stocks": ["AAPL", "MSFT", PROBE_SYMBOL], "crypto": ["BTC/USD"]},
             "signal": {"strategies": [{"name": "probe", "kind": "probe", "symbols": [PROBE_SYMBOL]}]},
-            "risk": {"max_order_qty": "10", "max_order_notional": big, "max_position_qty": big,
-                     "price_band_bps": 100_000},
-            "execution": {"rate_limit_per_min": 100_000_000, "rate_limit_burst": 10_000},
+            "risk": {**OPEN_RISK, "max_order_qty": "10", "price_band_bps": 100_000},
+            "kill_switch": QUIET_TRIGGERS,
+            "execution": OPEN_EXECUTION,
         },
     )  # fmt: skip
 

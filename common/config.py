@@ -32,6 +32,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from common.enums import TradingState
 from common.private_files import create_secret, read_secret
 
 PAPER_BASE_URL = "https://paper-api.alpaca.markets"
@@ -326,6 +327,113 @@ class RiskConfig(Section):
         return v
 
 
+class TriggerConfig(Section):
+    """One automatic kill-switch trigger: whether it is on, the state it moves to and whether it
+    closes every position. Its action applies only when stricter than the current state."""
+
+    enabled: bool = True
+    action: TradingState = TradingState.HALTED
+    flatten: bool = False
+
+    @field_validator("action")
+    @classmethod
+    def _not_active(cls, v: TradingState) -> TradingState:
+        if v is TradingState.ACTIVE:
+            raise ValueError("must be 'halted' or 'reduce_only'")
+        return v
+
+
+class MoneyTrigger(TriggerConfig):
+    limit: Decimal  # money, beyond which the trigger fires
+
+    @field_validator("limit")
+    @classmethod
+    def _money(cls, v: Decimal) -> Decimal | None:
+        return _nanos(v, _MAX_MONEY)
+
+
+class DailyLossTrigger(MoneyTrigger):
+    # Twice risk.max_daily_loss: the pre-trade check already blocks new risk at 10k; at 20k the
+    # losses are running through it (gaps, reducing orders at bad prices), so stop and get out.
+    limit: Decimal = Decimal("20000")
+    flatten: bool = True
+
+
+class DrawdownTrigger(MoneyTrigger):
+    # Giving back 10k from the session's best P&L: keep managing positions, open nothing new.
+    limit: Decimal = Decimal("10000")
+    action: TradingState = TradingState.REDUCE_ONLY
+
+
+class CountTrigger(TriggerConfig):
+    max_count: int = Field(ge=1, le=1_000_000)  # fires at max_count + 1 within window_s
+    window_s: float = Field(default=60.0, gt=0, le=86_400)
+
+
+class RejectRateTrigger(CountTrigger):
+    # 50 rejects a minute (risk's own, not halted/reduce_only/not_ready, plus the venue's) is a
+    # strategy or venue in a loop; normal trading sees a few.
+    max_count: int = Field(default=50, ge=1, le=1_000_000)
+
+
+class OrderRateTrigger(CountTrigger):
+    # Orders risk approved. 600 a minute is risk's default token bucket (10/s) saturated for a
+    # whole minute and three times Alpaca's 200 requests/min: only a runaway strategy gets there.
+    max_count: int = Field(default=600, ge=1, le=1_000_000)
+
+
+class DurationTrigger(TriggerConfig):
+    after_s: float = Field(gt=0, le=86_400)
+
+
+class StaleDataTrigger(DurationTrigger):
+    # No quote on any symbol for 30 s while positions or working orders exist: the feed is dead
+    # (market_data itself calls a feed stale after 5 s and reconnects well before this).
+    after_s: float = Field(default=30.0, gt=0, le=86_400)
+
+
+class TradeStreamDownTrigger(DurationTrigger):
+    # Execution's trade_updates down 30 s: fills are learnt only by reconciles; reconnects take
+    # well under that (backoff up to execution.reconnect_max_s).
+    after_s: float = Field(default=30.0, gt=0, le=86_400)
+
+
+class ExecutionUnreachableTrigger(DurationTrigger):
+    # No heartbeat from execution for 10 s after one was seen: supervisord restarts a crashed
+    # execution in ~1-2 s, so 10 s means it is hung or cannot come back.
+    after_s: float = Field(default=10.0, gt=0, le=86_400)
+
+
+class LatencyTrigger(TriggerConfig):
+    # Tick-to-order (tick received -> order POST written) p99 over the last window_s: normal is
+    # well under 5 ms; 250 ms means a stalled host or event loop. Needs min_samples to judge.
+    action: TradingState = TradingState.REDUCE_ONLY
+    p99_ms: float = Field(default=250.0, gt=0, le=60_000)
+    window_s: float = Field(default=60.0, gt=0, le=86_400)
+    min_samples: int = Field(default=50, ge=1, le=100_000)
+    max_samples: int = Field(default=2_000, ge=1, le=100_000)  # the window keeps at most these
+
+    @model_validator(mode="after")
+    def _samples(self) -> LatencyTrigger:
+        if self.min_samples > self.max_samples:
+            raise ValueError("min_samples must be at most max_samples")
+        return self
+
+
+class KillSwitchConfig(Section):
+    """Automatic kill-switch triggers (docs/triggers.md), evaluated by risk."""
+
+    eval_interval_ms: int = Field(default=100, ge=10, le=10_000)
+    daily_loss: DailyLossTrigger = Field(default_factory=DailyLossTrigger)
+    drawdown: DrawdownTrigger = Field(default_factory=DrawdownTrigger)
+    reject_rate: RejectRateTrigger = Field(default_factory=RejectRateTrigger)
+    order_rate: OrderRateTrigger = Field(default_factory=OrderRateTrigger)
+    stale_data: StaleDataTrigger = Field(default_factory=StaleDataTrigger)
+    trade_stream_down: TradeStreamDownTrigger = Field(default_factory=TradeStreamDownTrigger)
+    execution_unreachable: ExecutionUnreachableTrigger = Field(default_factory=ExecutionUnreachableTrigger)
+    latency: LatencyTrigger = Field(default_factory=LatencyTrigger)
+
+
 class ExecutionConfig(Section):
     rate_limit_per_min: int = Field(default=190, ge=1)  # stays under Alpaca's 200/min
     rate_limit_burst: int = Field(default=10, ge=1)
@@ -370,6 +478,7 @@ class Settings(BaseSettings):
     market_data: MarketDataConfig = Field(default_factory=MarketDataConfig)
     signal: SignalConfig = Field(default_factory=SignalConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    kill_switch: KillSwitchConfig = Field(default_factory=KillSwitchConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     host: HostConfig = Field(default_factory=HostConfig)

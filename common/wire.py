@@ -157,6 +157,7 @@ class OrderUpdate(_Msg, tag="ou"):
     recv_ns: int
     intent_signal_ns: int = 0
     tick_recv_ns: int = 0
+    sent_ns: int = 0  # wall ns execution wrote the order's POST (0: not written); keep it last
 
 
 class Fill(_Msg, tag="f"):
@@ -248,7 +249,8 @@ class SetTradingState(_Msg, tag="sts"):
 
 class Trip(_Msg, tag="tp"):
     """risk -> execution: enforce ``state`` from now on. HALTED: cancel every open order at the venue,
-    close every position with ``flatten``, and confirm by reading the venue back. ACTIVE (a reset):
+    close every position with ``flatten``, and confirm by reading the venue back. REDUCE_ONLY with
+    ``flatten`` (an automatic trigger's choice) empties the venue the same way. ACTIVE (a reset):
     refused while the venue holds open orders execution does not know."""
 
     state: TradingState

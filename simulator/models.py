@@ -117,6 +117,10 @@ class RejectFaultBody(Body):
     reason: str = Field(default="rejected by simulator fault injection", min_length=1, max_length=256)
 
 
+class TradeStreamDownBody(Body):
+    seconds: float = Field(gt=0, le=3_600)  # trade_updates refused (HTTP 503) this long
+
+
 def parse(model: type[M], data: Any) -> M:
     """Validate a decoded JSON body; failures become Alpaca's 422 with every problem named."""
     if not isinstance(data, dict):

@@ -37,6 +37,7 @@ from simulator.models import (
     ReplaceBody,
     ResetBody,
     RestFaultBody,
+    TradeStreamDownBody,
     parse,
 )
 from simulator.orders import SimOrder, fmt
@@ -440,6 +441,18 @@ def _sim_errors(handler: Handler) -> Handler:
     return wrapped
 
 
+async def _trade_stream_down(request: web.Request) -> web.Response:
+    body = parse(TradeStreamDownBody, await read_json(request))
+    dropped = await request.app[TRADE_STREAM_HUB].go_down(body.seconds)
+    log.info("trade_updates down", extra={"fields": {"seconds": body.seconds, "dropped": dropped}})
+    return json_response({"seconds": body.seconds, "dropped": dropped})
+
+
+async def _trade_stream_up(request: web.Request) -> web.Response:
+    request.app[TRADE_STREAM_HUB].come_up()
+    return json_response({"down": False})
+
+
 def add_trading_routes(app: web.Application, exchange: Exchange, cfg: SimConfig) -> None:
     """Register Trading REST v2, ``/stream`` and the trading /sim routes, plus the /v2 middleware."""
     limiter = RateLimiter(cfg.rate_limit_per_min)
@@ -479,5 +492,7 @@ def add_trading_routes(app: web.Application, exchange: Exchange, cfg: SimConfig)
     r.add_get("/sim/orders/log", _sim_errors(api.sim_order_log))
     r.add_post("/sim/faults/rest", _sim_errors(api.sim_rest_fault))
     r.add_post("/sim/faults/reject", _sim_errors(api.sim_reject_fault))
+    r.add_post("/sim/faults/trade_stream/down", _sim_errors(_trade_stream_down))
+    r.add_post("/sim/faults/trade_stream/up", _sim_errors(_trade_stream_up))
     r.add_post("/sim/session/close", _sim_errors(api.sim_session_close))
     r.add_post("/sim/session/open", _sim_errors(api.sim_session_open))

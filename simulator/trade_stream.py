@@ -39,6 +39,7 @@ class _Client:
 
 class TradeStreamHub:
     def __init__(self, exchange: Exchange, key_id: str, secret_key: str) -> None:
+        self._refuse_until = 0.0  # loop time before which new connections are refused (fault)
         self._key_id = key_id.encode()
         self._secret = secret_key.encode()
         self._clients: set[_Client] = set()
@@ -70,7 +71,21 @@ class TradeStreamHub:
         )
         return len(clients)
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    @property
+    def refusing(self) -> bool:
+        return asyncio.get_running_loop().time() < self._refuse_until
+
+    async def go_down(self, seconds: float) -> int:
+        """Fault: drop every connection and refuse new ones (HTTP 503) for ``seconds``."""
+        self._refuse_until = asyncio.get_running_loop().time() + seconds
+        return await self.drop_all()
+
+    def come_up(self) -> None:
+        self._refuse_until = 0.0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.refusing:
+            return web.Response(status=503, text="trade_updates down (simulator fault)")
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
         await ws.prepare(request)
         client = _Client(ws)

@@ -13,13 +13,13 @@ Until it knows a state, the gate is closed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.enums import RejectReason, TradingState
 from common.log import kv
 from common.metrics import GATE_BLOCKED, TRADING_STATE
-from common.positions import PositionBook
 from common.trading_state import StateStore
 
 log = logging.getLogger(__name__)
@@ -75,18 +75,15 @@ class TradingGate:
             return  # nobody wrote one yet: wait for risk
         self.adopt(record.state, record.seq, "state_file")
 
-    def blocks(self, side: str, qty: int, exposure: OpenExposure) -> RejectReason | None:
-        """Why this order may not go out now (None: it may)."""
+    def blocks(self, side: str, qty: int, exposure: Callable[[], OpenExposure]) -> RejectReason | None:
+        """Why this order may not go out now (None: it may). ``exposure`` is asked only in
+        REDUCE_ONLY (it scans the open orders: not on the ACTIVE hot path)."""
         self.refresh()
         state = self.state
         if state is TradingState.ACTIVE:
             return None
-        if state is TradingState.REDUCE_ONLY and reduces(exposure, side, qty):
+        if state is TradingState.REDUCE_ONLY and reduces(exposure(), side, qty):
             return None
         reason = RejectReason.HALTED if state is not TradingState.REDUCE_ONLY else RejectReason.REDUCE_ONLY
         GATE_BLOCKED.labels(state.value if state else "unknown").inc()
         return reason
-
-
-def exposure_of(positions: PositionBook, open_qty: tuple[int, int], symbol: str) -> OpenExposure:
-    return OpenExposure(positions.qty(symbol), open_qty[0], open_qty[1])

@@ -189,6 +189,7 @@ class TrackedOrder:
     intent_signal_ns: int = 0
     tick_recv_ns: int = 0
     tick_exch_ns: int = 0  # exchange time of the tick the order was built from (0: not from a tick)
+    sent_ns: int = 0  # when its first POST was written (tick-to-order ends here)
     last_post_ns: int = 0  # when our last POST of it was written (an unknown outcome may land later)
     history: list[str] = field(default_factory=list)
 
@@ -294,10 +295,11 @@ class TrackedOrder:
             "reason": self.reason,
             "replaces": self.replaces,
             "replaced_by": self.replaced_by,
-            # wall ns: the tick it was built from (exchange and local receive time), its POST written
-            # (last one), the venue's latest update
+            # wall ns: the tick it was built from (exchange and local receive time), its first and
+            # last POST written, the venue's latest update
             "tick_exch_ns": self.tick_exch_ns,
             "tick_recv_ns": self.tick_recv_ns,
+            "sent_ns": self.sent_ns,
             "posted_ns": self.last_post_ns,
             "venue_ns": self.venue_ns,
         }

@@ -55,7 +55,7 @@ class OrderPlacer:
             nonlocal sent_ns
             if sent_ns:
                 return
-            sent_ns = order.last_post_ns = wall_ns()
+            sent_ns = order.sent_ns = order.last_post_ns = wall_ns()
             self.posts_in_flight += 1
             if req.intent.tick_recv_ns:
                 self._tick_to_order.observe(max(0, sent_ns - req.intent.tick_recv_ns) / 1e9)

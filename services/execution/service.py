@@ -214,6 +214,9 @@ class ExecutionService(Service):
             if isinstance(m, wire.TradingStateChanged):
                 self.gate.adopt(m.state, m.seq, "risk_event")
 
+    def _exposure(self, symbol: str, exclude: str = "") -> OpenExposure:
+        return OpenExposure(self.positions.qty(symbol), *self.tracker.open_qty(symbol, exclude))
+
     def _gate_reason(self, order: TrackedOrder) -> str:
         """Asked right before the order's POST is written: the trading state, and the age of the tick
         it was built from (it may have waited for a rate-limit token, or this process may have been
@@ -223,9 +226,9 @@ class ExecutionService(Service):
         if old_tick:
             STALE_BLOCKED.inc()
             return f"{RejectReason.STALE_QUOTE.value}: {old_tick}"
-        buy, sell = self.tracker.open_qty(order.symbol, exclude=order.client_order_id)
-        exposure = OpenExposure(self.positions.qty(order.symbol), buy, sell)
-        blocked = self.gate.blocks(order.side, order.qty, exposure)
+        blocked = self.gate.blocks(
+            order.side, order.qty, lambda: self._exposure(order.symbol, exclude=order.client_order_id)
+        )
         return "" if blocked is None else f"{blocked.value}: trading state {self.gate.state or 'unknown'}"
 
     async def _on_trip(self, trip: wire.Trip) -> wire.TripReport:
@@ -235,7 +238,7 @@ class ExecutionService(Service):
         if self.gate.state is not None and trip.state.code < self.gate.state.code:
             return await self._loosen(trip, arrived)
         self.gate.adopt(trip.state, trip.seq, "risk_trip")
-        if trip.state is not TradingState.HALTED:
+        if trip.state is not TradingState.HALTED and not trip.flatten:
             return self._trip_report(trip, True, None, arrived, f"enforcing {trip.state.value}")
         if self._trip_task is not None:
             self._trip_task.cancel()
@@ -258,7 +261,7 @@ class ExecutionService(Service):
 
     async def _keep_emptying(self, trip: wire.Trip, arrived: int) -> None:
         """The venue did not confirm in time: keep at it, and keep saying so."""
-        while self.gate.state is TradingState.HALTED:
+        while self.gate.state in (TradingState.HALTED, trip.state):
             outcome = await empty_venue(
                 self.rest, trip.flatten, mono_ns() + int(TRIP_RETRY_LOG_S * 1e9), self._posts_settled
             )
@@ -338,8 +341,7 @@ class ExecutionService(Service):
         reason = reason or invalid_request(req)
         if not reason:
             it = req.intent
-            exposure = OpenExposure(self.positions.qty(it.symbol), *self.tracker.open_qty(it.symbol))
-            blocked = self.gate.blocks(it.side, it.qty, exposure)
+            blocked = self.gate.blocks(it.side, it.qty, lambda: self._exposure(it.symbol))
             if blocked is not None:
                 reason = f"{blocked.value}: trading state {self.gate.state or 'unknown'}"
         if not reason and req.intent.deadline_ns and recv > req.intent.deadline_ns:

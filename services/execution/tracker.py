@@ -196,6 +196,7 @@ class OrderTracker:
             recv_ns=recv_ns,
             intent_signal_ns=order.intent_signal_ns,
             tick_recv_ns=order.tick_recv_ns,
+            sent_ns=order.sent_ns,
         )
         self._publish(update, topics.sym(topics.EX_UPDATE, order.symbol))
 

@@ -9,3 +9,6 @@ POSITION = Gauge("zt_risk_position", "Signed position in units (display only)", 
 RECONCILED = Counter(
     "zt_risk_position_reconciled_total", "Fills whose venue position differed from ours", ["symbol"]
 )
+TRIGGER_FIRED = Counter(
+    "zt_kill_switch_trigger_fired_total", "Automatic kill-switch triggers that changed the state", ["trigger"]
+)

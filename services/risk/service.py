@@ -27,6 +27,8 @@ from services.risk.limits import RiskLimits
 from services.risk.metrics import DECISIONS, POSITION, RECONCILED
 from services.risk.state import RiskState
 from services.risk.trading_state import StatePersistError, TradingStateOwner, stricter
+from services.risk.trigger_runner import TriggerRunner
+from services.risk.triggers import Exposure, Triggers
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,15 @@ class RiskService(Service):
         self._events: OrderEventReceiver | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = asyncio.Event()  # set once start() has connected to peers
+        self.triggers = Triggers(settings.kill_switch)
+        self.trigger_runner = TriggerRunner(
+            self.triggers,
+            self.trading,
+            self._exposure,
+            self._tell_execution,
+            self._spawn,
+            settings.kill_switch.eval_interval_ms / 1000,
+        )
         checks.warm_up()
 
     async def start(self) -> None:
@@ -68,8 +79,10 @@ class RiskService(Service):
         self._snapshots = self.client("execution", timeout_ms=2_000)
         self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data)
         self._events = OrderEventReceiver(self, self._on_order_event, on_reset=self._on_execution_reset)
+        self.subscribe("execution", [topics.heartbeat("execution")], self._on_execution_heartbeat)
         self._spawn_load_positions()
         self._spawn(self._trading_state_beacon())
+        self._spawn(self.trigger_runner.run())
         self.ready.set()
 
     def _spawn(self, coro: Any) -> None:
@@ -90,6 +103,7 @@ class RiskService(Service):
         self._positions_as_of = 0
         self._early_fills.clear()
         self.risk.clear_pending()
+        self.triggers.on_positions_reset()
         self._spawn_load_positions()
 
     @property
@@ -233,6 +247,7 @@ class RiskService(Service):
         self._check_lat.observe((time.perf_counter_ns() - t0) / 1e9)
         if code:
             return self._reject(intent, RejectReason.from_code(code), "")
+        self.triggers.on_order_approved()
         assert self._execution is not None, "start() not called"
         risk_ns = wall_ns()
         fut = self._execution.request(wire.OrderRequest(client_order_id=coid, intent=intent, risk_ns=risk_ns))
@@ -267,6 +282,7 @@ class RiskService(Service):
         return ""
 
     def _reject(self, intent: wire.OrderIntent, reason: RejectReason, detail: str) -> wire.RiskDecision:
+        self.triggers.on_risk_reject(reason)
         log.info(
             "order rejected",
             extra=kv(
@@ -318,10 +334,17 @@ class RiskService(Service):
         for m in msgs:
             if isinstance(m, wire.Quote):
                 self.risk.on_quote(m)
+        self.triggers.on_quote()
+
+    def _on_execution_heartbeat(self, topic: bytes, msgs: list[Any]) -> None:
+        for m in msgs:
+            if isinstance(m, wire.Heartbeat):
+                self.triggers.on_execution_heartbeat(m)
 
     def _on_order_event(self, ev: OrderEvent) -> None:
         if isinstance(ev, wire.OrderUpdate):
             self.risk.on_order_update(ev)
+            self.triggers.on_order_update(ev)
             return
         if not self.positions_loaded:
             self._early_fills.append(ev)
@@ -375,6 +398,10 @@ class RiskService(Service):
 
     # ---- reporting --------------------------------------------------------------------------
 
+    def _exposure(self) -> Exposure:
+        holding = bool(self.risk.pending) or any(p.qty for p in self.risk.positions.all())
+        return Exposure(pnl=self.risk.day_pnl if self.trading_ready else None, holding=holding)
+
     def heartbeat_state(self) -> str:
         """The trading state, or ``not_ready`` while risk rejects everything for lack of positions."""
         return self.trading.state.value if self.trading_ready else "not_ready"
@@ -407,6 +434,7 @@ class RiskService(Service):
             "open_orders": len(self.risk.pending),
             "decisions": dict(self.decisions),
             "last_event_seq": self._events.last_seq if self._events else 0,
+            "triggers": self.triggers.status(self._exposure()),
         }
 
 

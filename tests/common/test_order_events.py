@@ -4,6 +4,7 @@ delivers each event once and in order, and starts over when execution restarts."
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,16 @@ class FakeExecution(Service):
         super().__init__(settings)
         self.log: list[OrderEvent] = []
         self.replays = 0
+        self.pid = os.getpid()  # what its heartbeats say; a test changes it to play a restart
+
+    async def _heartbeats(self) -> None:
+        seq = 0
+        while True:
+            seq += 1
+            hb = wire.Heartbeat(service=self.name, pid=self.pid, seq=seq, state="ok",
+                                last_event_seq=self.last_event_seq(), ts_ns=1)  # fmt: skip
+            self.pub.publish(topics.heartbeat(self.name), [hb])
+            await asyncio.sleep(self.settings.zmq.heartbeat_interval_ms / 1000)
 
     def record(self, n: int, publish: set[int] | None = None) -> None:
         for _ in range(n):
@@ -107,10 +118,7 @@ def test_execution_restart_starts_the_sequence_over(tmp_path: Path) -> None:
         await _until(lambda: got == [1, 2, 3, 4, 5])
         # execution comes back as a new process with an empty log: its heartbeats say so
         ex.log = []
-        ex.pub.publish(
-            topics.heartbeat("execution"),
-            [wire.Heartbeat(service="execution", pid=999_999, seq=1, state="ok", last_event_seq=0, ts_ns=1)],
-        )
+        ex.pid = 999_999
         await _until(lambda: resets == [5])
         ex.record(2)
         await _until(lambda: got[5:] == [1, 2])

@@ -90,3 +90,35 @@ def test_batch_decode_errors_are_clear() -> None:
     bad = b"md.q.AAPL\x00" + bytes([wire.VERSION]) + msgspec.msgpack.encode([["q", "AAPL", 1, 2]])
     with pytest.raises(wire.WireError, match="malformed batch"):
         wire.decode_batch(bad)
+
+
+class _OrderUpdateBeforeSentNs(msgspec.Struct, array_like=True, tag="ou", frozen=True, kw_only=True):
+    """OrderUpdate as a producer built before ``sent_ns`` existed encodes it."""
+
+    seq: int
+    client_order_id: str
+    venue_order_id: str
+    strategy: str
+    symbol: str
+    side: str
+    status: str
+    event: str
+    qty: int
+    filled_qty: int
+    filled_avg_px: int
+    limit_px: int
+    reason: str
+    venue_ns: int
+    recv_ns: int
+    intent_signal_ns: int = 0
+    tick_recv_ns: int = 0
+
+
+def test_order_update_from_an_older_producer_decodes_without_sent_ns() -> None:
+    old = _OrderUpdateBeforeSentNs(
+        seq=1, client_order_id="zt-a.1", venue_order_id="v", strategy="s", symbol="AAPL", side="buy",
+        status="new", event="new", qty=1, filled_qty=0, filled_avg_px=0, limit_px=1, reason="",
+        venue_ns=1, recv_ns=2, tick_recv_ns=3,
+    )  # fmt: skip
+    got = wire.decode(bytes([wire.VERSION]) + msgspec.msgpack.encode(old))
+    assert isinstance(got, wire.OrderUpdate) and (got.tick_recv_ns, got.sent_ns) == (3, 0)

@@ -200,6 +200,9 @@ def test_pending_new_then_new_then_partial_fills_then_filled(tmp_path: Path) -> 
         ]
         assert fills_of(h, "zt-a.1") == fx(("3", "99"), ("1", "98.5"), ("1", "99"))
         assert (await venue_agrees(h, venue, "zt-a.1")).filled_avg_price == "98.9"
+        # every update carries the moment the POST was written: risk's tick-to-order samples
+        updates = [e for e in h.events if isinstance(e, wire.OrderUpdate) and e.client_order_id == "zt-a.1"]
+        assert len({u.sent_ns for u in updates}) == 1 and updates[0].sent_ns >= updates[0].tick_recv_ns > 0
 
     run(tmp_path, scenario, ack_delay_ms=50)
 

@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from common.config import RiskConfig
+from common.config import KillSwitchConfig, RiskConfig, Settings
+from common.enums import TradingState
 from common.fixed import to_fixed
 from services.risk import checks
 from services.risk.limits import RiskLimits
@@ -59,3 +60,29 @@ def test_rates_can_be_turned_off() -> None:
     g = RiskLimits.from_config(cfg).globals
     assert (g[checks.L_RATE], g[checks.L_BURST]) == (0, 0)
     assert (g[checks.L_STRATEGY_RATE], g[checks.L_STRATEGY_BURST]) == (to_fixed("0.5"), to_fixed(2))
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [
+        ({"daily_loss": {"action": "active"}}, "daily_loss.action"),
+        ({"drawdown": {"limit": "0"}}, "drawdown.limit"),
+        ({"daily_loss": {"limit": "NaN"}}, "daily_loss.limit"),
+        ({"reject_rate": {"max_count": 0}}, "reject_rate.max_count"),
+        ({"order_rate": {"window_s": 0}}, "order_rate.window_s"),
+        ({"stale_data": {"after_s": -1}}, "stale_data.after_s"),
+        ({"latency": {"min_samples": 10, "max_samples": 5}}, "latency"),
+        ({"latency": {"p99": 5}}, "latency.p99"),
+    ],
+)
+def test_kill_switch_trigger_values_are_validated(section: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError, match=field.replace(".", r"\.")):
+        KillSwitchConfig.model_validate(section)
+
+
+def test_kill_switch_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZT_KILL_SWITCH__LATENCY__ACTION", "halted")
+    monkeypatch.setenv("ZT_KILL_SWITCH__DAILY_LOSS__LIMIT", "1500.5")
+    ks = Settings().kill_switch
+    assert ks.latency.action is TradingState.HALTED and ks.daily_loss.limit == Decimal("1500.5")
+    assert ks.daily_loss.flatten and ks.drawdown.action is TradingState.REDUCE_ONLY

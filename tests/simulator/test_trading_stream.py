@@ -6,6 +6,8 @@ import json
 import queue
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,7 +16,7 @@ from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.models import TradeUpdate
 from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest, ReplaceOrderRequest
 from alpaca.trading.stream import TradingStream
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.simulator.conftest import KEY, SECRET, SimServer
@@ -134,3 +136,34 @@ def test_bad_keys_are_refused_and_closed(sim: SimServer) -> None:
         assert reply["data"]["status"] == "unauthorized"
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=5)
+
+
+def _post(sim: SimServer, path: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+    req = urllib.request.Request(
+        sim.base_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_trade_stream_down_fault_drops_and_refuses_until_up(sim: SimServer) -> None:
+    with connect(sim.ws_url) as ws:
+        ws.send(json.dumps({"action": "auth", "key": KEY, "secret": SECRET}))
+        ws.recv(timeout=5)
+        assert _post(sim, "/sim/faults/trade_stream/down", {"seconds": 60}) == (
+            200,
+            {"seconds": 60.0, "dropped": 1},
+        )
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(sim.ws_url)
+    assert refused.value.response.status_code == 503
+    assert _post(sim, "/sim/faults/trade_stream/up", {}) == (200, {"down": False})
+    with connect(sim.ws_url) as ws:
+        ws.send(json.dumps({"action": "auth", "key": KEY, "secret": SECRET}))
+        assert json.loads(ws.recv(timeout=5))["data"]["status"] == "authorized"
+    assert _post(sim, "/sim/faults/trade_stream/down", {"seconds": 0})[0] == 422
