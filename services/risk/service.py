@@ -33,6 +33,7 @@ from services.risk.triggers import Exposure, Triggers
 log = logging.getLogger(__name__)
 
 POSITIONS_RETRY_S = 1.0
+TRIP_WAIT_MS = 3_000  # a trip without a deadline: how long execution gets before risk acts itself
 
 
 SET_TRADING_STATE = "set_trading_state"  # the typed command's name for the token policy and metrics
@@ -194,17 +195,42 @@ class RiskService(Service):
     async def _tell_execution(
         self, seq: int, state: TradingState, flatten: bool, deadline_ns: int
     ) -> wire.TripReport:
+        """Have execution enforce ``state``. When a trip (HALTED, or a flatten) finds execution dead or
+        hung, risk empties the venue itself over REST, so no failure of execution leaves orders
+        working; execution, when it comes back, reads the halt from the state file."""
         assert self._execution is not None, "start() not called"
-        remaining_ms = 10_000 if not deadline_ns else max(1, (deadline_ns - wall_ns()) // 1_000_000)
+        remaining_ms = TRIP_WAIT_MS if not deadline_ns else max(1, (deadline_ns - wall_ns()) // 1_000_000)
         trip = wire.Trip(state=state, seq=seq, flatten=flatten, deadline_ns=deadline_ns)
         try:
             reply = await self._execution.request(trip, timeout_ms=int(remaining_ms))
         except RpcError as exc:
+            if state is TradingState.HALTED or flatten:
+                return await self._empty_venue_without_execution(state, flatten, f"{exc}")
             return self._report(state, False, f"execution did not answer: {exc}")
         if isinstance(reply, wire.TripReport):
             return reply
         detail = reply.detail if isinstance(reply, wire.Reply) else type(reply).__name__
         return self._report(state, False, f"execution: {detail}")
+
+    async def _empty_venue_without_execution(
+        self, state: TradingState, flatten: bool, why: str
+    ) -> wire.TripReport:
+        from services.execution.venue_kill import empty_venue_direct  # only on this rare path
+
+        log.error("execution did not answer a trip: risk empties the venue itself", extra=kv(error=why[:200]))
+        outcome = await empty_venue_direct(self.settings, flatten, TRIP_WAIT_MS / 1000)
+        detail = f"execution did not answer ({why[:200]}); risk emptied the venue directly: {outcome.detail}"
+        return wire.TripReport(
+            state=state,
+            seq=self.trading.record.seq,
+            ok=outcome.confirmed,
+            open_orders=outcome.open_orders,
+            positions=outcome.positions,
+            canceled=outcome.canceled,
+            closed=outcome.closed,
+            confirm_us=0,
+            detail=detail,
+        )
 
     def _report(self, state: TradingState, ok: bool, detail: str) -> wire.TripReport:
         return wire.TripReport(

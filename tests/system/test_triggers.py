@@ -288,9 +288,12 @@ def test_reject_storm_order_rate_trade_stream_down_and_execution_killed(tmp_path
         os.kill(pid, signal.SIGKILL)
         s.wait_state("halted")
         s.assert_tripped("execution_unreachable", "halted", flatten=False, cancels=False)
-        assert s.open_orders() == LADDER  # nobody could cancel them yet
-        assert not s.audit("trip_result", "execution_unreachable")
-        sup.startProcess("execution", False)  # back: risk's retried trip cancels them
-        wait_until(lambda: s.audit("trip_result", "execution_unreachable"), 60, "the trip delivered")
-        assert s.audit("trip_result", "execution_unreachable")[0]["ok"]
+        # execution cannot cancel: risk empties the venue itself, while execution is still down
+        wait_until(lambda: s.audit("trip_result", "execution_unreachable"), 30, "the trip confirmed")
+        [result] = s.audit("trip_result", "execution_unreachable")
+        assert result["ok"] and "risk emptied the venue directly" in result["detail"], result
+        assert s.open_orders() == 0
+        sup.startProcess("execution", False)  # back: HALTED from the state file, sends nothing
+        wait_until(lambda: status_json(config, env)["trading_state"]["execution_gate"] == "halted", 30,
+                   "execution back, halted")  # fmt: skip
         assert s.open_orders() == 0 and s.state() == "halted"
