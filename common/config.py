@@ -442,6 +442,7 @@ class ExecutionConfig(Section):
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
     event_log_size: int = Field(default=100_000, ge=100)  # order events kept for replay
+    account_poll_s: float = Field(default=5.0, ge=0.5, le=3_600)  # venue account (buying power) refresh
 
 
 class ControlConfig(Section):

@@ -4,6 +4,7 @@ md.q.<SYM>  Quote        md.t.<SYM> Trade     md.b.<SYM> Bar     md.o.<SYM> Book
 md.fs.<feed> FeedStatus
 ex.ou.<SYM> OrderUpdate  ex.f.<SYM> Fill   (sequenced; gaps are replayed from execution)
 rk.rd       RiskDecision rk.p.<SYM> Position   rk.ts TradingStateChanged
+ac.account  Account (execution polls the venue)
 sys.hb.<service> Heartbeat
 """
 
@@ -18,6 +19,7 @@ MD_FEED = b"md.fs."
 EX = b"ex."
 EX_UPDATE = b"ex.ou."
 EX_FILL = b"ex.f."
+ACCOUNT = b"ac.account"  # not under ex.: those are the sequenced order events
 RK_DECISION = b"rk.rd"
 RK_POSITION = b"rk.p."
 RK_TRADING_STATE = b"rk.ts"

@@ -176,6 +176,16 @@ class Fill(_Msg, tag="f"):
     recv_ns: int
 
 
+class Account(_Msg, tag="ac"):
+    """The venue's account, polled by execution (money in nanos; Alpaca's fields)."""
+
+    cash: int
+    buying_power: int
+    equity: int
+    last_equity: int  # equity at the previous session's close
+    ts_ns: int
+
+
 class Position(_Msg, tag="p"):
     symbol: str
     qty: int  # signed
@@ -296,6 +306,7 @@ Message = (
     | Reply
     | Replay
     | PositionsSnapshot
+    | Account
     | TradingStateChanged
     | SetTradingState
     | Trip

@@ -20,3 +20,4 @@ RECONCILES = Counter("zt_exec_reconciles_total", "Reconciliations with the venue
 STALE_BLOCKED = Counter(
     "zt_exec_stale_blocked_total", "Orders not sent: the tick they were built from was too old by then"
 )
+ACCOUNT_ERRORS = Counter("zt_exec_account_errors_total", "Venue account replies that could not be used")

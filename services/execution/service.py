@@ -26,6 +26,7 @@ from common.log import kv
 from common.metrics import STAGE_LATENCY, TRIP_CONFIRM, TRIP_UNCONFIRMED
 from common.positions import PositionBook
 from common.service import Service
+from services.execution.account import AccountPoller
 from services.execution.event_log import MAX_REPLAY, EventLog
 from services.execution.gate import OpenExposure, TradingGate
 from services.execution.journal import InMemoryJournal, OrderJournal
@@ -96,6 +97,7 @@ class ExecutionService(Service):
             settle_s=max(2 * ex.http_timeout_s, 2.0),
         )
         self.reconciler = Reconciler(self.rest, self.submitter, self.tracker, self.placer, self._spawn)
+        self.account = AccountPoller(self.rest, self.pub, ex.account_poll_s)
         self.gate = TradingGate(settings.zmq.run_dir)
         self.placer.may_send = self._gate_reason
         self.trip_pending = False  # a trip has not been confirmed by the venue yet
@@ -178,6 +180,7 @@ class ExecutionService(Service):
         self.start_positions = await self.reconciler.load_startup_snapshot()
         self.ready = True
         self.stream.start()  # only now: every update it brings is news relative to the snapshot
+        self._spawn(self.account.run())
         log.info(
             "execution ready", extra=kv(positions=len(self.start_positions), open_orders=self.open_orders())
         )
@@ -442,6 +445,11 @@ class ExecutionService(Service):
             "reconciles": self.reconciles,
             "last_reconcile_error": self.last_reconcile_error,
             "start_positions": {p.symbol: fixed.to_str(p.qty) for p in self.start_positions},
+            "account": {
+                k: fixed.to_str(getattr(self.account.last, k)) for k in ("cash", "buying_power", "equity")
+            }
+            if self.account.last
+            else None,
             "trading_state": self.gate.state.value if self.gate.state else "unknown",
             "trading_state_seq": self.gate.seq,
             "trip_pending": self.trip_pending,

@@ -33,6 +33,7 @@ from services.risk.triggers import Exposure, Triggers
 log = logging.getLogger(__name__)
 
 POSITIONS_RETRY_S = 1.0
+ACCOUNT_MAX_AGE_NS = 60 * 1_000_000_000
 TRIP_WAIT_MS = 3_000  # a trip without a deadline: how long execution gets before risk acts itself
 
 
@@ -48,6 +49,7 @@ class RiskService(Service):
         r = settings.risk
         self.risk = RiskState(RiskLimits.from_config(r))
         self._risk_config = r
+        self._account_ts_ns = 0  # wall ns of the account snapshot in force (0: none)
         self.trading = TradingStateOwner(settings.zmq.run_dir, self.risk.enforce, self._publish_trading_state)
         self.decisions: Counter[str] = Counter()
         self.positions_loaded = False  # a positions snapshot from the current execution is applied
@@ -79,6 +81,7 @@ class RiskService(Service):
         self._execution = self.peer_client("execution")  # orders: execution takes them only from us
         self._snapshots = self.client("execution", timeout_ms=2_000)
         self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data)
+        self.subscribe("execution", [topics.ACCOUNT], self._on_account)
         self._events = OrderEventReceiver(self, self._on_order_event, on_reset=self._on_execution_reset)
         self.subscribe("execution", [topics.heartbeat("execution")], self._on_execution_heartbeat)
         self._spawn_load_positions()
@@ -137,6 +140,7 @@ class RiskService(Service):
         `zerotick kill` wrote to the state file while we could not be reached."""
         interval = self.settings.zmq.heartbeat_interval_ms / 1000
         while True:
+            self._expire_account(wall_ns())
             if not self.trading.adopt_external():
                 self._publish_trading_state(self.trading.event())
             elif self.trading.state is TradingState.HALTED:
@@ -356,6 +360,19 @@ class RiskService(Service):
 
     # ---- inputs -----------------------------------------------------------------------------
 
+    def _on_account(self, topic: bytes, msgs: list[Any]) -> None:
+        for m in msgs:
+            if isinstance(m, wire.Account) and m.ts_ns >= self._account_ts_ns:
+                self._account_ts_ns = m.ts_ns
+                self.risk.set_buying_power(max(m.buying_power, 0))
+
+    def _expire_account(self, now_ns: int) -> None:
+        """A buying power nobody refreshed for a while is not known any more (the check skips it)."""
+        if self._account_ts_ns and now_ns - self._account_ts_ns > ACCOUNT_MAX_AGE_NS:
+            self._account_ts_ns = 0
+            self.risk.set_buying_power(None)
+            log.warning("venue account not refreshed: buying-power check off until it is")
+
     def _on_market_data(self, topic: bytes, msgs: list[Any]) -> None:
         for m in msgs:
             if isinstance(m, wire.Quote):
@@ -459,6 +476,7 @@ class RiskService(Service):
             },
             "open_orders": len(self.risk.pending),
             "decisions": dict(self.decisions),
+            "buying_power": to_str(bp) if (bp := self.risk.buying_power) is not None else None,
             "last_event_seq": self._events.last_seq if self._events else 0,
             "triggers": self.triggers.status(self._exposure()),
         }

@@ -84,6 +84,11 @@ class RiskState:
         )
 
     @property
+    def buying_power(self) -> int | None:
+        value = int(self.limits[checks.L_BUYING_POWER])
+        return None if value == checks.BUYING_POWER_UNKNOWN else value
+
+    @property
     def day_pnl(self) -> int:
         """Realized plus unrealized (at the mid) P&L in money nanos, as the check sees it."""
         return self._pnl.total

@@ -32,6 +32,7 @@ def _samples() -> list[wire.Message]:  # type: ignore[valid-type]
         wire.Fill(seq=2, client_order_id="zt-r1.1", venue_order_id="u", exec_id="e", strategy="probe",
                   symbol="AAPL", side="buy", qty=1, px=3, cum_qty=1, position_qty=None, venue_ns=1, recv_ns=2),
         wire.Position(symbol="AAPL", qty=-5, avg_px=3, realized_pnl=-2, ts_ns=1),
+        wire.Account(cash=1, buying_power=2, equity=3, last_equity=4, ts_ns=5),
         wire.Heartbeat(service="risk", pid=1, seq=2, state="ok", last_event_seq=3, ts_ns=4),
         wire.Control(cmd="status", args={"a": "b"}, token="t"),
         wire.Reply(ok=True, detail="x", data=b"\x00\x01"),

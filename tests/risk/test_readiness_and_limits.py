@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from common import wire
+from common import topics, wire
 from common.config import Settings
 from common.enums import RejectReason
 from common.fixed import to_fixed
@@ -221,5 +221,27 @@ def test_intents_only_from_signal_on_the_intents_socket(tmp_path: Path) -> None:
             await impostor.request(_intent("rogue2", "1"))
         impostor.close()
         assert sum(risk.decisions.values()) == 0 and ex.orders == {}
+
+    _run(tmp_path, lambda ex: None, scenario)
+
+
+def test_buying_power_comes_from_executions_account_snapshots(tmp_path: Path) -> None:
+    async def scenario(ex: FakeExecution, risk: RiskService) -> None:
+        await _until(lambda: risk.trading_ready, "readiness")
+        assert risk.status()["buying_power"] is None  # unknown: the check is skipped
+        assert risk.decide(_intent("a", "30")).approved  # $3,000 with no account known yet
+        account = wire.Account(cash=f("2500"), buying_power=f("2500"), equity=f("2500"), last_equity=f("2500"),
+                               ts_ns=time.time_ns())  # fmt: skip
+        ex.pub.publish(topics.ACCOUNT, [account])
+        await _until(lambda: risk.status()["buying_power"] == "2500", "the account snapshot")
+        over = risk.decide(_intent("b", "26"))  # $2,600 > $2,500
+        assert (over.approved, over.reason) == (False, RejectReason.BUYING_POWER.value)
+        assert risk.decide(_intent("c", "24")).approved
+        older = wire.Account(
+            cash=0, buying_power=f("1000000"), equity=0, last_equity=0, ts_ns=account.ts_ns - 1
+        )
+        ex.pub.publish(topics.ACCOUNT, [older])  # out of order: ignored
+        await asyncio.sleep(0.1)
+        assert risk.status()["buying_power"] == "2500"
 
     _run(tmp_path, lambda ex: None, scenario)
