@@ -37,18 +37,24 @@ class StrategySlot:
 
 # Risk reported these without deciding: the intent may still have become an order.
 UNDECIDED = frozenset({"risk_timeout", "risk_error"})
-MAX_UNDECIDED = 10_000
+# Orders whose outcome is still open (sent, approved or undecided, no terminal event yet) and orders
+# seen finished: bounded, oldest forgotten first.
+MAX_TRACKED = 10_000
 
 
 class StrategyHost:
     def __init__(self, strategies: list[Strategy], client_order_id_prefix: str = "") -> None:
         self.slots: dict[str, StrategySlot] = {s.name: StrategySlot(s) for s in strategies}
         self._prefix = client_order_id_prefix
-        # client_order_id -> the strategy that owns it: order events are routed by it, since
-        # execution does not always know the strategy (orders adopted after its restart)
+        # client_order_id -> (owner, intent) from the moment the intent is sent until its order is
+        # finished. Order events are routed by it (execution does not always know the strategy),
+        # and they alone decide whether the order is working: risk's approval only marks it working
+        # until execution's sequenced events say otherwise.
+        self._sent: dict[str, tuple[StrategySlot, wire.OrderIntent]] = {}
+        # client_order_id -> owner, for orders that reached us only by their events (after a restart)
         self._owner: dict[str, StrategySlot] = {}
-        # client_order_id -> intent that risk did not decide (timeout): an order may exist for it
-        self._undecided: dict[str, wire.OrderIntent] = {}
+        # orders execution reported finished: an approval that arrives after the end is not reopened
+        self._finished: dict[str, None] = {}
         self._by_symbol: dict[str, list[StrategySlot]] = {}
         self._all_symbols: list[StrategySlot] = []
         for slot in self.slots.values():
@@ -73,29 +79,33 @@ class StrategyHost:
         return out
 
     def on_order_event(self, ev: wire.OrderUpdate | wire.Fill) -> list[wire.OrderIntent]:
+        """Execution's sequenced events decide the order's state, whatever risk's answer said and
+        whenever it arrives."""
         out: list[wire.OrderIntent] = []
         coid = ev.client_order_id
-        slot = self._owner.get(coid) or self.slots.get(ev.strategy)
+        sent = self._sent.get(coid)
+        slot = sent[0] if sent else (self._owner.get(coid) or self.slots.get(ev.strategy))
         terminal = isinstance(ev, wire.OrderUpdate) and ev.status in TERMINAL_STATUSES
         if terminal:
+            self._sent.pop(coid, None)
             self._owner.pop(coid, None)
+            _remember(self._finished, coid, None)
         if slot is None:
             return out
         s = slot.strategy
-        undecided = self._undecided.pop(coid, None)
-        if undecided is not None and not terminal:
-            s.open_orders[coid] = undecided  # it did become an order: it is working
+        if sent is not None:
+            s.in_flight.pop(sent[1].intent_id, None)
+            if not terminal:
+                s.open_orders[coid] = sent[1]  # working, as execution says
+        if terminal:
+            s.open_orders.pop(coid, None)
         if not slot.enabled:
-            if terminal:
-                s.open_orders.pop(coid, None)
             return out
         if isinstance(ev, wire.Fill):
             signed = ev.qty if ev.side == "buy" else -ev.qty
             s.positions[ev.symbol] = s.positions.get(ev.symbol, 0) + signed
             self._call(slot, "on_fill", ev.venue_ns, ev.recv_ns, ev, out=out)
         else:
-            if ev.status in TERMINAL_STATUSES:
-                s.open_orders.pop(ev.client_order_id, None)
             self._call(slot, "on_order_update", ev.venue_ns, ev.recv_ns, ev, out=out)
         return out
 
@@ -113,30 +123,29 @@ class StrategyHost:
             return out
         s = slot.strategy
         s.in_flight.pop(intent.intent_id, None)
+        coid = decision.client_order_id or self._coid(intent)
         if decision.approved:
-            s.open_orders[decision.client_order_id] = intent
-            self._owner[decision.client_order_id] = slot
-        else:
-            self._remember_undecided(slot, intent, decision)
+            if coid not in self._finished:  # an order now exists; its events will say how it ends
+                s.open_orders[coid] = intent
+                if coid not in self._sent:
+                    _remember(self._sent, coid, (slot, intent))
+        elif decision.reason not in UNDECIDED:
+            self._sent.pop(coid, None)  # decided: no order was created
+        # undecided (risk did not answer): an order may exist; its events, if any, open it
         if not decision.approved and slot.enabled:
             self._call(
                 slot, "on_rejected", intent.tick_exch_ns, intent.tick_recv_ns, intent, decision, out=out
             )
         return out
 
-    def _remember_undecided(
-        self, slot: StrategySlot, intent: wire.OrderIntent, decision: wire.RiskDecision
-    ) -> None:
-        if decision.reason not in UNDECIDED or not self._prefix:
-            return
+    def _coid(self, intent: wire.OrderIntent) -> str:
+        """The client_order_id risk will give this intent ("" when it cannot be derived here)."""
+        if not self._prefix:
+            return ""
         try:
-            coid = client_order_id(self._prefix, intent.intent_id)
+            return client_order_id(self._prefix, intent.intent_id)
         except ValueError:
-            return
-        if len(self._undecided) >= MAX_UNDECIDED:
-            self._undecided.pop(next(iter(self._undecided)))
-        self._undecided[coid] = intent
-        self._owner.setdefault(coid, slot)
+            return ""
 
     # ---- isolation --------------------------------------------------------------------------
 
@@ -158,6 +167,8 @@ class StrategyHost:
             return
         for intent in result:
             s.in_flight[intent.intent_id] = intent
+            if coid := self._coid(intent):
+                _remember(self._sent, coid, (slot, intent))
         slot.intents += len(result)
         out.extend(result)
 
@@ -185,3 +196,10 @@ class StrategyHost:
             }
             for name, slot in self.slots.items()
         }
+
+
+def _remember(table: dict[str, Any], key: str, value: Any) -> None:
+    """Insert, forgetting the oldest entry beyond MAX_TRACKED (insertion order is age)."""
+    if key not in table and len(table) >= MAX_TRACKED:
+        table.pop(next(iter(table)))
+    table[key] = value
