@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common import wire
+from common.enums import OrderType
 from common.ids import client_order_id
 from common.log import kv
 from common.order_events import TERMINAL_STATUSES
@@ -97,6 +98,11 @@ class StrategyHost:
             s.in_flight.pop(sent[1].intent_id, None)
             if not terminal:
                 s.open_orders[coid] = sent[1]  # working, as execution says
+        elif not terminal and isinstance(ev, wire.OrderUpdate) and coid not in s.open_orders:
+            # an order from before this signal started (replayed by execution): the strategy gets
+            # its working order back, described by what execution knows of it
+            s.open_orders[coid] = _intent_of(ev)
+            _remember(self._owner, coid, slot)
         if terminal:
             s.open_orders.pop(coid, None)
         if not slot.enabled:
@@ -203,3 +209,15 @@ def _remember(table: dict[str, Any], key: str, value: Any) -> None:
     if key not in table and len(table) >= MAX_TRACKED:
         table.pop(next(iter(table)))
     table[key] = value
+
+
+def _intent_of(u: wire.OrderUpdate) -> wire.OrderIntent:
+    return wire.OrderIntent(
+        intent_id=u.client_order_id,
+        strategy=u.strategy,
+        symbol=u.symbol,
+        side=u.side,
+        qty=u.qty,
+        order_type=OrderType.LIMIT if u.limit_px else OrderType.MARKET,
+        limit_px=u.limit_px,
+    )

@@ -96,5 +96,19 @@ def test_a_rejected_intent_leaves_nothing_behind() -> None:
                            client_order_id="", risk_ns=1)  # fmt: skip
     host.on_decision(intent, no)
     assert strat.open_orders == {} and strat.in_flight == {}
-    host.on_order_event(_update(coid, "new", 1))  # a stray event for it opens nothing it did not send
-    assert set(strat.open_orders) == set()
+    assert len(host.on_market([_quote()])) == 1  # free to trade again
+
+
+def test_after_a_restart_the_replayed_events_give_back_positions_and_working_orders() -> None:
+    host, strat = _host()  # a fresh signal: it sent nothing, execution replays what happened before
+    fill = wire.Fill(seq=2, client_order_id="zt-old.1", venue_order_id="v1", exec_id="e", strategy="s1",
+                     symbol="AAPL", side="buy", qty=to_fixed(3), px=to_fixed(100), cum_qty=to_fixed(3),
+                     position_qty=None, venue_ns=1, recv_ns=1)  # fmt: skip
+    host.on_order_event(_update("zt-old.1", "filled", 1))
+    host.on_order_event(fill)
+    host.on_order_event(_update("zt-old.2", "new", 3))
+    assert strat.positions == {"AAPL": to_fixed(3)}
+    assert set(strat.open_orders) == {"zt-old.2"} and strat.open_orders["zt-old.2"].limit_px == to_fixed(100)
+    assert host.on_market([_quote()]) == []  # it knows it has an order working
+    host.on_order_event(_update("zt-old.2", "canceled", 4))
+    assert strat.open_orders == {}
