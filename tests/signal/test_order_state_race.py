@@ -91,7 +91,7 @@ def test_an_undecided_intent_is_opened_by_its_events_and_closed_by_them() -> Non
 
 def test_a_rejected_intent_leaves_nothing_behind() -> None:
     host, strat = _host()
-    intent, coid = _sent(host)
+    intent, _ = _sent(host)
     no = wire.RiskDecision(intent_id=intent.intent_id, approved=False, reason="max_order_qty", detail="",
                            client_order_id="", risk_ns=1)  # fmt: skip
     host.on_decision(intent, no)
