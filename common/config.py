@@ -420,6 +420,12 @@ class LatencyTrigger(TriggerConfig):
         return self
 
 
+class JournalTrigger(TriggerConfig):
+    # Execution's heartbeat says "journal_failed" (disk full, read-only or gone): a trading system
+    # that cannot write its order journal must not trade. Fires on the first such heartbeat.
+    pass
+
+
 class KillSwitchConfig(Section):
     """Automatic kill-switch triggers (docs/triggers.md), evaluated by risk."""
 
@@ -432,6 +438,7 @@ class KillSwitchConfig(Section):
     trade_stream_down: TradeStreamDownTrigger = Field(default_factory=TradeStreamDownTrigger)
     execution_unreachable: ExecutionUnreachableTrigger = Field(default_factory=ExecutionUnreachableTrigger)
     latency: LatencyTrigger = Field(default_factory=LatencyTrigger)
+    journal: JournalTrigger = Field(default_factory=JournalTrigger)
 
 
 class ExecutionConfig(Section):

@@ -147,6 +147,7 @@ class OrderStatus(_Vocab):
     PENDING_SUBMIT = "pending_submit"  # queued in execution, no venue answer yet
     UNKNOWN = "unknown"  # the POST outcome could not be established yet
     SUBMIT_FAILED = "submit_failed"  # never placed at the venue
+    VENUE_LOST = "venue_lost"  # the venue acknowledged it and no longer knows it (venue state lost)
 
     @property
     def is_terminal(self) -> bool:
@@ -162,6 +163,7 @@ _TERMINAL = frozenset(
         OrderStatus.REJECTED,
         OrderStatus.REPLACED,
         OrderStatus.SUBMIT_FAILED,
+        OrderStatus.VENUE_LOST,
     }
 )
 TERMINAL_STATUS_VALUES: frozenset[str] = frozenset(s.value for s in _TERMINAL)
@@ -208,3 +210,4 @@ class Trigger(_Vocab):
     TRADE_STREAM_DOWN = "trade_stream_down"
     EXECUTION_UNREACHABLE = "execution_unreachable"
     LATENCY = "latency"
+    JOURNAL = "journal"  # execution cannot write its order journal

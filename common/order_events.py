@@ -6,8 +6,13 @@ drop (slow joiner, high-water mark, a subscriber restart), so a receiver:
   * on a gap, or when a heartbeat announces a newer seq than it has, asks execution for
     ``Replay(after_seq)`` over request/reply and fills the hole;
   * on start, replays from 0 to learn everything that happened before it connected;
-  * when execution restarted (its pid changed, or its seq went backwards) starts over from 0 and
-    calls ``on_reset`` so the owner can drop state derived from the old sequence;
+  * tells a restart of execution from a reconnect by its heartbeat: ``incarnation`` names the
+    sequence (the same across restarts: execution continues it from its journal), ``boot`` counts
+    starts. A new incarnation (or a seq going backwards) means the sequence started over: it starts
+    from 0 and calls ``on_reset``. A restart on the same incarnation keeps the sequence: a receiver
+    with ``on_reset`` (risk: pending quantity of orders the dead process had accepted but never
+    journaled must go) starts over from 0 all the same, replaying execution's journal; one without
+    (signal) simply continues;
   * when execution no longer holds the events it missed (evicted from its bounded log), skips ahead
     and says so: the owner's snapshot request (e.g. positions) is the remedy.
 """
@@ -31,7 +36,9 @@ REPLAY_PAGE = 10_000
 RETRY_S = 0.5
 
 # Alpaca order statuses after which an order can no longer fill, plus execution's own "submit_failed".
-TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced", "submit_failed"})
+TERMINAL_STATUSES = frozenset(
+    {"filled", "canceled", "expired", "rejected", "replaced", "submit_failed", "venue_lost"}
+)
 
 
 class OrderEventReceiver:
@@ -45,7 +52,9 @@ class OrderEventReceiver:
         """``service`` is a common.service.Service; subscribes to execution's PUB itself."""
         self._on_event = on_event
         self._on_reset = on_reset
-        self._peer_pid = 0
+        self._peer_incarnation = ""
+        self._peer_boot = 0
+        self.restarts = 0  # execution restarts seen (boot changed)
         self.resets = 0
         self._epoch = 0  # bumped on every reset: a replay answer from before it is of the old sequence
         self.bad_replies = 0
@@ -70,10 +79,26 @@ class OrderEventReceiver:
             self._request_replay()
 
     def _on_heartbeat(self, hb: wire.Heartbeat) -> None:
-        restarted = (self._peer_pid and hb.pid != self._peer_pid) or hb.last_event_seq < self.last_seq
-        self._peer_pid = hb.pid
+        # incarnation = "<journal id>.<book epoch>": a new journal is a new sequence; a new epoch is
+        # the same sequence with the positions book re-based on the venue (owners re-snapshot)
+        old_seq_id, _, old_epoch = self._peer_incarnation.partition(".")
+        seq_id, _, epoch = hb.incarnation.partition(".")
+        new_sequence = bool(self._peer_incarnation) and seq_id != old_seq_id
+        new_sequence = new_sequence or hb.last_event_seq < self.last_seq
+        rebased = bool(self._peer_incarnation) and not new_sequence and epoch != old_epoch
+        restarted = (bool(self._peer_boot) and hb.boot != self._peer_boot) or rebased
+        self._peer_incarnation, self._peer_boot = hb.incarnation, hb.boot
         if restarted:
-            log.warning("execution restarted: order events start over", extra={"fields": {"pid": hb.pid}})
+            self.restarts += 1
+            log.warning(
+                "execution restarted",
+                extra={"fields": {"boot": hb.boot, "incarnation": hb.incarnation, "seq": hb.last_event_seq}},
+            )
+        if new_sequence or (restarted and self._on_reset is not None):
+            log.warning(
+                "order events start over from 0",
+                extra={"fields": {"incarnation": hb.incarnation, "new_sequence": new_sequence}},
+            )
             self.resets += 1
             self._epoch += 1
             self.last_seq = 0

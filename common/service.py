@@ -86,6 +86,13 @@ class Service:
     def heartbeat_state(self) -> str:
         return "ok"
 
+    def incarnation(self) -> str:
+        """Execution: the name of its order-event sequence (Heartbeat.incarnation); others: ""."""
+        return ""
+
+    def boot(self) -> int:
+        return 0
+
     def last_event_seq(self) -> int:
         return 0
 
@@ -196,6 +203,8 @@ class Service:
                 state=self.heartbeat_state(),
                 last_event_seq=self.last_event_seq(),
                 ts_ns=wall_ns(),
+                incarnation=self.incarnation(),
+                boot=self.boot(),
             )
             self.pub.publish(topic, [hb])
             hb_count.inc()

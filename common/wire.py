@@ -204,6 +204,10 @@ class Heartbeat(_Msg, tag="hb"):
     state: str  # service-specific, e.g. "ok", "degraded"; later the trading state
     last_event_seq: int  # execution: newest order-event seq (lets subscribers see a lost tail)
     ts_ns: int
+    # execution: names its sequence of order events; the same across its restarts (the seq continues
+    # from its journal), new only when the sequence or its positions book starts over
+    incarnation: str = ""
+    boot: int = 0  # execution: how many times it has started on this journal (a restart, not a reconnect)
 
 
 class Control(_Msg, tag="c"):

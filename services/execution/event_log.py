@@ -28,6 +28,13 @@ class EventLog:
         self._events.append(stamped)
         return stamped
 
+    def restore(self, events: list[OrderEvent]) -> None:
+        """Continue a journaled sequence: keep its newest events, go on from its last seq."""
+        for ev in events:
+            if ev.seq > self.last_seq:
+                self._events.append(ev)
+                self.last_seq = ev.seq
+
     @property
     def first_seq(self) -> int:
         """Oldest seq still kept (last_seq + 1 when empty)."""

@@ -21,3 +21,12 @@ STALE_BLOCKED = Counter(
     "zt_exec_stale_blocked_total", "Orders not sent: the tick they were built from was too old by then"
 )
 ACCOUNT_ERRORS = Counter("zt_exec_account_errors_total", "Venue account replies that could not be used")
+JOURNAL_OK = Gauge("zt_exec_journal_ok", "1 while the order journal can be written (0: trading halted)")
+JOURNAL_WRITE_ERRORS = Counter("zt_exec_journal_write_errors_total", "Order journal writes that failed")
+VENUE_LOST = Counter(
+    "zt_exec_venue_lost_orders_total", "Orders the venue acknowledged and no longer knows (venue state lost)"
+)
+ADOPTED = Counter("zt_exec_adopted_orders_total", "Venue orders zerotick did not send, adopted and flagged")
+BOOK_REBASED = Counter(
+    "zt_exec_positions_rebased_total", "Positions book re-based on the venue's (it differed after reconcile)"
+)

@@ -114,9 +114,9 @@ class OrderPlacer:
         order.last_post_ns = outcome.last_post_ns or now
         if order.mark(UNKNOWN, outcome.reason):
             self.tracker.emit_update(order, "submitted", now)
-        self._spawn(self._resolve(order))
+        self._spawn(self.resolve(order))
 
-    async def _resolve(self, order: TrackedOrder) -> None:
+    async def resolve(self, order: TrackedOrder) -> None:
         """Find out whether an order with an unknown submit outcome exists at the venue.
 
         A 404 counts as "not placed" only once ``settle_s`` have passed since the last POST was

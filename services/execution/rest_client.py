@@ -170,9 +170,16 @@ class AlpacaRest:
         )[1]
 
     async def list_orders(
-        self, status: str = "open", limit: int = 500, direction: str = "asc", priority: bool = False
+        self,
+        status: str = "open",
+        limit: int = 500,
+        direction: str = "asc",
+        priority: bool = False,
+        after: str = "",
     ) -> list[dict[str, Any]]:
         params = {"status": status, "limit": str(limit), "direction": direction}
+        if after:
+            params["after"] = after  # RFC 3339: orders created strictly after it
         return (await self.request("GET", "/v2/orders", "GET /v2/orders", params=params, priority=priority))[
             1
         ] or []

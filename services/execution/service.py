@@ -29,7 +29,7 @@ from common.service import Service
 from services.execution.account import AccountPoller
 from services.execution.event_log import MAX_REPLAY, EventLog
 from services.execution.gate import OpenExposure, TradingGate
-from services.execution.journal import InMemoryJournal, OrderJournal
+from services.execution.journal import JOURNAL_FILE, JournalError, SqliteJournal
 from services.execution.metrics import ORDERS, STALE_BLOCKED
 from services.execution.order_request import invalid_request
 from services.execution.order_state import SUBMIT_FAILED, SUBMITTING, UNKNOWN, OrderParseError, TrackedOrder
@@ -37,6 +37,7 @@ from services.execution.placement import OrderPlacer
 from services.execution.ratelimit import TokenBucket
 from services.execution.reconcile import Reconciler, venue_position
 from services.execution.rest_client import AlpacaRest, RestError
+from services.execution.restore import restore
 from services.execution.submitter import OrderSubmitter
 from services.execution.tracker import OrderTracker
 from services.execution.trade_stream import TradeStream
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 STARTUP_RETRY_S = 2.0
 TRIP_DEFAULT_S = 10.0  # a trip without a deadline waits this long for the venue before replying
 TRIP_RETRY_LOG_S = 5.0
+JOURNAL_CHECK_S = 1.0
 
 
 class LiveTradingRefused(SystemExit):
@@ -67,13 +69,14 @@ class ExecutionService(Service):
     CONTROL_READ_ONLY = frozenset({"positions", "venue_positions", "orders"})
     CONTROL_MUTATING = frozenset({"cancel_all"})
 
-    def __init__(self, settings: Settings, journal: OrderJournal | None = None) -> None:
+    def __init__(self, settings: Settings, journal: SqliteJournal | None = None) -> None:
         check_live_guard(settings)
         super().__init__(settings)
         ex = settings.execution
         key_id, secret = settings.credentials()
         self.events = EventLog(ex.event_log_size)
-        self.journal: OrderJournal = journal if journal is not None else InMemoryJournal(ex.event_log_size)
+        run_dir = settings.zmq.run_dir.resolve()
+        self.journal = journal if journal is not None else SqliteJournal(run_dir / JOURNAL_FILE)
         self.bucket = TokenBucket(ex.rate_limit_per_min, ex.rate_limit_burst)
         self.rest = AlpacaRest(settings.trading_base_url(), key_id, secret, self.bucket, ex.http_timeout_s)
         self.submitter = OrderSubmitter(self.rest, self.journal)
@@ -96,7 +99,13 @@ class ExecutionService(Service):
             self.name,
             settle_s=max(2 * ex.http_timeout_s, 2.0),
         )
-        self.reconciler = Reconciler(self.rest, self.submitter, self.tracker, self.placer, self._spawn)
+        self.reconciler = Reconciler(
+            self.rest, self.submitter, self.tracker, self.placer, self._spawn, self.journal
+        )
+        recovered = self.journal.load()
+        self._restored = recovered.base_seq >= 0  # a previous run left a positions base: continue it
+        self._unknown_at_start = restore(self.tracker, recovered)
+        self.reconciler.since_ns = int(self.journal.get_meta("reconciled_ns") or recovered.base_ts_ns)
         self.account = AccountPoller(self.rest, self.pub, ex.account_poll_s)
         self.gate = TradingGate(settings.zmq.run_dir)
         self.placer.may_send = self._gate_reason
@@ -152,9 +161,10 @@ class ExecutionService(Service):
         banner = "LIVE MONEY" if venue == "live" else venue
         log.warning(f"execution trades on venue={venue} ({banner}) at {url}", extra=kv(venue=venue, url=url))
         await self.rest.open()
+        self._spawn(self._watch_journal())
         try:
             await self._startup_reconcile()
-        except (RestError, ValueError) as exc:
+        except (RestError, ValueError, JournalError) as exc:
             self.reconciler.last_error = str(exc)
             log.error("venue not reachable at start, orders refused until it is", extra=kv(error=str(exc)))
             self._spawn(self._retry_startup())
@@ -169,6 +179,7 @@ class ExecutionService(Service):
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.rest.close()
+        self.journal.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = self.loop.create_task(coro)
@@ -177,7 +188,20 @@ class ExecutionService(Service):
         return task
 
     async def _startup_reconcile(self) -> None:
-        self.start_positions = await self.reconciler.load_startup_snapshot()
+        if self._restored:
+            # the journal holds every order sent and the book's base: resolve them at the venue
+            await self.reconciler.run("restart")
+            self.reconciler.mark_verified()
+            self.start_positions = [p.to_wire(wall_ns()) for p in self.positions.all()]
+            for order in self._unknown_at_start:
+                if order.status == UNKNOWN:
+                    self._spawn(self.placer.resolve(order))
+        else:
+            self.start_positions = await self.reconciler.load_startup_snapshot()
+            self.journal.record_base(self.events.last_seq, self.start_positions, new_epoch=False)
+            self.journal.record_retired(self.tracker.retired_coids)
+            self.reconciler.since_ns = wall_ns() - 60 * 1_000_000_000
+            self._restored = True
         self.ready = True
         self.stream.start()  # only now: every update it brings is news relative to the snapshot
         self._spawn(self.account.run())
@@ -190,8 +214,14 @@ class ExecutionService(Service):
             await asyncio.sleep(STARTUP_RETRY_S)
             try:
                 await self._startup_reconcile()
-            except (RestError, ValueError) as exc:
+            except (RestError, ValueError, JournalError) as exc:
                 self.reconciler.last_error = str(exc)
+
+    async def _watch_journal(self) -> None:
+        """Disk full, read-only or gone is found here too when no order is being written."""
+        while True:
+            self.journal.check()
+            await asyncio.sleep(JOURNAL_CHECK_S)
 
     # ---- requests ---------------------------------------------------------------------------
 
@@ -199,7 +229,10 @@ class ExecutionService(Service):
         if isinstance(msg, wire.OrderRequest):
             return self._on_order_request(msg)
         if isinstance(msg, wire.Replay):
-            events = self.events.after(msg.after_seq, MAX_REPLAY)
+            if msg.after_seq + 1 < self.events.first_seq:  # older than memory holds: the journal has it
+                events = self.journal.events_after(msg.after_seq, MAX_REPLAY)
+            else:
+                events = self.events.after(msg.after_seq, MAX_REPLAY)
             detail = f"{len(events)} events"
             if events and events[0].seq > msg.after_seq + 1:
                 detail += f"; events {msg.after_seq + 1}..{events[0].seq - 1} were evicted"
@@ -224,6 +257,8 @@ class ExecutionService(Service):
         """Asked right before the order's POST is written: the trading state, and the age of the tick
         it was built from (it may have waited for a rate-limit token, or this process may have been
         stalled)."""
+        if not self.journal.ok:
+            return f"journal_failed: {self.journal.error}"
         limit = self.settings.risk.quote_age_limit_ns(order.symbol)
         old_tick = tick_age_error(order.tick_exch_ns, wall_ns(), limit)
         if old_tick:
@@ -341,6 +376,8 @@ class ExecutionService(Service):
                 client_order_id=coid, accepted=False, detail="duplicate client_order_id", ts_ns=recv
             )
         reason = "" if self.ready else "not_ready: venue reconciliation pending"
+        if not self.journal.ok:
+            reason = f"journal_failed: {self.journal.error}"
         reason = reason or invalid_request(req)
         if not reason:
             it = req.intent
@@ -454,15 +491,32 @@ class ExecutionService(Service):
             "trading_state_seq": self.gate.seq,
             "trip_pending": self.trip_pending,
             "last_trip": self.last_trip,
+            "journal": {
+                "ok": self.journal.ok,
+                "error": self.journal.error,
+                "write_errors": self.journal.write_errors,
+                "path": str(self.journal.path),
+                "incarnation": self.journal.incarnation,
+                "boot": self.journal.boots,
+            },
+            "reconcile_alarms": self.reconciler.alarms,
         }
 
     def heartbeat_state(self) -> str:
+        if not self.journal.ok:
+            return "journal_failed"  # risk's journal trigger halts trading on this
         if not self.ready:
             return "starting"
         return "ok" if self.stream.connected else "degraded"
 
     def last_event_seq(self) -> int:
         return self.events.last_seq
+
+    def incarnation(self) -> str:
+        return self.journal.incarnation
+
+    def boot(self) -> int:
+        return self.journal.boots
 
     def open_orders(self) -> int:
         return self.tracker.open_orders()

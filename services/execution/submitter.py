@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from common.clock import wall_ns
 from common.log import kv
-from services.execution.journal import OrderJournal
+from services.execution.journal import JournalError, OrderJournal
 from services.execution.rest_client import (
     AlpacaRest,
     OrderBlocked,
@@ -107,7 +107,10 @@ class OrderSubmitter:
         while True:
             if posts and deadline_ns and wall_ns() > deadline_ns:
                 return give_up("expired before it could be resubmitted")
-            self.journal.record_submit(client_order_id, posts + 1, body)
+            try:
+                self.journal.record_submit(client_order_id, posts + 1, body)
+            except JournalError as exc:  # a POST that is not journaled first is never written
+                return give_up(f"journal_failed: {exc}")
             try:
                 order = await self.rest.submit_order(body, on_send=sent, may_send=may_send)
                 if isinstance(order, dict):

@@ -13,7 +13,7 @@ from common.positions import PositionBook
 from common.zmq_io import Publisher
 from services.execution.event_log import EventLog, OrderEvent
 from services.execution.journal import OrderJournal
-from services.execution.metrics import ORDERS
+from services.execution.metrics import ADOPTED, ORDERS
 from services.execution.order_state import (
     KNOWN_STATUSES,
     OrderParseError,
@@ -38,6 +38,7 @@ class OrderTracker:
         self.max_tracked = max_tracked
         # venue positions at start plus every Fill since: consistent with events.last_seq at any moment
         self.positions = PositionBook()
+        self.fills_applied = 0
 
     def is_known(self, coid: str) -> bool:
         """True for an id tracked now or ever before (such an id is never sent again)."""
@@ -123,6 +124,12 @@ class OrderTracker:
             strategy=parent.strategy if parent else "",
             reason="replacement" if parent else "adopted from venue",
         )
+        if parent is None:
+            ADOPTED.inc()
+            log.warning(
+                "venue order zerotick did not send: adopted",
+                extra=kv(coid=snap.client_order_id[:64], symbol=snap.symbol, status=snap.status),
+            )
         if baseline:  # fills before our start are already in the venue positions: not new fills
             order.filled_qty, order.filled_avg_px = snap.filled_qty, snap.filled_avg_px
         self.track(order)
@@ -171,6 +178,7 @@ class OrderTracker:
             )
             # Fill before the update: a position rises before the pending quantity that became it falls.
             self.positions.apply_fill(order.symbol, order.side, f.qty, f.px)
+            self.fills_applied += 1
             self._publish(fill, topics.sym(topics.EX_FILL, order.symbol))
         if tr.changed:
             if order.status == "filled" and not was_filled:

@@ -166,6 +166,7 @@ class Triggers:
         self._last_quote = now  # no quote yet: stale counts from our start
         self._last_heartbeat: int | None = None  # unreachable is armed by a first heartbeat
         self._stream_down_since: int | None = None
+        self._journal_failed_since: int | None = None
         self._peak: int | None = None
         self._last_eval = now
         self._stall_ns = max(_S, 10 * cfg.eval_interval_ms * _MS)
@@ -211,6 +212,11 @@ class Triggers:
                 self._stream_down_since = now
         else:
             self._stream_down_since = None
+        if hb.state == "journal_failed":  # execution cannot write its order journal
+            if self._journal_failed_since is None:
+                self._journal_failed_since = now
+        else:
+            self._journal_failed_since = None
 
     def on_positions_reset(self) -> None:
         """Execution restarted: its realized P&L starts over, so the peak is taken afresh."""
@@ -250,6 +256,7 @@ class Triggers:
                 Trigger.EXECUTION_UNREACHABLE, now, self._last_heartbeat, "no heartbeat from execution"
             ),
             Trigger.LATENCY: self._latency_reading(now),
+            Trigger.JOURNAL: self._journal_reading(now),
         }
 
     def evaluate(self, exposure: Exposure, state: TradingState) -> list[Firing]:
@@ -316,6 +323,16 @@ class Triggers:
         return Reading(
             _secs(age), _secs(limit), age > limit, f"{what} for {_secs(age)} (limit {_secs(limit)})"
         )
+
+    def _journal_reading(self, now: int) -> Reading:
+        since = self._journal_failed_since
+        failed = since is not None
+        detail = (
+            f"execution cannot write its order journal (for {_secs(now - since)})"
+            if since is not None
+            else ""
+        )
+        return Reading("failed" if failed else "ok", "ok", failed, detail)
 
     def _latency_reading(self, now: int) -> Reading:
         limit = self._limits[Trigger.LATENCY]

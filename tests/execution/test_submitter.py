@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from services.execution.journal import InMemoryJournal
+from services.execution.journal import SqliteJournal
 from services.execution.ratelimit import TokenBucket
 from services.execution.rest_client import AlpacaRest, RestStatusError
 from services.execution.submitter import OrderSubmitter, SubmitOutcome
@@ -17,14 +19,14 @@ BODY = {"symbol": "AAPL", "qty": "1.5", "side": "buy", "type": "limit", "time_in
 def run_submit(
     faults: list[Fault], coid: str = "zt-t.1", body: dict[str, str] | None = None, burst: int = 50,
     timeout_s: float = 5.0, rate_per_min: int = 6000, extra: Callable[[TinyVenue, AlpacaRest], Awaitable[None]] | None = None,
-) -> tuple[SubmitOutcome, TinyVenue, InMemoryJournal]:  # fmt: skip
-    async def scenario() -> tuple[SubmitOutcome, TinyVenue, InMemoryJournal]:
+) -> tuple[SubmitOutcome, TinyVenue, SqliteJournal]:  # fmt: skip
+    async def scenario() -> tuple[SubmitOutcome, TinyVenue, SqliteJournal]:
         venue = TinyVenue(faults=list(faults))
         await venue.start()
         rest = AlpacaRest(
             venue.url, KEY, SECRET, TokenBucket(rate_per_min, burst), timeout_s=timeout_s, max_wait_s=0.01
         )
-        journal = InMemoryJournal()
+        journal = SqliteJournal(Path(tempfile.mkdtemp()) / "j.sqlite")
         try:
             if extra is not None:
                 await extra(venue, rest)

@@ -225,12 +225,30 @@ class TinyVenue:
         order["filled_avg_price"] = str(avg.quantize(Decimal("0.000000001")))
         order["status"] = "filled" if cum >= Decimal(order["qty"]) else "partially_filled"
         order["updated_at"] = _now()
+        self._book(order["symbol"], order["side"], Decimal(qty), price)
         if push:
             event = "fill" if order["status"] == "filled" else "partial_fill"
             await self.push(
                 event, order, qty=qty, price=price, execution_id=str(uuid.uuid4()), position_qty=str(cum)
             )
         return order
+
+    def _book(self, symbol: str, side: str, qty: Decimal, price: str) -> None:
+        """Move the venue's position like Alpaca's (signed qty, side long/short; flat ones vanish)."""
+        pos = next((p for p in self.positions if p.get("symbol") == symbol), None)
+        signed = Decimal(pos["qty"]) if pos else Decimal(0)
+        signed += qty if side == "buy" else -qty
+        if pos is not None:
+            self.positions.remove(pos)
+        if signed:
+            self.positions.append(
+                {
+                    "symbol": symbol,
+                    "qty": str(signed),
+                    "side": "long" if signed > 0 else "short",
+                    "avg_entry_price": (pos or {}).get("avg_entry_price") or price,
+                }
+            )
 
 
 def _now() -> str:

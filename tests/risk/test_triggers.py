@@ -163,6 +163,16 @@ def test_trade_stream_down_from_executions_heartbeats() -> None:
     assert fired(t) == [Trigger.TRADE_STREAM_DOWN]
 
 
+def test_journal_failure_in_executions_heartbeat_halts_at_once() -> None:
+    t, _ = make(Trigger.JOURNAL)
+    t.on_execution_heartbeat(heartbeat("ok"))
+    assert fired(t) == []
+    t.on_execution_heartbeat(heartbeat("journal_failed"))
+    firings = t.evaluate(FLAT, ACTIVE)
+    assert [(f.trigger, f.action) for f in firings] == [(Trigger.JOURNAL, TradingState.HALTED)]
+    assert "order journal" in firings[0].reading.detail
+
+
 def test_execution_unreachable_is_armed_by_a_first_heartbeat() -> None:
     t, clock = make(Trigger.EXECUTION_UNREACHABLE, after_s=10)
     clock.advance(60 * S)

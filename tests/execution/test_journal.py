@@ -1,0 +1,181 @@
+"""The durable order journal: restarts continue from it exactly; a venue that lost its state is
+reconciled with an alarm; a journal that cannot be written halts sending."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+
+from common import wire
+from common.fixed import to_fixed
+from services.execution.journal import JOURNAL_FILE, JournalError, SqliteJournal
+from tests.execution.harness import running_execution, until
+from tests.execution.test_service import make_settings
+from tests.execution.tiny_venue import TinyVenue
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _update(seq: int, coid: str, status: str = "new") -> wire.OrderUpdate:
+    return wire.OrderUpdate(
+        seq=seq, client_order_id=coid, venue_order_id=f"v-{coid}", strategy="s", symbol="AAPL", side="buy",
+        status=status, event="new", qty=to_fixed(1), filled_qty=0, filled_avg_px=0, limit_px=to_fixed(10),
+        reason="", venue_ns=1, recv_ns=2,
+    )  # fmt: skip
+
+
+def test_journal_keeps_submits_events_and_identity_across_opens(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_FILE
+    j = SqliteJournal(path)
+    j.record_submit("zt-a.1", 1, {"symbol": "AAPL", "side": "buy", "qty": "1", "client_order_id": "zt-a.1"})
+    j.record_event(_update(1, "zt-a.1"))
+    j.record_base(0, [], new_epoch=False)
+    first = (j.journal_id, j.incarnation, j.boots)
+    del j  # no close: as after a SIGKILL
+    again = SqliteJournal(path)
+    rec = again.load()
+    assert (again.journal_id, again.incarnation, again.boots) == (first[0], first[1], first[2] + 1)
+    assert [e.seq for e in rec.events] == [1] and rec.events[0].client_order_id == "zt-a.1"
+    assert list(rec.submits) == ["zt-a.1"] and rec.base_seq == 0
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_full_disk_fails_the_submit_and_recovers_with_the_events_kept(tmp_path: Path) -> None:
+    j = SqliteJournal(tmp_path / JOURNAL_FILE)
+    j._db.close()  # type: ignore[union-attr]  # every write now fails like a disk that went away
+    j._db = None
+    with pytest.raises(JournalError):
+        j.record_submit("zt-a.1", 1, {})
+    j.record_event(_update(1, "zt-a.1"))  # kept in memory, in order
+    assert not j.ok and j.error and j.write_errors >= 1
+    assert j.check()  # reopens: the backlog is written
+    assert [e.seq for e in j.events_after(0, 10)] == [1]
+
+
+def test_restart_continues_the_sequence_remembers_closed_orders_and_resolves_an_unknown_submit(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        venue = TinyVenue()
+        await venue.start()
+        settings = make_settings(tmp_path / "run", venue)
+        try:
+            async with running_execution(settings, venue) as h:
+                assert (await h.order("zt-a.1", qty="10")).accepted
+                await until(lambda: h.svc.orders["zt-a.1"].status == "new")
+                await venue.fill("zt-a.1", "10", "99")
+                await until(lambda: h.svc.orders["zt-a.1"].status == "filled")
+                assert (await h.order("zt-a.2", qty="5")).accepted
+                await until(lambda: h.svc.orders["zt-a.2"].status == "new")
+                seq, incarnation = h.svc.events.last_seq, h.svc.incarnation()
+                # a submit journaled whose POST reached the venue, then the process died (no event)
+                h.svc.journal.record_submit(
+                    "zt-a.3", 1, {"symbol": "AAPL", "side": "buy", "qty": "2", "client_order_id": "zt-a.3"}
+                )
+                venue.place("zt-a.3", "2")
+                # and one journaled whose POST never left
+                h.svc.journal.record_submit(
+                    "zt-a.4", 1, {"symbol": "AAPL", "side": "buy", "qty": "3", "client_order_id": "zt-a.4"}
+                )
+            await venue.fill("zt-a.2", "5", "98", push=False)  # filled while execution was down
+            async with running_execution(settings, venue) as h2:
+                svc = h2.svc
+                assert svc.incarnation() == incarnation and svc.journal.boots == 2
+                assert svc.orders["zt-a.1"].status == "filled"  # a closed order remembered
+                assert svc.orders["zt-a.2"].status == "filled"  # its fill found by lookup
+                assert svc.orders["zt-a.3"].status == "new"  # unknown submit: adopted by lookup
+                await until(lambda: svc.orders["zt-a.4"].status == "submit_failed", timeout_s=10)
+                assert svc.positions.qty("AAPL") == to_fixed(15)
+                assert svc.events.last_seq > seq  # continued, not restarted
+                replay = await h2.rpc.request(wire.Replay(after_seq=0))
+                seqs = [e.seq for e in wire.decode_list(replay.data)]
+                assert seqs == list(range(1, svc.events.last_seq + 1))
+                assert len(venue.posts) == 2  # nothing sent twice
+                orders = orjson.loads((await h2.rpc.request(wire.Control(cmd="orders"))).data)
+                assert {o["client_order_id"] for o in orders} == {"zt-a.1", "zt-a.2", "zt-a.3", "zt-a.4"}
+        finally:
+            await venue.stop()
+
+    asyncio.run(main())
+
+
+def test_a_venue_that_lost_its_state_is_reconciled_with_an_alarm(tmp_path: Path) -> None:
+    async def main() -> None:
+        venue = TinyVenue()
+        await venue.start()
+        try:
+            async with running_execution(make_settings(tmp_path / "run", venue), venue) as h:
+                assert (await h.order("zt-b.1", qty="10")).accepted
+                await until(lambda: h.svc.orders["zt-b.1"].status == "new")
+                await venue.fill("zt-b.1", "4", "99")
+                await until(lambda: h.svc.positions.qty("AAPL") == to_fixed(4))
+                epoch = h.svc.incarnation()
+                venue.stream_open = False
+                await venue.drop_streams()
+                await until(lambda: not h.svc.stream.connected)
+                venue.orders.clear()  # the venue restarted without its state
+                venue.positions.clear()
+                venue.stream_open = True
+                await until(lambda: h.svc.orders["zt-b.1"].status == "venue_lost")
+                await until(lambda: h.svc.positions.qty("AAPL") == 0)
+                assert h.svc.incarnation() != epoch  # risk re-snapshots the re-based book
+                alarms = h.svc.status()["reconcile_alarms"]
+                assert any("venue lost 1 open orders" in a for a in alarms)
+                assert any("re-based" in a for a in alarms)
+                assert "venue_lost" in h.statuses("zt-b.1")  # published: risk releases its pending
+        finally:
+            await venue.stop()
+
+    asyncio.run(main())
+
+
+def test_an_unwritable_journal_refuses_orders_and_says_so(tmp_path: Path) -> None:
+    async def main() -> None:
+        venue = TinyVenue()
+        await venue.start()
+        try:
+            async with running_execution(make_settings(tmp_path / "run", venue), venue) as h:
+                h.svc.journal._db.close()  # type: ignore[union-attr]  # the disk is gone
+                ack = await h.order("zt-c.1")
+                if ack.accepted:  # the health check had not run yet: the write-ahead refuses the POST
+                    await until(lambda: h.svc.orders["zt-c.1"].status == "submit_failed")
+                assert "journal_failed" in h.svc.orders["zt-c.1"].reason
+                assert h.svc.heartbeat_state() == "journal_failed"
+                ack = await h.order("zt-c.2")
+                assert not ack.accepted and ack.detail.startswith("journal_failed")
+                assert h.svc.status()["journal"]["ok"] is False
+                assert not venue.posts
+        finally:
+            await venue.stop()
+
+    asyncio.run(main())
+
+
+def test_a_full_tmpfs_run_folder_is_detected(tmp_path: Path) -> None:
+    """A real full disk: a 6 MiB tmpfs (root only; skipped where mounting is not allowed)."""
+    import subprocess
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(folder)], check=False
+    ).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        j = SqliteJournal(folder / JOURNAL_FILE)
+        assert j.check()
+        (folder / "filler").write_bytes(b"\0" * (5 * 1024 * 1024))  # leaves < MIN_FREE_BYTES
+        assert not j.check() and "disk almost full" in j.error
+        with pytest.raises(JournalError):
+            j.record_submit("zt-d.1", 1, {})
+        (folder / "filler").unlink()
+        assert j.check() and j.ok
+        j.close()
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
