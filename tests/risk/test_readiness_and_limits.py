@@ -136,6 +136,7 @@ def test_a_snapshot_from_before_an_execution_restart_is_ignored(tmp_path: Path) 
         assert risk.risk.positions.qty("AAPL") == 0
         assert risk.status()["positions_as_of_seq"] == 0
         assert len(risk._clients) == clients  # no new socket per restart
+        risk.risk.on_quote(_quote())  # the scenario may outlast the quote's allowed age
         assert risk.decide(_intent("a", "500")).approved
 
     _run(tmp_path, prepare, scenario)
