@@ -69,6 +69,7 @@ def build_app(cfg: SimConfig, exchange: Exchange | None = None) -> web.Applicati
     add_control_routes(app, Control(hub, feed, books, market, app[TRADE_STREAM_HUB].drop_all))
 
     async def lifecycle(app: web.Application) -> Any:
+        feed.seed_venue()  # before the ready line: market orders are priced from the first request
         feed.start()
         yield
         await feed.stop()
