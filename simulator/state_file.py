@@ -8,7 +8,8 @@ rejections, stream connections. Delayed steps in flight (acks, cancels, replaces
 ``ack_delay_ms``) are scheduled again on load, each a full delay from the restart.
 
 Writing: the exchange bumps ``state_version`` on every change; a flusher checks it every
-``state_flush_ms`` and, when it moved, serializes the whole state on the loop (orjson) and writes
+``state_flush_ms`` and, when it moved, serializes the whole state on the loop (orjson; closed
+simple orders are serialized once and cached, see bench/venue_state_file.py) and writes
 it in a thread: temp file, fsync, ``os.replace`` (atomic: a reader sees the old or the new file,
 never a torn one). A SIGKILL therefore loses at most the changes of the last ``state_flush_ms``
 (plus a write in progress); SIGTERM writes a last snapshot. Without a state file a venue starts
@@ -66,7 +67,28 @@ def _order_from(doc: dict[str, Any]) -> SimOrder:
     return SimOrder(**kwargs)
 
 
-def snapshot(ex: Exchange) -> bytes:
+def _orders_json(ex: Exchange, cache: dict[str, orjson.Fragment] | None) -> list[Any]:
+    """Closed simple orders never change again: their JSON is kept in ``cache`` (pruned to the
+    orders still on the books, e.g. after a /sim/account/reset)."""
+    if cache is None:
+        return [_order_doc(o) for o in ex._orders.values()]
+    kept: dict[str, orjson.Fragment] = {}
+    out: list[Any] = []
+    for oid, order in ex._orders.items():
+        frag = cache.get(oid)
+        if frag is None:
+            if not (order.terminal and order.parent is None and not order.legs):
+                out.append(_order_doc(order))
+                continue
+            frag = orjson.Fragment(orjson.dumps(_order_doc(order)))
+        kept[oid] = frag
+        out.append(frag)
+    cache.clear()
+    cache.update(kept)
+    return out
+
+
+def snapshot(ex: Exchange, cache: dict[str, orjson.Fragment] | None = None) -> bytes:
     acct = ex.account
     return orjson.dumps(
         {
@@ -80,7 +102,7 @@ def snapshot(ex: Exchange) -> bytes:
                 "positions": {s: [str(p.qty), str(p.cost_basis)] for s, p in acct.positions.items()},
             },
             "account_config": ex.account_config,
-            "orders": [_order_doc(o) for o in ex._orders.values()],
+            "orders": _orders_json(ex, cache),
             "resting": {s: [o.id for o in book] for s, book in ex._resting.items()},
             "queued": [o.id for o in ex._queued],
         }
@@ -153,6 +175,7 @@ class StateFile:
         self.flush_s = flush_s
         self.writes = 0
         self._written = -1
+        self._cache: dict[str, orjson.Fragment] = {}
         self._task: asyncio.Task[None] | None = None
 
     def load(self) -> int:
@@ -182,7 +205,7 @@ class StateFile:
         version = self.ex.state_version
         if version == self._written:
             return False
-        write_atomic(self.path, snapshot(self.ex))
+        write_atomic(self.path, snapshot(self.ex, self._cache))
         STATE_WRITES.labels("ok").inc()
         self._written = version
         self.writes += 1
@@ -194,7 +217,7 @@ class StateFile:
             version = self.ex.state_version
             if version == self._written:
                 continue
-            data = snapshot(self.ex)
+            data = snapshot(self.ex, self._cache)
             try:
                 await asyncio.to_thread(write_atomic, self.path, data)
             except OSError as exc:
