@@ -10,7 +10,8 @@ Market state
 Matching (all fills are at the touch price, never better or worse)
     * market: buy at the ask, sell at the bid, up to the touch size; the rest stays working and
       fills on later quotes (partial fills). A market order (or notional order) for a symbol with
-      no quote yet is rejected with 422 (42210000) rather than held.
+      no quote yet is rejected with 422 (42210000) rather than held; symbols with synthetic data
+      get their opening quote before the ready line, so this concerns quiet stocks and replays.
     * limit: fills at the touch at once if marketable (buy: ask <= limit, sell: bid >= limit),
       else rests and fills when a later touch crosses it; partially when the touch is smaller.
     * stop / stop_limit: triggered when buy: ask >= stop (or a trade >= stop), sell: bid <= stop
