@@ -144,6 +144,10 @@ class SimConfig(Section):
     # > 0: orders are acknowledged (pending_new -> new), canceled and replaced this long after the
     # request, with pending_* events in between; 0 = everything takes effect at once
     ack_delay_ms: float = Field(default=0.0, ge=0, le=60_000)
+    # orders, positions, account and id counters survive a restart (simulator/state_file.py);
+    # None = a restarted venue starts empty. Written when changed, at most every state_flush_ms.
+    state_file: Path | None = None
+    state_flush_ms: float = Field(default=50.0, ge=1, le=60_000)
 
 
 class ZmqConfig(Section):

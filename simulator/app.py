@@ -35,6 +35,7 @@ from simulator.feed import FeedDriver
 from simulator.market import L2Book, Market, ReplaySource
 from simulator.md_stream import CRYPTO_PATHS, STOCK_PATHS, MdHub, add_md_routes
 from simulator.rest import TRADE_STREAM_HUB, add_trading_routes
+from simulator.state_file import StateFile, StateFileError
 
 log = logging.getLogger("simulator.app")
 
@@ -68,10 +69,18 @@ def build_app(cfg: SimConfig, exchange: Exchange | None = None) -> web.Applicati
     add_md_routes(app, hub)
     add_control_routes(app, Control(hub, feed, books, market, app[TRADE_STREAM_HUB].drop_all))
 
+    state = StateFile(cfg.state_file, exchange, cfg.state_flush_ms / 1000) if cfg.state_file else None
+
     async def lifecycle(app: web.Application) -> Any:
+        if state is not None:
+            state.load()
+            state.start()
+        feed.seed_venue()  # before the ready line: market orders are priced from the first request
         feed.start()
         yield
         await feed.stop()
+        if state is not None:
+            await state.stop()
 
     async def close_streams(app: web.Application) -> None:
         await hub.close_all()
@@ -145,6 +154,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--replay", help="replay this capture file instead of the synthetic market")
     p.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off")
     p.add_argument("--paused", action="store_true", help="start with the feed paused")
+    p.add_argument("--state-file", help="keep orders, positions and account here across restarts")
     return p.parse_args(argv)
 
 
@@ -159,6 +169,7 @@ def sim_config_from_args(args: argparse.Namespace) -> tuple[SimConfig, bool]:
         "replay_file": args.replay,
         "metrics_port": args.metrics_port,
         "feed_start_paused": True if args.paused else None,
+        "state_file": args.state_file,
     }
     data = settings.sim.model_dump()
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -191,4 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     setup_logging("sim", cfg.log_level, json_logs)
     register_secret(cfg.secret_key.get_secret_value())
-    uvloop.run(_serve(cfg))
+    try:
+        uvloop.run(_serve(cfg))
+    except StateFileError as exc:  # refuse to start rather than come up empty (a silent reset)
+        log.error("venue state file unusable", extra=kv(path=str(cfg.state_file), error=str(exc)))
+        print(f"zerotick sim: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -72,6 +72,9 @@ class Exchange(OrderLifecycle, PreTradeChecks):
         self._touch = {}
         self._last_trade = {}
         self._event_seq = 0
+        self._held = None
+        self._ack_views = {}
+        self.state_version = 0
         self.reset()
 
     # ---- state and request log -----------------------------------------------------------
@@ -89,6 +92,7 @@ class Exchange(OrderLifecycle, PreTradeChecks):
         self._seq = 0
         self._epoch += 1
         self._log: list[dict[str, Any]] = []
+        self.state_version += 1
         for touch in self._touch.values():
             touch.bid_avail, touch.ask_avail = touch.bid_sz, touch.ask_sz
 
@@ -206,6 +210,7 @@ class Exchange(OrderLifecycle, PreTradeChecks):
     def patch_config(self, patch: AccountConfigPatch) -> dict[str, Any]:
         for key, value in patch.model_dump(exclude_none=True).items():
             self.account_config[key] = value
+        self.state_version += 1
         return dict(self.account_config)
 
     # ---- order entry ---------------------------------------------------------------------
@@ -296,7 +301,8 @@ class Exchange(OrderLifecycle, PreTradeChecks):
         for symbol in sorted(self.account.positions):
             try:
                 order = self.close_position(symbol)
-                out.append({"symbol": symbol, "status": 200, "order_id": order.id, "body": order.to_json()})
+                body = self.accepted_view(order)
+                out.append({"symbol": symbol, "status": 200, "order_id": order.id, "body": body})
             except errors.ApiError as exc:
                 out.append({"symbol": symbol, "status": exc.status, "body": exc.body()})
         return out

@@ -10,7 +10,8 @@ Market state
 Matching (all fills are at the touch price, never better or worse)
     * market: buy at the ask, sell at the bid, up to the touch size; the rest stays working and
       fills on later quotes (partial fills). A market order (or notional order) for a symbol with
-      no quote yet is rejected with 422 (42210000) rather than held.
+      no quote yet is rejected with 422 (42210000) rather than held; symbols with synthetic data
+      get their opening quote before the ready line, so this concerns quiet stocks and replays.
     * limit: fills at the touch at once if marketable (buy: ask <= limit, sell: bid >= limit),
       else rests and fills when a later touch crosses it; partially when the touch is smaller.
     * stop / stop_limit: triggered when buy: ask >= stop (or a trade >= stop), sell: bid <= stop
@@ -32,6 +33,11 @@ Order classes
     order and the stop leg are both working at once, with the same one-cancels-other rules.
 
 Fills and status changes are reported to listeners as trade_updates ``data`` objects (``_emit``).
+Matching is immediate, but a REST handler holds the events (``hold_events``) while it runs and
+releases them after its reply is written: Alpaca's POST reply is the order as accepted (``new``,
+``accepted`` or ``pending_new``, filled_qty 0) and the fill comes on the stream. ``accepted_view``
+is the order as its acknowledgement event showed it. Events keep their order (everything emitted
+while held, feed-driven fills included, waits in the same queue).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ EventListener = Callable[[dict[str, Any]], None]
 
 HUNDRED = Decimal(100)
 PENDING_CHANGE = frozenset({"pending_cancel", "pending_replace"})
+ACK_EVENTS = frozenset({"new", "pending_new", "accepted"})
 
 
 class Touch:
@@ -88,6 +95,9 @@ class OrderBook:
     _by_coid: dict[str, SimOrder]
     _resting: dict[str, list[SimOrder]]
     _seq: int
+    _held: list[dict[str, Any]] | None
+    _ack_views: dict[str, dict[str, Any]]
+    state_version: int
 
     def add_listener(self, listener: EventListener) -> None:
         """``listener(data)`` gets the ``data`` object of every trade_updates event, in order."""
@@ -96,6 +106,22 @@ class OrderBook:
     def remove_listener(self, listener: EventListener) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
+
+    def hold_events(self) -> None:
+        """Queue events instead of dispatching them, until ``release_events``."""
+        if self._held is None:
+            self._held = []
+
+    def release_events(self) -> None:
+        held, self._held = self._held, None
+        self._ack_views.clear()
+        for data in held or ():
+            self._dispatch(data)
+
+    def accepted_view(self, order: SimOrder) -> dict[str, Any]:
+        """The order as acknowledged during the current hold (else as it is now)."""
+        view = self._ack_views.get(order.id)
+        return view if view is not None else order.to_json()
 
     # ---- market data in ------------------------------------------------------------------
 
@@ -397,8 +423,10 @@ class OrderBook:
         reason: str | None = None,
     ) -> None:
         self._event_seq += 1
+        self.state_version += 1
         ORDER_EVENTS.labels(event).inc()
-        if not self._listeners:
+        held = self._held
+        if held is None and not self._listeners:
             return
         ts = rfc3339(self.now_ns())
         data: dict[str, Any] = {
@@ -413,6 +441,14 @@ class OrderBook:
             data["qty"], data["price"], data["position_qty"] = fmt(qty), fmt(price), fmt(position)
         if reason is not None:
             data["reason"] = reason
+        if held is None:
+            self._dispatch(data)
+            return
+        held.append(data)
+        if event in ACK_EVENTS and order.id not in self._ack_views:
+            self._ack_views[order.id] = data["order"]
+
+    def _dispatch(self, data: dict[str, Any]) -> None:
         for listener in list(self._listeners):
             try:
                 listener(data)

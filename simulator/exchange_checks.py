@@ -7,10 +7,12 @@ Buying power and shorting (non-margin, multiplier 1)
                      amount again as collateral) - holds of open buy orders, floored at 0.
                      A buy order holds remaining qty x (limit price | stop price | ask at entry),
                      a notional buy its remaining notional. Exit legs hold nothing.
-    shorting       stocks are shortable (unless account configuration ``no_shorting``), crypto
-                     never. Selling more than the unheld long qty: crypto -> 403 insufficient qty;
-                     stock with no_shorting -> 403; fractional short -> 422; else the short part
-                     (qty beyond the long position) must fit in buying power (403 otherwise).
+    shorting       a sell while long may close the position but never flip it short in one order:
+                     beyond the long qty not held by open sell orders -> 403 40310000 "insufficient
+                     qty available for order" with available / existing_qty / held_for_orders /
+                     related_orders / symbol (as Alpaca). A sell while flat or short opens or adds
+                     to a short: stocks only (crypto, or account configuration ``no_shorting`` ->
+                     the same 403); fractional short -> 422; its qty must fit in buying power.
     fractional     stocks: fractional qty or notional only for simple market day orders (422).
 """
 
@@ -160,17 +162,17 @@ class PreTradeChecks(OrderBook):
             cost = body.notional if body.notional is not None else qty * (ref or ZERO)
             self._check_buying_power(cost)
             return
-        is_exit_pair = body.order_class == "oco"
         held = self._held_for_orders(asset.symbol, "sell")
-        available = max(position, ZERO) - held
-        short_qty = qty - max(available, ZERO)
-        if short_qty <= 0 or (is_exit_pair and qty <= max(position, ZERO)):
-            return
+        if position > 0:  # a sell from long may close it, never flip it short in the same order
+            available = max(position - held, ZERO)
+            if qty <= available or (body.order_class == "oco" and qty <= position):
+                return
+            raise self._insufficient_qty(asset, qty, available, position, held)
         if asset.is_crypto or self.account_config["no_shorting"]:
-            raise self._insufficient_qty(asset, qty, max(available, ZERO), position, held)
-        if not _is_whole(short_qty):
+            raise self._insufficient_qty(asset, qty, ZERO, position, held)
+        if not _is_whole(qty):
             raise errors.unprocessable("fractional orders cannot be sold short")
-        self._check_buying_power(short_qty * (ref or ZERO))
+        self._check_buying_power(qty * (ref or ZERO))
 
     def _check_buying_power(self, cost: Decimal) -> None:
         bp = self.buying_power()

@@ -90,6 +90,7 @@ class OrderLifecycle(OrderBook):
         if not self.session_open:
             return []
         self.session_open = False
+        self.state_version += 1
         now = self.now_ns()
         expired = []
         for order in list(self._orders.values()):
@@ -108,6 +109,7 @@ class OrderLifecycle(OrderBook):
         if self.session_open:
             return []
         self.session_open = True
+        self.state_version += 1
         for symbol in list(self._resting):
             if symbol in self._resting:
                 self._match_symbol(symbol)

@@ -69,6 +69,17 @@ class FeedDriver:
             raise ValueError("rate must be >= 0")
         self.rate = rate
 
+    def seed_venue(self) -> int:
+        """Give the exchange the synthetic market's opening touch of every symbol (not sent to
+        subscribers: nobody is connected before the ready line). Returns the quotes given."""
+        if self.market is None:
+            return 0
+        quotes = self.market.opening_quotes(wall_ns())
+        for ev in quotes:
+            if ev.venue_quote is not None:
+                self.exchange.on_quote(ev.symbol, *ev.venue_quote, ev.msg["t"])
+        return len(quotes)
+
     def start(self) -> None:
         if self.replay is not None:
             self._task = asyncio.get_running_loop().create_task(self._run_replay())

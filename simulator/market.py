@@ -454,6 +454,15 @@ class Market:
             order[rng.randrange(len(order))].step(rng, now_ns, out, self)
         return out
 
+    def opening_quotes(self, now_ns: int) -> list[MdEvent]:
+        """The touch every symbol starts from: the venue can price orders before the first step."""
+        out = [quote_event(p.symbol, p.bid, p.bid_sz, p.ask, p.ask_sz, now_ns) for p in self._stocks.values()]
+        for symbol, book in self.books.items():
+            top = book.top()
+            if top is not None:
+                out.append(quote_event(symbol, *top, now_ns))
+        return out
+
     def note_quote(self, symbol: str, bid_px: int, bid_sz: int, ask_px: int, ask_sz: int) -> None:
         """An injected stock quote becomes the walk's new state."""
         proc = self._stocks.get(symbol)

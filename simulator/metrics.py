@@ -27,6 +27,7 @@ TRADE_STREAM_CONNECTIONS = Gauge(
 REJECTIONS = Counter(
     "zt_sim_rejections_total", "Order requests refused (4xx) or orders rejected after acceptance", ["code"]
 )
+STATE_WRITES = Counter("zt_sim_state_writes_total", "Venue state file writes", ["outcome"])  # ok | error
 
 ASYNC_REJECTION = "async"
 UNMATCHED_ROUTE = "unmatched"

@@ -13,11 +13,12 @@ code. Every trading request is counted and timed per route template (simulator/m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -275,6 +276,16 @@ class TradingApi:
         self.limiter = limiter
         self.faults = faults
 
+    @contextlib.contextmanager
+    def _reply_first(self) -> Iterator[None]:
+        """Order events caused by this request reach the stream only after its reply is written
+        (the reply is written synchronously once the handler returns; ``call_soon`` runs after)."""
+        self.ex.hold_events()
+        try:
+            yield
+        finally:
+            asyncio.get_running_loop().call_soon(self.ex.release_events)
+
     async def get_account(self, request: web.Request) -> web.Response:
         return json_response(self.ex.account_json())
 
@@ -296,9 +307,12 @@ class TradingApi:
                 qty=data.get("qty"),
                 limit_price=data.get("limit_price"),
             )
-        order = self.ex.submit(parse(OrderBody, data))
+        body = parse(OrderBody, data)
+        with self._reply_first():
+            order = self.ex.submit(body)
+            reply = self.ex.accepted_view(order)
         _note_order(request, order)
-        return json_response(order.to_json())
+        return json_response(reply)
 
     async def list_orders(self, request: web.Request) -> web.Response:
         status = q_choice(request, "status", ("open", "closed", "all"), "open")
@@ -325,9 +339,6 @@ class TradingApi:
         )
         return json_response([o.to_json(with_legs=nested) for o in orders])
 
-    async def cancel_all(self, request: web.Request) -> web.Response:
-        return json_response(self.ex.cancel_all(), status=207)
-
     async def get_by_client_id(self, request: web.Request) -> web.Response:
         coid = request.query.get("client_order_id")
         if not coid:
@@ -342,14 +353,18 @@ class TradingApi:
         data = await read_json(request, required=False)
         if isinstance(data, dict):
             _note_order(request, order_id=order_id, qty=data.get("qty"), limit_price=data.get("limit_price"))
-        new = self.ex.replace(order_id, parse(ReplaceBody, data))
+        body = parse(ReplaceBody, data)
+        with self._reply_first():
+            new = self.ex.replace(order_id, body)
+            reply = self.ex.accepted_view(new)
         _note_order(request, new)
-        return json_response(new.to_json())
+        return json_response(reply)
 
     async def cancel_order(self, request: web.Request) -> web.Response:
         order_id = request.match_info["order_id"]
         _note_order(request, order_id=order_id)
-        order = self.ex.cancel(order_id)
+        with self._reply_first():
+            order = self.ex.cancel(order_id)
         _note_order(request, order)
         return web.Response(status=204)
 
@@ -362,12 +377,21 @@ class TradingApi:
     async def close_position(self, request: web.Request) -> web.Response:
         symbol = request.match_info["symbol"]
         _note_order(request, symbol=symbol)
-        order = self.ex.close_position(symbol, q_decimal(request, "qty"), q_decimal(request, "percentage"))
+        qty, percentage = q_decimal(request, "qty"), q_decimal(request, "percentage")
+        with self._reply_first():
+            order = self.ex.close_position(symbol, qty, percentage)
+            reply = self.ex.accepted_view(order)
         _note_order(request, order)
-        return json_response(order.to_json())
+        return json_response(reply)
 
     async def close_all_positions(self, request: web.Request) -> web.Response:
-        return json_response(self.ex.close_all_positions(q_bool(request, "cancel_orders")), status=207)
+        cancel_orders = q_bool(request, "cancel_orders")
+        with self._reply_first():
+            return json_response(self.ex.close_all_positions(cancel_orders), status=207)
+
+    async def cancel_all(self, request: web.Request) -> web.Response:
+        with self._reply_first():
+            return json_response(self.ex.cancel_all(), status=207)
 
     async def get_clock(self, request: web.Request) -> web.Response:
         return json_response(clock_json(self.ex.now_ns(), self.ex.session_open))

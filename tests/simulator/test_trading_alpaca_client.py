@@ -114,8 +114,12 @@ def test_submit_every_order_type_and_tif(sim: SimServer, client: TradingClient) 
             client_order_id="my-limit-1",
         ),
     ]
-    orders = [client.submit_order(r) for r in requests]
-    assert all(isinstance(o, Order) for o in orders)
+    replies = [client.submit_order(r) for r in requests]
+    assert all(isinstance(o, Order) for o in replies)
+    # the POST reply is the order as accepted, fills are reported afterwards (stream, GET)
+    assert {o.status for o in replies} == {OrderStatus.NEW}
+    assert all(D(o.filled_qty) == 0 and o.filled_avg_price is None for o in replies)
+    orders = [client.get_order_by_id(o.id) for o in replies]
     (
         market,
         notional,
@@ -275,7 +279,8 @@ def test_positions_close_and_close_all(sim: SimServer, client: TradingClient) ->
     assert err.value.status_code == 404 and err.value.code == 40410000
 
     closing = client.close_position("AAPL", ClosePositionRequest(qty="4"))
-    assert closing.side == OrderSide.SELL and D(closing.qty) == 4 and closing.status == OrderStatus.FILLED
+    assert closing.side == OrderSide.SELL and D(closing.qty) == 4 and closing.status == OrderStatus.NEW
+    assert client.get_order_by_id(closing.id).status == OrderStatus.FILLED
     assert D(client.get_open_position("AAPL").qty) == 6
     client.close_position("AAPL", ClosePositionRequest(percentage="50"))
     assert D(client.get_open_position("AAPL").qty) == 3

@@ -73,7 +73,8 @@ def test_session_close_expires_day_orders_queues_new_ones_and_moves_the_clock(ve
     queued_market = client.submit_order(market(1))
     assert (queued_day.status, queued_market.status) == (OrderStatus.ACCEPTED, OrderStatus.ACCEPTED)
     crypto = client.submit_order(market(0.5, TimeInForce.GTC, "BTC/USD"))  # crypto trades 24/7
-    assert crypto.status == OrderStatus.FILLED
+    assert crypto.status == OrderStatus.NEW
+    assert client.get_order_by_id(crypto.id).status == OrderStatus.FILLED
     opg = {"symbol": "AAPL", "qty": 1, "side": "buy", "type": "market", "time_in_force": "opg"}
     headers = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
     refused = requests.post(sim.base_url + "/v2/orders", json=opg, headers=headers, timeout=5)
