@@ -1,4 +1,9 @@
-"""Structured logging (one JSON object per line) with secrets redacted."""
+"""Structured logging (one JSON object per line) with secrets redacted, and the redaction itself.
+
+A secret registered here (the venue's keys, the sim's secret) is masked in log lines, in status
+dicts (``redact_obj``), in metric label values (``common.metrics``) and in every frame encoded for
+ZeroMQ (``redact_bytes``, called by ``common.wire``): the venue may echo a key back in an error
+text that ends up in ``FeedStatus.detail``, ``OrderUpdate.reason`` or ``Reply.detail``."""
 
 from __future__ import annotations
 
@@ -11,12 +16,48 @@ import orjson
 
 _SECRET_KEYS = re.compile(r"(secret|password|token|key_id|api[-_]?key|authorization)", re.I)
 _registered_secrets: set[str] = set()
+# Masked inside encoded frames by a same-length run of '*', so msgpack's length prefixes (and JSON)
+# stay valid. Only secrets long enough never to occur by chance inside binary numbers.
+_secret_bytes: tuple[bytes, ...] = ()
+MIN_BYTES_SECRET = 8
 
 
 def register_secret(value: str | None) -> None:
-    """Any log line containing this exact value gets it masked."""
+    """Any log line, status, metric label or ZeroMQ frame containing this exact value gets it masked."""
+    global _secret_bytes
     if value and len(value) >= 4:
         _registered_secrets.add(value)
+        raw = value.encode()
+        if len(raw) >= MIN_BYTES_SECRET and raw not in _secret_bytes:
+            _secret_bytes = (*_secret_bytes, raw)
+
+
+def forget_secrets() -> None:
+    """Tests only: start again with no registered secret."""
+    global _secret_bytes
+    _registered_secrets.clear()
+    _secret_bytes = ()
+
+
+def redact_bytes(frame: bytes) -> bytes:
+    """``frame`` with every registered secret overwritten in place (same length)."""
+    for s in _secret_bytes:
+        if s in frame:
+            frame = frame.replace(s, b"*" * len(s))
+    return frame
+
+
+def redact_obj(obj: Any) -> Any:
+    """Registered secrets masked in every string of a JSON-like value (keys kept as they are)."""
+    if not _registered_secrets:
+        return obj
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {k: redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact_obj(v) for v in obj]
+    return obj
 
 
 def redact(text: str) -> str:

@@ -6,10 +6,15 @@ kind of machine is 50-500 us, of a venue round trip 0.3-50 ms.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import Enum as PromEnum
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from common.enums import TradingState
+from common.log import redact
 
 LATENCY_BUCKETS = (
     10e-6, 25e-6, 50e-6, 75e-6, 100e-6, 150e-6, 200e-6, 300e-6, 500e-6, 750e-6,
@@ -41,10 +46,28 @@ SERVICE_UP = Gauge("zt_service_up", "1 while the service runs", ["service"])
 HEARTBEATS = Counter("zt_heartbeats_total", "Heartbeats published", ["service"])
 
 
+class RedactingRegistry:
+    """What /metrics serves: the default registry with registered secrets masked in label values."""
+
+    def __init__(self, registry: Collector = REGISTRY) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            if any(redact(v) != v for s in metric.samples for v in s.labels.values()):
+                metric.samples = [
+                    s._replace(labels={k: redact(v) for k, v in s.labels.items()}) for s in metric.samples
+                ]
+            yield metric
+
+    def restricted_registry(self, names: Iterable[str]) -> RedactingRegistry:
+        return RedactingRegistry(self._registry.restricted_registry(names))  # type: ignore[attr-defined]
+
+
 def serve_metrics(host: str, port: int) -> None:
     """Expose /metrics on host:port (0 = disabled)."""
     if port:
-        start_http_server(port, addr=host)
+        start_http_server(port, addr=host, registry=RedactingRegistry())  # type: ignore[arg-type]
 
 
 # ---- the trading state and the kill switch (risk owns it; execution enforces it too) -------------

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from common import topics, wire
+from common.bounds import MAX_NANOS, InboundFilter, message_error
+from common.clock import wall_ns
 from common.zmq_io import RpcClient, RpcError
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,9 @@ class OrderEventReceiver:
         self._replaying = False
         self._want_replay = False
         self._loop = service.loop
+        self._tasks = service.tasks
+        self._inbound: InboundFilter = service.inbound
+        self.handler_errors = 0
         self.gaps_filled = 0
         service.subscribe("execution", [topics.EX, topics.heartbeat("execution")], self._on_batch)
         self._request_replay()
@@ -114,19 +119,33 @@ class OrderEventReceiver:
             return  # duplicate (replay overlapping live delivery)
         if ev.seq == self.last_seq + 1:
             self.last_seq = ev.seq
-            self._on_event(ev)
+            self._deliver(ev)
             while (nxt := self._buffer.pop(self.last_seq + 1, None)) is not None:
                 self.last_seq = nxt.seq
-                self._on_event(nxt)
+                self._deliver(nxt)
         else:
             self._buffer[ev.seq] = ev
+
+    def _deliver(self, ev: OrderEvent) -> None:
+        """Hand one event on; an out-of-range one (it came by replay) is consumed, counted, not
+        delivered, and an owner's exception is logged and counted: the sequence goes on either way."""
+        reason = message_error(ev, wall_ns())
+        if reason:
+            self._inbound.reject(topics.EX, ev, reason)
+            return
+        try:
+            self._on_event(ev)
+        except Exception:
+            self.handler_errors += 1
+            self._inbound.reject(topics.EX, ev, "handler_error")
+            log.exception("order event handler failed", extra={"fields": {"seq": ev.seq}})
 
     def _request_replay(self) -> None:
         if self._replaying:
             self._want_replay = True
             return
         self._replaying = True
-        self._loop.create_task(self._replay())
+        self._tasks.run_once("order_event_replay", self._replay())
 
     async def _replay(self) -> None:
         try:
@@ -175,7 +194,9 @@ class OrderEventReceiver:
         if isinstance(reply, wire.Reply) and reply.ok:
             try:
                 events = [
-                    e for e in wire.decode_list(reply.data) if isinstance(e, wire.OrderUpdate | wire.Fill)
+                    e
+                    for e in wire.decode_list(reply.data)
+                    if isinstance(e, wire.OrderUpdate | wire.Fill) and 0 < e.seq <= MAX_NANOS
                 ]
             except wire.WireError as exc:
                 detail = str(exc)

@@ -23,13 +23,15 @@ import zmq
 
 from common import topics, wire
 from common.auth import PRIVILEGED, REQUEST_REFUSED, ControlGuard, LogLimiter
+from common.bounds import InboundFilter
 from common.clock import wall_ns
 from common.config import Settings
 from common.enums import ControlCmd
-from common.log import register_secret, setup_logging
+from common.log import redact_obj, register_secret, setup_logging
 from common.metrics import HEARTBEATS, SERVICE_UP, serve_metrics
 from common.peer_link import PeerServer, credentials
 from common.private_files import ensure_private_dir
+from common.tasks import TaskSupervisor
 from common.zmq_io import Publisher, RpcClient, RpcServer, Subscriber, new_context
 
 log = logging.getLogger(__name__)
@@ -59,10 +61,14 @@ class Service:
             PeerServer(self.ctx, self.loop, settings, spec, self._dispatch_privileged) if spec else None
         )
         self._subs: list[Subscriber] = []
+        self.inbound = InboundFilter(self.name)  # out-of-range values never reach a handler
         self._clients: list[RpcClient] = []
         self._hb_seq = 0
         self._stopping = asyncio.Event()
         self.started_ns = wall_ns()
+        self.exit_code = 0  # non-zero after a fatal task failure: supervisord restarts the process
+        # every background task of the service runs under it (common/tasks.py): none dies silently
+        self.tasks = TaskSupervisor(self.name, on_fatal=self._fail)
 
     # ---- for subclasses ---------------------------------------------------------------------
 
@@ -99,9 +105,17 @@ class Service:
     # ---- helpers ----------------------------------------------------------------------------
 
     def subscribe(self, service: str, prefixes: list[bytes], handler: Any) -> Subscriber:
+        """``handler(topic, msgs)`` gets each batch with its out-of-range messages dropped (counted)."""
         z = self.settings.zmq
+        inbound = self.inbound
+
+        def checked(topic: bytes, msgs: list[Any]) -> None:
+            msgs = inbound(topic, msgs)
+            if msgs:
+                handler(topic, msgs)
+
         sub = Subscriber(
-            self.ctx, self.loop, [z.endpoint(service, "pub")], prefixes, handler, self.name, z.rcvhwm
+            self.ctx, self.loop, [z.endpoint(service, "pub")], prefixes, checked, self.name, z.rcvhwm
         )
         self._subs.append(sub)
         return sub
@@ -162,7 +176,9 @@ class Service:
                 return wire.Reply(
                     ok=True,
                     detail="status",
-                    data=orjson.dumps(self.full_status(), default=str, option=orjson.OPT_NON_STR_KEYS),
+                    data=orjson.dumps(
+                        redact_obj(self.full_status()), default=str, option=orjson.OPT_NON_STR_KEYS
+                    ),
                 )
             reply = self.control(msg)
             if reply is None:
@@ -186,6 +202,7 @@ class Service:
             "state": self.heartbeat_state(),
             "uptime_s": round((wall_ns() - self.started_ns) / 1e9, 3),
             "venue": self.settings.venue,
+            "tasks": self.tasks.status(),
             **self.status(),
         }
 
@@ -213,6 +230,11 @@ class Service:
     def request_stop(self) -> None:
         self._stopping.set()
 
+    def _fail(self, task: str, exc: BaseException) -> None:
+        log.critical("a task that must not stop failed: exiting", extra={"fields": {"task": task}})
+        self.exit_code = 1
+        self.request_stop()
+
     async def run_forever(self) -> None:
         """Start, serve until asked to stop, then shut down; the sockets are closed on every path.
 
@@ -220,19 +242,16 @@ class Service:
         ``start()`` raises, the service shuts down and the exception propagates."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.request_stop)
-        hb: asyncio.Task[None] | None = None
         try:
             if not await self._start_unless_stopped():
                 return
-            hb = self.loop.create_task(self._heartbeats())
+            self.tasks.spawn("heartbeats", self._heartbeats)
             SERVICE_UP.labels(self.name).set(1)
             log.info("service ready", extra={"fields": {"pid": os.getpid(), "venue": self.settings.venue}})
             await self._stopping.wait()
         finally:
             log.info("service stopping")
             SERVICE_UP.labels(self.name).set(0)
-            if hb is not None:
-                hb.cancel()
             await self._shutdown()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self.loop.remove_signal_handler(sig)
@@ -264,6 +283,7 @@ class Service:
         except Exception:
             log.exception("stop() failed")
         finally:
+            await self.tasks.stop()
             for c in self._clients:
                 c.close()
             self.pub.close()
@@ -277,11 +297,17 @@ def run(service_cls: type[Service], settings: Settings) -> None:
             register_secret(secret.get_secret_value())
     serve_metrics(settings.metrics.host, settings.metrics.port(service_cls.name))
 
+    exit_code = 0
+
     async def main() -> None:
+        nonlocal exit_code
         svc = service_cls(settings)
         await svc.run_forever()
+        exit_code = svc.exit_code
 
     uvloop.run(main())
+    if exit_code:
+        raise SystemExit(exit_code)
 
 
 def main(service_cls: type[Service], argv: list[str] | None = None) -> None:

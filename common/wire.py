@@ -9,6 +9,8 @@ frame, and batching is what makes ZeroMQ fast). Request/reply frames carry no to
 ``VERSION byte + msgpack(Message)``.
 
 Prices and quantities are int nanos (``common.fixed``). Timestamps are int ns: ``*_ns`` wall clock.
+Every encoded frame has the registered secrets masked (``common.log.redact_bytes``): nothing a venue
+echoes back leaves the process with a key in it.
 Every market event carries the exchange time (``exch_ns``) and the local receive time (``recv_ns``);
 an order intent carries both of the tick that caused it, and each later stage stamps its own.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import msgspec
 
 from common.enums import ControlCmd, FeedState, OrderSide, OrderType, TimeInForce, TradingState, TripSource
+from common.log import redact_bytes
 
 VERSION = 1
 SEP = b"\0"
@@ -324,8 +327,43 @@ _one_dec = msgspec.msgpack.Decoder(Message)
 _VB = bytes([VERSION])
 
 
+# The fields that may carry text from outside (a venue's error message echoed into a detail, an
+# operator's reason): only frames with a non-empty one are scanned for secrets, so market data and
+# the order path's approvals pay one dict lookup per message, not a byte search per secret.
+_FREE_TEXT: dict[type, tuple[str, ...]] = {
+    FeedStatus: ("detail",),
+    OrderUpdate: ("reason",),
+    RiskDecision: ("detail",),
+    OrderAck: ("detail",),
+    Reply: ("detail", "data"),
+    TripReport: ("detail",),
+    TradingStateChanged: ("who", "reason"),
+    SetTradingState: ("who", "reason"),
+    Control: ("args",),
+}
+
+
+_NUMBERS_ONLY_TOPICS = (b"md.q.", b"md.t.", b"md.b.", b"md.o.")  # market data: no free text at all
+
+
+def _has_free_text(msg: Message) -> bool:  # type: ignore[valid-type]
+    fields = _FREE_TEXT.get(type(msg))
+    if fields is None:
+        return False
+    for f in fields:
+        if getattr(msg, f):
+            return True
+    return False
+
+
 def encode_batch(topic: bytes, msgs: list[Message]) -> bytes:  # type: ignore[valid-type]
-    return topic + SEP + _VB + _enc.encode(msgs)
+    frame = topic + SEP + _VB + _enc.encode(msgs)
+    if topic.startswith(_NUMBERS_ONLY_TOPICS):
+        return frame
+    for m in msgs:
+        if _has_free_text(m):
+            return redact_bytes(frame)
+    return frame
 
 
 def decode_batch(frame: bytes) -> tuple[bytes, list[Message]]:  # type: ignore[valid-type]
@@ -341,7 +379,8 @@ def decode_batch(frame: bytes) -> tuple[bytes, list[Message]]:  # type: ignore[v
 
 
 def encode(msg: Message) -> bytes:  # type: ignore[valid-type]
-    return _VB + _enc.encode(msg)
+    frame = _VB + _enc.encode(msg)
+    return redact_bytes(frame) if _has_free_text(msg) else frame
 
 
 def decode(frame: bytes) -> Message:  # type: ignore[valid-type]

@@ -18,15 +18,21 @@ half-even to 1e-9. The venue's ``filled_avg_price`` is itself rounded, so a deri
 differ from the true execution price by up to (avg rounding * cum / delta); quantities are exact.
 A snapshot whose filled_qty rose but that carries no usable average is refused before anything is
 changed (:class:`OrderParseError`): the next snapshot still carries the increase, so nothing is lost.
+
+Numbers are range-checked where they come in (``common.bounds``): a quantity or price outside
+[0, 2^62] nanos, or a timestamp outside [2000-01-01, now + 1 day], is an :class:`OrderParseError`
+like any unreadable field, so the caller reconciles instead and nothing downstream sees it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from common import fixed
+from common import bounds, fixed
+from common.clock import wall_ns
 from common.order_events import TERMINAL_STATUSES
 
 SUBMITTING = "pending_submit"  # ours: queued, no venue answer yet
@@ -79,17 +85,37 @@ def parse_ts_ns(text: str | None) -> int:
     except ValueError:
         raise OrderParseError(f"bad timestamp {text!r}") from None
     whole = int(dt.timestamp())  # second resolution is exact: no fraction was passed in
-    return whole * 1_000_000_000 + int((frac + "000000000")[:9])
+    ns = whole * 1_000_000_000 + int((frac + "000000000")[:9])
+    try:
+        return bounds.venue_ts(ns, "timestamp", wall_ns())
+    except bounds.OutOfRange:
+        raise OrderParseError(f"timestamp {text!r} out of range") from None
+
+
+# 2^62 nanos is 4.6e9 units: a venue number with more integer digits than this is refused before it
+# is turned into an int (a "1e999999999" would otherwise cost a billion-digit integer).
+_MAX_ADJUSTED_EXPONENT = 10
+
+
+def venue_nanos(value: Any, key: str, signed: bool = False) -> int:
+    """A venue number (JSON string or number) as int nanos within ``common.bounds``; else OrderParseError."""
+    try:
+        d = Decimal(repr(value) if isinstance(value, float) else str(value))
+    except InvalidOperation:
+        raise OrderParseError(f"order field {key!r} is not a number: {str(value)[:40]!r}") from None
+    if isinstance(value, bool) or not d.is_finite() or d.adjusted() > _MAX_ADJUSTED_EXPONENT:
+        raise OrderParseError(f"order field {key!r} out of range: {str(value)[:40]!r}")
+    try:
+        return bounds.nanos(fixed.to_fixed(d), key, signed=signed)
+    except ValueError:
+        raise OrderParseError(f"order field {key!r} out of range: {str(value)[:40]!r}") from None
 
 
 def _nanos(doc: dict[str, Any], key: str) -> int:
     value = doc.get(key)
     if value is None or value == "":
         return 0
-    try:
-        return fixed.to_fixed(value)
-    except ValueError:
-        raise OrderParseError(f"order field {key!r} is not a number: {value!r}") from None
+    return venue_nanos(value, key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,6 @@ class ExecutionService(Service):
         self._trip_task: asyncio.Task[Any] | None = None
         self.ready = False
         self.start_positions: list[wire.Position] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._risk_to_exec = STAGE_LATENCY.labels(self.name, "risk_to_exec")
 
     # ---- state owned by the parts, named as before --------------------------------------------
@@ -174,18 +173,13 @@ class ExecutionService(Service):
         in_flight = [o.client_order_id for o in self.orders.values() if o.status in (SUBMITTING, UNKNOWN)]
         if in_flight:  # a POST may land after we are gone: the next start adopts it by reconcile
             log.warning("stopping with order submits unresolved", extra=kv(coids=in_flight[:50]))
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tasks.stop()
         await self.rest.close()
         self.journal.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        """A one-shot job (a placement, a reconcile, a retry loop): never re-run, never lost."""
+        return self.tasks.run_once(coro.__qualname__.rsplit(".", 1)[-1].lstrip("_"), coro)
 
     async def _startup_reconcile(self) -> None:
         if self._restored:
@@ -204,7 +198,7 @@ class ExecutionService(Service):
             self._restored = True
         self.ready = True
         self.stream.start()  # only now: every update it brings is news relative to the snapshot
-        self._spawn(self.account.run())
+        self.tasks.spawn("account_poll", self.account.run)
         log.info(
             "execution ready", extra=kv(positions=len(self.start_positions), open_orders=self.open_orders())
         )

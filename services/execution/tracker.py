@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from common import fixed, topics, wire
+from common import topics, wire
 from common.clock import wall_ns
 from common.log import kv
 from common.positions import PositionBook
@@ -20,6 +20,7 @@ from services.execution.order_state import (
     TrackedOrder,
     VenueOrder,
     parse_ts_ns,
+    venue_nanos,
 )
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class OrderTracker:
         snap = VenueOrder.from_json(doc)
         event = str(data.get("event", ""))
         exec_qty, exec_px = _optional_nanos(data, "qty"), _optional_nanos(data, "price")
-        pos = _optional_nanos(data, "position_qty")
+        pos = _optional_nanos(data, "position_qty", signed=True)
         try:
             venue_ns = parse_ts_ns(data.get("timestamp")) or snap.updated_ns
         except OrderParseError:
@@ -225,14 +226,14 @@ class OrderTracker:
             self.coid_by_venue_id.pop(order.venue_order_id, None)
 
 
-def _optional_nanos(data: dict[str, Any], key: str) -> int | None:
-    """A per-execution number of a trade update; None when absent or unreadable (the cumulative
-    fields of the order still carry the fill, so a bad one costs precision, never the fill)."""
+def _optional_nanos(data: dict[str, Any], key: str, signed: bool = False) -> int | None:
+    """A per-execution number of a trade update; None when absent, unreadable or out of range (the
+    cumulative fields of the order still carry the fill, so a bad one costs precision, never the fill)."""
     value = data.get(key)
     if value in (None, ""):
         return None
     try:
-        return fixed.to_fixed(value)
-    except ValueError:
+        return venue_nanos(value, key, signed=signed)
+    except OrderParseError:
         log.warning("unreadable trade update field ignored", extra=kv(field=key, value=str(value)[:40]))
         return None

@@ -3,6 +3,11 @@
 One frame in, one batch per topic out (``{topic: [msgs]}``), so the service publishes once per topic
 per frame. Order-book messages of a frame are collected per symbol and applied in ONE numba call
 per symbol; a ``Book`` with the top levels is emitted after the frame's deltas.
+
+Every number is range-checked here, the edge where it enters (``common.bounds``): prices and sizes
+in [0, 2^62] nanos, timestamps in [2000-01-01, now + 1 day]. An out-of-range message is rejected
+(``FrameResult.errors``, counted in ``zt_md_rejected_total{feed,reason}``), never the frame or the
+feed, so nothing downstream (the wire encoder, strategies, numba) ever sees such a value.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from common import topics, wire
+from common import bounds, topics, wire
+from common.clock import wall_ns
 from services.market_data import decode as d
 from services.market_data.book import ASK, BID, L2Book
+from services.market_data.metrics import REJECTED
 
 _Handler = Callable[[Any, int, "FrameResult", "dict[str, _BookBatch]"], None]
 Batches = dict[bytes, list[wire.Message]]  # type: ignore[valid-type]
@@ -41,7 +48,10 @@ class _BookBatch:
 class Normalizer:
     """Stateful per feed: owns the L2 books of that feed's symbols."""
 
-    def __init__(self, book_capacity: int, book_depth: int) -> None:
+    def __init__(self, book_capacity: int, book_depth: int, feed: str = "") -> None:
+        self.feed = feed
+        self.rejected: dict[str, int] = {}  # reason -> messages rejected for a value out of range
+        self._now_ns = 0
         self.book_capacity = book_capacity
         self.book_depth = book_depth
         self.books: dict[str, L2Book] = {}
@@ -61,6 +71,7 @@ class Normalizer:
         pending_books: dict[str, _BookBatch] = {}
         handlers = self._handlers
         counts = result.counts
+        self._now_ns = wall_ns()
         for rec in records:
             entry = handlers.get(type(rec))
             if entry is None:
@@ -72,6 +83,10 @@ class Normalizer:
             handler, kind = entry
             try:
                 handler(rec, recv_ns, result, pending_books)
+            except bounds.OutOfRange as exc:
+                self._reject(exc.reason)
+                result.errors.append(f"{type(rec).__name__}: {exc}"[:200])
+                continue
             except (ValueError, OverflowError, TypeError) as exc:
                 result.errors.append(f"{type(rec).__name__}: {exc}"[:200])
                 continue
@@ -79,6 +94,13 @@ class Normalizer:
         for symbol, batch in pending_books.items():
             self._flush_book(symbol, batch, recv_ns, result)
         return result
+
+    def _reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        REJECTED.labels(self.feed, reason).inc()
+
+    def _ts(self, raw: Any) -> int:
+        return bounds.venue_ts(d.ts_ns(raw), "t", self._now_ns)
 
     def _topic(self, prefix: bytes, symbol: str) -> bytes:
         key = (prefix, symbol)
@@ -98,11 +120,11 @@ class Normalizer:
     def _quote(self, r: d.QuoteRec, recv_ns: int, result: FrameResult, _: dict[str, _BookBatch]) -> None:
         q = wire.Quote(
             symbol=r.S,
-            bid_px=_non_negative(d.to_nanos(r.bp), "bp"),
-            bid_sz=_non_negative(d.to_nanos(r.bs), "bs"),
-            ask_px=_non_negative(d.to_nanos(r.ap), "ap"),
-            ask_sz=_non_negative(d.to_nanos(r.as_), "as"),
-            exch_ns=d.ts_ns(r.t),
+            bid_px=_px(r.bp, "bp"),
+            bid_sz=_sz(r.bs, "bs"),
+            ask_px=_px(r.ap, "ap"),
+            ask_sz=_sz(r.as_, "as"),
+            exch_ns=self._ts(r.t),
             recv_ns=recv_ns,
         )
         self._add(result, topics.MD_QUOTE, r.S, q)
@@ -110,10 +132,10 @@ class Normalizer:
     def _trade(self, r: d.TradeRec, recv_ns: int, result: FrameResult, _: dict[str, _BookBatch]) -> None:
         t = wire.Trade(
             symbol=r.S,
-            px=_non_negative(d.to_nanos(r.p), "p"),
-            sz=_non_negative(d.to_nanos(r.s), "s"),
-            trade_id=r.i,
-            exch_ns=d.ts_ns(r.t),
+            px=_px(r.p, "p"),
+            sz=_sz(r.s, "s"),
+            trade_id=bounds.count(r.i, "i"),
+            exch_ns=self._ts(r.t),
             recv_ns=recv_ns,
         )
         self._add(result, topics.MD_TRADE, r.S, t)
@@ -121,14 +143,14 @@ class Normalizer:
     def _bar(self, r: d.BarRec, recv_ns: int, result: FrameResult, _: dict[str, _BookBatch]) -> None:
         b = wire.Bar(
             symbol=r.S,
-            open=d.to_nanos(r.o),
-            high=d.to_nanos(r.h),
-            low=d.to_nanos(r.l),
-            close=d.to_nanos(r.c),
-            volume=_non_negative(d.to_nanos(r.v), "v"),
-            vwap=d.to_nanos(r.vw) if r.vw is not None else 0,
-            trades=r.n or 0,
-            start_ns=d.ts_ns(r.t),
+            open=_px(r.o, "o"),
+            high=_px(r.h, "h"),
+            low=_px(r.l, "l"),
+            close=_px(r.c, "c"),
+            volume=_sz(r.v, "v"),
+            vwap=_px(r.vw, "vw") if r.vw is not None else 0,
+            trades=bounds.count(r.n or 0, "n"),
+            start_ns=self._ts(r.t),
             recv_ns=recv_ns,
         )
         self._add(result, topics.MD_BAR, r.S, b)
@@ -137,16 +159,16 @@ class Normalizer:
         self, r: d.BookRec, recv_ns: int, result: FrameResult, pending: dict[str, _BookBatch]
     ) -> None:
         # Convert everything first: a bad level must not leave half a message applied.
-        exch_ns = d.ts_ns(r.t)
+        exch_ns = self._ts(r.t)
         sides: list[int] = []
         prices: list[int] = []
         sizes: list[int] = []
         for side, levels in ((BID, r.b), (ASK, r.a)):
             for lv in levels:
-                px = d.to_nanos(lv.p)
-                sz = d.to_nanos(lv.s)
-                if px <= 0 or sz < 0 or px >= _INT64_MAX or sz >= _INT64_MAX:
-                    raise ValueError(f"bad book level p={lv.p!r} s={lv.s!r}")
+                px = _px(lv.p, "p")
+                sz = _sz(lv.s, "s")
+                if px == 0:
+                    raise bounds.OutOfRange("price", "book level p", lv.p)
                 sides.append(side)
                 prices.append(px)
                 sizes.append(sz)
@@ -174,10 +196,19 @@ class Normalizer:
         self._add(result, topics.MD_BOOK, symbol, msg)
 
 
-_INT64_MAX = 2**63 - 1
+# A venue float beyond this many units is out of range whatever it is: refused before it becomes nanos.
+_MAX_UNITS = bounds.MAX_NANOS / 1e9
 
 
-def _non_negative(v: int, name: str) -> int:
-    if v < 0 or v >= _INT64_MAX:
-        raise ValueError(f"{name} out of range")
-    return v
+def _in_range(x: int | float, name: str, reason: str) -> int:
+    if not -1.0 < x < _MAX_UNITS:  # also refuses NaN; -1 < x lets the exact check below judge x < 0
+        raise bounds.OutOfRange(reason, name, x)
+    return bounds.nanos(d.to_nanos(x), name, reason)
+
+
+def _px(x: int | float, name: str) -> int:
+    return _in_range(x, name, "price")
+
+
+def _sz(x: int | float, name: str) -> int:
+    return _in_range(x, name, "size")

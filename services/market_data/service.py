@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from common.config import Settings
@@ -45,7 +46,6 @@ class MarketDataService(Service):
         super().__init__(settings)
         self.feeds: dict[str, Feed] = {}
         self._capture: FrameCapture | None = None
-        self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         md = self.settings.market_data
@@ -66,14 +66,14 @@ class MarketDataService(Service):
                 credentials,
                 channels,
                 self.pub.publish,
-                Normalizer(md.book_capacity, md.book_depth_published),
+                Normalizer(md.book_capacity, md.book_depth_published, feed_name),
                 md.reconnect_min_s,
                 md.reconnect_max_s,
                 self._capture,
             )
             self.feeds[feed_name] = feed
-            feed.start()
-        self._watchdog = self.loop.create_task(self._stale_watchdog())
+            self.tasks.spawn(f"feed_{feed_name}", feed.conn.run, on_failure=_show_failure(feed))
+        self.tasks.spawn("stale_watchdog", self._stale_watchdog)
 
     async def _stale_watchdog(self) -> None:
         """Turns silent feeds stale, and re-publishes every feed's status for late subscribers."""
@@ -86,8 +86,7 @@ class MarketDataService(Service):
                 feed.publish_status()
 
     async def stop(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        await self.tasks.stop()  # the feeds' tasks first, then their sockets
         await asyncio.gather(*(f.stop() for f in self.feeds.values()), return_exceptions=True)
         if self._capture is not None:
             self._capture.close()
@@ -99,6 +98,11 @@ class MarketDataService(Service):
 
     def status(self) -> dict[str, Any]:
         return {"feeds": {name: f.status() for name, f in self.feeds.items()}}
+
+
+def _show_failure(feed: Feed) -> Callable[[BaseException], None]:
+    """A feed whose task failed is in error until it reconnects: never green while it is down."""
+    return lambda exc: feed.set_state(FeedState.ERROR, f"feed task failed: {type(exc).__name__}")
 
 
 SERVICE_CLASS = MarketDataService

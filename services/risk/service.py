@@ -64,7 +64,6 @@ class RiskService(Service):
         self._execution: RpcClient | None = None
         self._snapshots: RpcClient | None = None  # positions requests (a longer timeout)
         self._events: OrderEventReceiver | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = asyncio.Event()  # set once start() has connected to peers
         self.triggers = Triggers(settings.kill_switch)
         self.trigger_runner = TriggerRunner(
@@ -85,14 +84,12 @@ class RiskService(Service):
         self._events = OrderEventReceiver(self, self._on_order_event, on_reset=self._on_execution_reset)
         self.subscribe("execution", [topics.heartbeat("execution")], self._on_execution_heartbeat)
         self._spawn_load_positions()
-        self._spawn(self._trading_state_beacon())
-        self._spawn(self.trigger_runner.run())
+        self.tasks.spawn("trading_state_beacon", self._trading_state_beacon)
+        self.tasks.spawn("kill_switch_triggers", self.trigger_runner.run)
         self.ready.set()
 
     def _spawn(self, coro: Any) -> None:
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.tasks.run_once(coro.__qualname__.rsplit(".", 1)[-1].lstrip("_"), coro)
 
     def _spawn_load_positions(self) -> None:
         self._spawn(self._load_positions(self._positions_generation))
@@ -116,10 +113,6 @@ class RiskService(Service):
         pending (open) quantity of orders placed before the snapshot is known too."""
         events_seq = self._events.last_seq if self._events is not None else 0
         return self.positions_loaded and events_seq >= self._positions_as_of
-
-    async def stop(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
 
     # ---- requests ---------------------------------------------------------------------------
 

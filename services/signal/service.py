@@ -75,7 +75,6 @@ class SignalService(Service):
         self._md_count = MESSAGES.labels(self.name, "market_data")
         self._risk: RpcClient | None = None
         self._events: OrderEventReceiver | None = None
-        self._timer: asyncio.Task[None] | None = None
         # risk's trading state (None until heard: risk decides) and positions, to hold back intents
         # risk would reject anyway while trading is not ACTIVE
         self.trading_state: TradingState | None = None
@@ -88,12 +87,8 @@ class SignalService(Service):
         self.subscribe("risk", [topics.RK_TRADING_STATE, topics.RK_POSITION], self._on_risk_events)
         self.subscribe("market_data", [topics.MD], self._on_market_data)
         self._events = OrderEventReceiver(self, self._on_order_event)
-        self._timer = self.loop.create_task(self._timer_loop())
+        self.tasks.spawn("strategy_timer", self._timer_loop)
         log.info("strategies loaded", extra=kv(strategies=list(self.host.slots)))
-
-    async def stop(self) -> None:
-        if self._timer:
-            self._timer.cancel()
 
     # ---- inputs -----------------------------------------------------------------------------
 

@@ -209,3 +209,17 @@ def test_order_without_symbol_or_ids_is_a_clear_error() -> None:
         VenueOrder.from_json(doc("new", symbol=None))
     with pytest.raises(OrderParseError, match="empty"):
         VenueOrder.from_json(doc("new", client_order_id=""))
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("qty", "1e30"), ("qty", "-5"), ("filled_qty", "1e999999999"), ("filled_avg_price", "NaN"),
+     ("limit_price", 2**64 - 1), ("updated_at", "2600-01-01T00:00:00Z"), ("updated_at", "1677-01-01T00:00:00Z")],
+)  # fmt: skip
+def test_out_of_range_venue_numbers_are_parse_errors(field: str, value: object) -> None:
+    from services.execution.order_state import OrderParseError, VenueOrder
+
+    doc = {"id": "v1", "client_order_id": "zt-1", "status": "new", "side": "buy", "symbol": "AAPL",
+           "qty": "1", "filled_qty": "0", field: value}  # fmt: skip
+    with pytest.raises(OrderParseError, match="out of range|not a number"):
+        VenueOrder.from_json(doc)
