@@ -221,5 +221,5 @@ def test_out_of_range_venue_numbers_are_parse_errors(field: str, value: object) 
 
     doc = {"id": "v1", "client_order_id": "zt-1", "status": "new", "side": "buy", "symbol": "AAPL",
            "qty": "1", "filled_qty": "0", field: value}  # fmt: skip
-    with pytest.raises(OrderParseError, match="out of range|not a number"):
+    with pytest.raises(OrderParseError, match=r"out of range|not a number"):
         VenueOrder.from_json(doc)
