@@ -80,7 +80,7 @@ class RiskService(Service):
     async def start(self) -> None:
         self._execution = self.peer_client("execution")  # orders: execution takes them only from us
         self._snapshots = self.client("execution", timeout_ms=2_000)
-        self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data)
+        self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data, conflate=(topics.MD_QUOTE,))
         self.subscribe("execution", [topics.ACCOUNT], self._on_account)
         self._events = OrderEventReceiver(self, self._on_order_event, on_reset=self._on_execution_reset)
         self.subscribe("execution", [topics.heartbeat("execution")], self._on_execution_heartbeat)
