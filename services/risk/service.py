@@ -47,7 +47,9 @@ class RiskService(Service):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         r = settings.risk
-        self.risk = RiskState(RiskLimits.from_config(r))
+        md = settings.market_data
+        configured = {*md.stocks, *md.crypto, *r.symbols, *(r.allow_symbols or ())}
+        self.risk = RiskState(RiskLimits.from_config(r), known_symbols=frozenset(configured))
         self._risk_config = r
         self._account_ts_ns = 0  # wall ns of the account snapshot in force (0: none)
         self.trading = TradingStateOwner(settings.zmq.run_dir, self.risk.enforce, self._publish_trading_state)
@@ -276,7 +278,9 @@ class RiskService(Service):
         code = self.risk.check(intent, now)
         self._check_lat.observe((time.perf_counter_ns() - t0) / 1e9)
         if code:
-            return self._reject(intent, RejectReason.from_code(code), "")
+            reason = RejectReason.from_code(code)
+            refused = reason is RejectReason.SYMBOL_NOT_ALLOWED and intent.symbol not in self.risk.index
+            return self._reject(intent, reason, self.risk.refusal(intent.symbol) if refused else "")
         self.triggers.on_order_approved()
         assert self._execution is not None, "start() not called"
         risk_ns = wall_ns()
@@ -475,6 +479,12 @@ class RiskService(Service):
                 for s, v in self.risk.pending_by_symbol().items()
             },
             "open_orders": len(self.risk.pending),
+            "symbols": {
+                "tracked": len(self.risk.index),
+                "unconfigured": self.risk.other_symbols,
+                "max_unconfigured": self.risk.max_other_symbols,
+                "quotes_refused": self.risk.refused_quotes,
+            },
             "decisions": dict(self.decisions),
             "buying_power": to_str(bp) if (bp := self.risk.buying_power) is not None else None,
             "last_event_seq": self._events.last_seq if self._events else 0,
