@@ -27,9 +27,17 @@ async def _run(batch: int, folder: str) -> tuple[float, float]:
     loop = asyncio.get_running_loop()
     ctx = zmq.Context()
     got = [0]
+    done = asyncio.Event()
+
+    def on_batch(topic: bytes, msgs: list[object]) -> None:
+        if topic == b"md.t.AAPL":
+            got[0] += len(msgs)
+            if got[0] >= FRAMES:
+                done.set()
+
     pub = Publisher(ctx, f"ipc://{folder}/b{batch}", "bench", sndhwm=FRAMES * 2)
     sub = Subscriber(
-        ctx, loop, [f"ipc://{folder}/b{batch}"], [b"md."], lambda t, m: None, "bench", FRAMES * 2, batch=batch
+        ctx, loop, [f"ipc://{folder}/b{batch}"], [b"md."], on_batch, "bench", FRAMES * 2, batch=batch
     )
     await asyncio.sleep(0.2)
     sub._reader.close()
@@ -49,10 +57,8 @@ async def _run(batch: int, folder: str) -> tuple[float, float]:
     sub._reader.drain = timed  # type: ignore[method-assign]
     t0 = time.perf_counter()
     sub._reader.kick()
-    while sub.topics.get(b"md.t.AAPL") is None or sub.topics[b"md.t.AAPL"].received < FRAMES:
-        await asyncio.sleep(0)
+    await done.wait()
     elapsed = time.perf_counter() - t0
-    got[0] = sub.topics[b"md.t.AAPL"].received
     sub.close()
     pub.close()
     ctx.term()
