@@ -38,6 +38,16 @@ WIRE_ERRORS = Counter(
     "zt_wire_errors_total", "Frames or requests that could not be decoded", ["service", "socket"]
 )
 ZMQ_DROPS = Counter("zt_zmq_dropped_total", "Messages dropped at a full ZeroMQ queue", ["service", "socket"])
+ZMQ_GAPS = Counter(
+    "zt_zmq_gaps_total",
+    "Messages a subscriber never received, from the publisher's per-topic sequence (topic = family, e.g. md.q)",
+    ["service", "topic"],
+)
+ZMQ_CONFLATED = Counter(
+    "zt_zmq_conflated_total",
+    "Messages a subscriber skipped because a newer one of the same topic was already waiting",
+    ["service", "topic"],
+)
 RPC_LATENCY = Histogram(
     "zt_rpc_latency_seconds", "Request/reply round trip", ["service", "peer"], buckets=LATENCY_BUCKETS
 )

@@ -12,9 +12,11 @@ execution and risk also bind a privileged socket (``PRIVILEGED``) and take order
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
+from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
@@ -37,6 +39,41 @@ from common.zmq_io import Publisher, RpcClient, RpcServer, Subscriber, new_conte
 log = logging.getLogger(__name__)
 
 
+class AlreadyRunning(SystemExit):
+    """Another process runs this service on this run folder: refuse to start (exit status 1)."""
+
+
+class RunLock:
+    """``<run_dir>/<service>.lock``, flock'ed for the life of the process, so a second copy of a
+    service on the same run folder cannot take over the first one's sockets. The kernel releases
+    it when the process dies, however it dies; the file keeps the holder's pid for the message."""
+
+    def __init__(self, run_dir: Path, service: str) -> None:
+        self.path = run_dir / f"{service}.lock"
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            msg = (
+                f"{service} is already running on run folder {run_dir} (pid {holder} holds {self.path}); "
+                "refusing to start a second copy"
+            )
+            log.error(msg)
+            raise AlreadyRunning(f"zerotick-{service}: {msg}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor releases the flock
+            self._fd = None
+
+
 class Service:
     name: ClassVar[str] = ""
     # Control commands anyone who reaches the rpc socket may run (besides ping and status); every
@@ -50,6 +87,25 @@ class Service:
         self.ctx: zmq.Context = new_context()
         z = settings.zmq
         ensure_private_dir(z.run_dir.resolve())
+        self.run_lock = RunLock(z.run_dir.resolve(), self.name)  # before any socket is bound
+        try:
+            self._bind(settings)
+        except BaseException:
+            self.run_lock.release()
+            raise
+        self._subs: list[Subscriber] = []
+        self._sub_sources: list[str] = []
+        self._clients: list[RpcClient] = []
+        self._hb_seq = 0
+        self._stopping = asyncio.Event()
+        self.started_ns = wall_ns()
+        self.inbound = InboundFilter(self.name)  # out-of-range values never reach a handler
+        self.exit_code = 0  # non-zero after a fatal task failure: supervisord restarts the process
+        # every background task of the service runs under it (common/tasks.py): none dies silently
+        self.tasks = TaskSupervisor(self.name, on_fatal=self._fail)
+
+    def _bind(self, settings: Settings) -> None:
+        z = settings.zmq
         self.guard = ControlGuard(
             self.name, self.CONTROL_READ_ONLY, self.CONTROL_MUTATING, settings.control_token()
         )
@@ -60,15 +116,6 @@ class Service:
         self.peer_server = (
             PeerServer(self.ctx, self.loop, settings, spec, self._dispatch_privileged) if spec else None
         )
-        self._subs: list[Subscriber] = []
-        self.inbound = InboundFilter(self.name)  # out-of-range values never reach a handler
-        self._clients: list[RpcClient] = []
-        self._hb_seq = 0
-        self._stopping = asyncio.Event()
-        self.started_ns = wall_ns()
-        self.exit_code = 0  # non-zero after a fatal task failure: supervisord restarts the process
-        # every background task of the service runs under it (common/tasks.py): none dies silently
-        self.tasks = TaskSupervisor(self.name, on_fatal=self._fail)
 
     # ---- for subclasses ---------------------------------------------------------------------
 
@@ -104,8 +151,11 @@ class Service:
 
     # ---- helpers ----------------------------------------------------------------------------
 
-    def subscribe(self, service: str, prefixes: list[bytes], handler: Any) -> Subscriber:
-        """``handler(topic, msgs)`` gets each batch with its out-of-range messages dropped (counted)."""
+    def subscribe(
+        self, service: str, prefixes: list[bytes], handler: Any, conflate: tuple[bytes, ...] = ()
+    ) -> Subscriber:
+        """``handler(topic, msgs)`` gets each batch with its out-of-range messages dropped (counted).
+        ``conflate``: topic prefixes whose older frames are skipped when newer ones already wait."""
         z = self.settings.zmq
         inbound = self.inbound
 
@@ -115,9 +165,17 @@ class Service:
                 handler(topic, msgs)
 
         sub = Subscriber(
-            self.ctx, self.loop, [z.endpoint(service, "pub")], prefixes, checked, self.name, z.rcvhwm
+            self.ctx,
+            self.loop,
+            [z.endpoint(service, "pub")],
+            prefixes,
+            checked,
+            self.name,
+            z.rcvhwm,
+            conflate=conflate,
         )
         self._subs.append(sub)
+        self._sub_sources.append(service)
         return sub
 
     def client(self, service: str, timeout_ms: int | None = None) -> RpcClient:
@@ -203,8 +261,16 @@ class Service:
             "uptime_s": round((wall_ns() - self.started_ns) / 1e9, 3),
             "venue": self.settings.venue,
             "tasks": self.tasks.status(),
+            "subscriptions": self.subscription_stats(),
             **self.status(),
         }
+
+    def subscription_stats(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per publisher and topic: received, gaps (never arrived), conflated (skipped as superseded)."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for source, sub in zip(self._sub_sources, self._subs, strict=True):
+            out.setdefault(source, {}).update(sub.stats())
+        return out
 
     async def _heartbeats(self) -> None:
         interval = self.settings.zmq.heartbeat_interval_ms / 1000
@@ -287,6 +353,7 @@ class Service:
             for c in self._clients:
                 c.close()
             self.pub.close()
+            self.run_lock.release()
 
 
 def run(service_cls: type[Service], settings: Settings) -> None:

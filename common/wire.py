@@ -17,6 +17,8 @@ an order intent carries both of the tick that caused it, and each later stage st
 
 from __future__ import annotations
 
+import struct
+
 import msgspec
 
 from common.enums import ControlCmd, FeedState, OrderSide, OrderType, TimeInForce, TradingState, TripSource
@@ -24,6 +26,11 @@ from common.log import redact_bytes
 
 VERSION = 1
 SEP = b"\0"
+# A sequenced PUB frame: ``topic 0x00 0x02 <epoch u32> <first seq u64> <count u32> msgpack([...])``.
+# ``first seq`` numbers messages per topic and publisher instance (``epoch``), so a subscriber counts
+# exactly how many it never got (docs/bounded.md). Request/reply frames stay VERSION 1.
+SEQ_VERSION = 2
+_SEQ_HEADER = struct.Struct("<BIQI")  # version, epoch, first seq, count
 
 Side = OrderSide  # the names the strategy API has always used
 
@@ -366,16 +373,40 @@ def encode_batch(topic: bytes, msgs: list[Message]) -> bytes:  # type: ignore[va
     return frame
 
 
-def decode_batch(frame: bytes) -> tuple[bytes, list[Message]]:  # type: ignore[valid-type]
+def encode_seq_batch(topic: bytes, epoch: int, first_seq: int, msgs: list[Message]) -> bytes:  # type: ignore[valid-type]
+    """A batch frame numbered per topic: its messages are ``first_seq .. first_seq + len(msgs) - 1``."""
+    return topic + SEP + _SEQ_HEADER.pack(SEQ_VERSION, epoch, first_seq, len(msgs)) + _enc.encode(msgs)
+
+
+def frame_header(frame: bytes) -> tuple[bytes, int, int, int, int]:
+    """``(topic, epoch, first_seq, count, body offset)`` of a PUB frame without decoding its body.
+
+    An unsequenced (VERSION 1) frame has ``first_seq = -1`` and ``count = -1``."""
     i = frame.find(SEP)
     if i < 0 or i + 1 >= len(frame):
         raise WireError("frame has no topic separator")
-    if frame[i + 1] != VERSION:
-        raise WireError(f"unsupported wire version {frame[i + 1]} (this build speaks {VERSION})")
+    version = frame[i + 1]
+    if version == SEQ_VERSION:
+        if len(frame) < i + 1 + _SEQ_HEADER.size:
+            raise WireError(f"truncated sequence header on topic {frame[:i]!r}")
+        _, epoch, first_seq, count = _SEQ_HEADER.unpack_from(frame, i + 1)
+        return frame[:i], epoch, first_seq, count, i + 1 + _SEQ_HEADER.size
+    if version == VERSION:
+        return frame[:i], 0, -1, -1, i + 2
+    raise WireError(f"unsupported wire version {version} (this build speaks {VERSION}, {SEQ_VERSION})")
+
+
+def decode_body(frame: bytes, topic: bytes, offset: int) -> list[Message]:  # type: ignore[valid-type]
     try:
-        return frame[:i], _batch_dec.decode(memoryview(frame)[i + 2 :])
+        return _batch_dec.decode(memoryview(frame)[offset:])
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise WireError(f"malformed batch on topic {frame[:i]!r}: {exc}") from None
+        raise WireError(f"malformed batch on topic {topic!r}: {exc}") from None
+
+
+def decode_batch(frame: bytes) -> tuple[bytes, list[Message]]:  # type: ignore[valid-type]
+    """Topic and messages of a PUB frame, sequenced or not."""
+    topic, _, _, _, offset = frame_header(frame)
+    return topic, decode_body(frame, topic, offset)
 
 
 def encode(msg: Message) -> bytes:  # type: ignore[valid-type]

@@ -1,9 +1,11 @@
 """ZeroMQ on the event loop: PUB/SUB for events, ROUTER/DEALER request/reply with timeouts.
 
 Sockets are plain (synchronous) pyzmq sockets driven by ``loop.add_reader`` on the socket's FD,
-drained with NOBLOCK until EAGAIN. That is ~15x faster than ``zmq.asyncio``'s await-per-message
-(reference/perf-baseline.md). The ZeroMQ FD is edge-triggered: always drain fully, and re-check
-``zmq.EVENTS`` after every send on a socket we also read from.
+drained with NOBLOCK. That is ~15x faster than ``zmq.asyncio``'s await-per-message
+(reference/perf-baseline.md). The ZeroMQ FD is edge-triggered: a drain reads at most ``DRAIN_BATCH``
+messages, then yields to the loop and reschedules itself (``call_soon``) while more are waiting, so a
+flooded socket never starves the rest of the loop; ``zmq.EVENTS`` is re-checked after every send on a
+socket we also read from. Everything that queues is bounded (docs/bounded.md).
 
 Request/reply never uses a lockstep REQ socket: a DEALER pipelines requests, each with an id, a
 timeout (the caller gets :class:`RpcTimeout`, never a hang) and, in the message, a deadline after
@@ -18,6 +20,7 @@ import inspect
 import itertools
 import logging
 import os
+import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,7 +31,7 @@ import zmq
 from common import wire
 from common.clock import mono_ns
 from common.enums import ControlCmd
-from common.metrics import RPC_LATENCY, RPC_OUTCOMES, WIRE_ERRORS, ZMQ_DROPS
+from common.metrics import RPC_LATENCY, RPC_OUTCOMES, WIRE_ERRORS, ZMQ_CONFLATED, ZMQ_DROPS, ZMQ_GAPS
 from common.private_files import ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -38,10 +41,19 @@ RequestHandler = Callable[[Any], "Any | Awaitable[Any]"]
 SocketSetup = Callable[[zmq.Socket], None]  # e.g. security options, applied before bind/connect
 
 
-# A reply that meets a full queue waits in the server's outbox (retried every OUTBOX_RETRY_S) for at
-# most this long: longer than any caller waits (zmq.request_timeout_ms <= 60 s).
+# Messages one reader callback takes before it yields to the loop (measured in docs/bounded.md).
+DRAIN_BATCH = 256
+# A reply that meets its caller's full queue waits in that caller's outbox for at most this long
+# (longer than any caller waits: zmq.request_timeout_ms <= 60 s) and behind at most OUTBOX_PER_PEER
+# others; beyond either it is dropped and counted. Retries back off from MIN to MAX while no reply
+# can go, so a caller that never reads costs one failed send per MAX, not a busy loop.
 OUTBOX_MAX_AGE_NS = 60 * 1_000_000_000
-OUTBOX_RETRY_S = 0.001
+OUTBOX_PER_PEER = 10_000  # as many as a client pipelines (RpcClient SNDHWM)
+OUTBOX_RETRY_MIN_S = 0.001
+OUTBOX_RETRY_MAX_S = 0.1
+# Topics one subscriber numbers (gap counting); frames on further topics are still delivered.
+MAX_TRACKED_TOPICS = 4_096
+GAP_LOG_EVERY_NS = 5 * 1_000_000_000
 
 
 class RpcError(Exception):
@@ -76,29 +88,56 @@ def _bind_private(sock: zmq.Socket, endpoint: str) -> None:
 
 
 class _Reader:
-    """Drains a socket from the loop's reader callback."""
+    """Drains a socket from the loop's reader callback, ``batch`` messages per callback."""
 
     def __init__(
-        self, sock: zmq.Socket, loop: asyncio.AbstractEventLoop, on_frames: Callable[[list[bytes]], None]
+        self,
+        sock: zmq.Socket,
+        loop: asyncio.AbstractEventLoop,
+        on_frames: Callable[[list[bytes]], None],
+        on_pass_end: Callable[[], None] | None = None,
+        batch: int = DRAIN_BATCH,
     ):
         self.sock = sock
         self.loop = loop
         self._on_frames = on_frames
+        self._on_pass_end = on_pass_end
+        self._batch = batch
+        self._kicked = False
         self._fd = sock.getsockopt(zmq.FD)
         loop.add_reader(self._fd, self.drain)
-        loop.call_soon(self.drain)  # messages may already be waiting: the edge fired before us
+        self.kick()  # messages may already be waiting: the edge fired before us
+
+    def kick(self) -> None:
+        """Drain soon (after a send, or when a pass stopped at its bound); at most one pending."""
+        if not self._kicked:
+            self._kicked = True
+            self.loop.call_soon(self._kicked_drain)
+
+    def _kicked_drain(self) -> None:
+        self._kicked = False
+        self.drain()
 
     def drain(self) -> None:
         sock = self.sock
-        while not sock.closed and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # a handler may close it
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
-            except zmq.Again:
-                break
-            try:
-                self._on_frames(frames)
-            except Exception:
-                log.exception("handler failed")
+        on_frames = self._on_frames
+        left = self._batch
+        try:
+            while left and not sock.closed and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                left -= 1
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                except zmq.Again:
+                    break
+                try:
+                    on_frames(frames)
+                except Exception:
+                    log.exception("handler failed")
+        finally:
+            if self._on_pass_end is not None:
+                self._on_pass_end()
+        if not left and not sock.closed:
+            self.kick()  # more may be waiting, and the edge-triggered FD will not fire for them
 
     def close(self) -> None:
         try:
@@ -108,26 +147,62 @@ class _Reader:
 
 
 class Publisher:
+    """PUB. Every frame is numbered per topic (``wire.encode_seq_batch``) so subscribers count gaps."""
+
     def __init__(self, ctx: zmq.Context, endpoint: str, service: str, sndhwm: int = 100_000):
         self.sock = ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.SNDHWM, sndhwm)
         self.sock.setsockopt(zmq.LINGER, 0)
         _bind_private(self.sock, endpoint)
         self.endpoint = endpoint
+        self.epoch = random.getrandbits(32)  # a restarted publisher numbers from 0 again
+        self._seqs: dict[bytes, int] = {}
         self._drops = ZMQ_DROPS.labels(service, "pub")
 
     def publish(self, topic: bytes, msgs: list[Any]) -> None:
+        n = len(msgs)
+        seq = self._seqs.get(topic, 0)
+        self._seqs[topic] = seq + n
         try:
-            self.sock.send(wire.encode_batch(topic, msgs), zmq.NOBLOCK)
+            self.sock.send(wire.encode_seq_batch(topic, self.epoch, seq, msgs), zmq.NOBLOCK)
         except zmq.Again:
-            self._drops.inc(len(msgs))
+            self._drops.inc(n)
 
     def close(self) -> None:
         self.sock.close(0)
 
 
+def topic_family(topic: bytes) -> str:
+    """The metric label of a topic: its first two parts (``md.q.AAPL`` -> ``md.q``)."""
+    return ".".join(topic.decode(errors="replace").split(".")[:2])
+
+
+class _TopicTrack:
+    """One topic's sequence and what became of its messages in this subscriber."""
+
+    __slots__ = ("cfl_metric", "conflate", "conflated", "epoch", "gap_metric", "gaps", "next_seq", "received")
+
+    def __init__(self, service: str, topic: bytes, conflate: bool) -> None:
+        self.epoch = -1
+        self.next_seq = 0
+        self.conflate = conflate
+        self.received = 0
+        self.gaps = 0
+        self.conflated = 0
+        family = topic_family(topic)
+        self.gap_metric = ZMQ_GAPS.labels(service, family)
+        self.cfl_metric = ZMQ_CONFLATED.labels(service, family)
+
+
 class Subscriber:
-    """Connects to one or more PUB endpoints; calls ``handler(topic, messages)`` per frame."""
+    """Connects to one or more PUB endpoints; calls ``handler(topic, messages)`` per frame.
+
+    Gaps: the publisher numbers each topic's messages; a jump is counted (``zt_zmq_gaps_total``, a
+    rate-limited warning). Losses before the first frame seen on a topic (a late joiner) and across
+    a publisher restart (new epoch) are not gaps. Conflation: on topics starting with a prefix in
+    ``conflate`` (quotes, books: each message supersedes the previous one), a frame is skipped
+    undecoded when a newer frame of the same topic waits in the same drain pass, i.e. only when this
+    subscriber is behind; skipped messages are counted (``zt_zmq_conflated_total``)."""
 
     def __init__(
         self,
@@ -138,6 +213,8 @@ class Subscriber:
         handler: BatchHandler,
         service: str,
         rcvhwm: int = 100_000,
+        conflate: tuple[bytes, ...] = (),
+        batch: int = DRAIN_BATCH,
     ):
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, rcvhwm)
@@ -147,18 +224,100 @@ class Subscriber:
         for ep in endpoints:
             self.sock.connect(ep)
         self._handler = handler
+        self._service = service
+        self._conflate = conflate
         self._errors = WIRE_ERRORS.labels(service, "sub")
-        self._reader = _Reader(self.sock, loop, self._on_frames)
+        self.topics: dict[bytes, _TopicTrack] = {}
+        self.untracked = 0  # frames on topics beyond MAX_TRACKED_TOPICS
+        self._untracked = _TopicTrack(service, b"untracked", False)
+        # this pass's frames, in arrival order: (track, topic, frame, body offset, count); None = superseded
+        self._pass: list[tuple[_TopicTrack, bytes, bytes, int, int] | None] = []
+        self._latest: dict[bytes, int] = {}  # conflated topic -> its index in _pass
+        self._next_gap_log_ns = 0
+        self._gaps_unlogged = 0
+        self._reader = _Reader(self.sock, loop, self._on_frames, self._deliver, batch)
 
     def _on_frames(self, frames: list[bytes]) -> None:
         for frame in frames:
             try:
-                topic, msgs = wire.decode_batch(frame)
+                topic, epoch, seq, count, offset = wire.frame_header(frame)
             except wire.WireError as exc:
-                self._errors.inc()
-                log.warning("dropped malformed frame", extra={"fields": {"error": str(exc)[:200]}})
+                self._malformed(exc)
                 continue
-            self._handler(topic, msgs)
+            track = self.topics.get(topic)
+            if track is None:
+                track = self._track(topic)
+            if seq >= 0:
+                if epoch == track.epoch and seq >= track.next_seq:
+                    if seq > track.next_seq:
+                        self._gap(topic, track, seq - track.next_seq)
+                else:
+                    track.epoch = epoch  # first frame, or the publisher restarted: a new baseline
+                track.next_seq = seq + count
+            if track.conflate:
+                prev = self._latest.get(topic)
+                if prev is not None:
+                    old = self._pass[prev]
+                    if old is not None:
+                        self._pass[prev] = None
+                        skipped = old[4] if old[4] >= 0 else 1
+                        track.conflated += skipped
+                        track.cfl_metric.inc(skipped)
+                self._latest[topic] = len(self._pass)
+            self._pass.append((track, topic, frame, offset, count))
+
+    def _deliver(self) -> None:
+        """End of a drain pass: decode and hand over what was not superseded, in arrival order."""
+        if not self._pass:
+            return
+        pending, self._pass = self._pass, []
+        self._latest.clear()
+        handler = self._handler
+        for entry in pending:
+            if entry is None:
+                continue
+            track, topic, frame, offset, _ = entry
+            try:
+                msgs = wire.decode_body(frame, topic, offset)
+            except wire.WireError as exc:
+                self._malformed(exc)
+                continue
+            track.received += len(msgs)
+            try:
+                handler(topic, msgs)
+            except Exception:
+                log.exception("handler failed", extra={"fields": {"topic": topic.decode(errors="replace")}})
+
+    def _track(self, topic: bytes) -> _TopicTrack:
+        if len(self.topics) >= MAX_TRACKED_TOPICS:
+            self.untracked += 1
+            return self._untracked
+        track = self.topics[topic] = _TopicTrack(self._service, topic, topic.startswith(self._conflate))
+        return track
+
+    def _gap(self, topic: bytes, track: _TopicTrack, missed: int) -> None:
+        track.gaps += missed
+        track.gap_metric.inc(missed)
+        self._gaps_unlogged += missed
+        now = mono_ns()
+        if now >= self._next_gap_log_ns:
+            self._next_gap_log_ns = now + GAP_LOG_EVERY_NS
+            log.warning(
+                "messages lost before reaching this subscriber",
+                extra={"fields": {"topic": topic.decode(errors="replace"), "missed": self._gaps_unlogged}},
+            )
+            self._gaps_unlogged = 0
+
+    def _malformed(self, exc: Exception) -> None:
+        self._errors.inc()
+        log.warning("dropped malformed frame", extra={"fields": {"error": str(exc)[:200]}})
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per topic: messages handed to the handler, lost before arrival (gaps), skipped (conflated)."""
+        return {
+            t.decode(errors="replace"): {"received": k.received, "gaps": k.gaps, "conflated": k.conflated}
+            for t, k in self.topics.items()
+        }
 
     def close(self) -> None:
         self._reader.close()
@@ -191,8 +350,12 @@ class RpcServer:
         self._errors = WIRE_ERRORS.labels(service, "rpc")
         self._unsent = ZMQ_DROPS.labels(service, "rpc")
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._outbox: deque[tuple[int, list[bytes]]] = deque()  # (queued mono ns, frames)
+        # per caller whose queue was full: (queued mono ns, frames), oldest first
+        self._outbox: dict[bytes, deque[tuple[int, list[bytes]]]] = {}
+        self._retry_s = OUTBOX_RETRY_MIN_S
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._drop_logs = 0
+        self._next_drop_log_ns = 0
         self._reader = _Reader(self.sock, loop, self._on_frames)
 
     def _on_frames(self, frames: list[bytes]) -> None:
@@ -250,11 +413,18 @@ class RpcServer:
                 wire.Reply(ok=False, detail=f"error: reply not encodable: {type(exc).__name__}: {exc}"[:500])
             )
         frames = [ident, req_id, body]
-        if self._outbox or not self._try_send(frames):
+        waiting = self._outbox.get(ident)
+        if waiting is None:
+            if self._try_send(frames):
+                return
             # The caller's queue is full (a burst of pipelined requests): dropping the reply would
             # turn a decision that was made (an order sent on) into a timeout on the caller's side.
-            self._outbox.append((mono_ns(), frames))
-            self._schedule_flush()
+            waiting = self._outbox[ident] = deque()
+        elif len(waiting) >= OUTBOX_PER_PEER:
+            waiting.popleft()  # the oldest: its caller has most likely given up on it
+            self._dropped("caller's outbox full")
+        waiting.append((mono_ns(), frames))
+        self._schedule_flush()
 
     def _try_send(self, frames: list[bytes]) -> bool:
         """False when the caller's queue is full (retry later); True when sent or undeliverable."""
@@ -265,28 +435,53 @@ class RpcServer:
         except zmq.ZMQError:
             self._unsent.inc()  # EHOSTUNREACH (ROUTER_MANDATORY): the caller is gone
         finally:
-            self.loop.call_soon(self._reader.drain)
+            self._reader.kick()
         return True
+
+    def _dropped(self, why: str, n: int = 1) -> None:
+        self._unsent.inc(n)
+        self._drop_logs += n
+        now = mono_ns()
+        if now >= self._next_drop_log_ns:
+            self._next_drop_log_ns = now + GAP_LOG_EVERY_NS
+            log.warning("replies dropped", extra={"fields": {"why": why, "count": self._drop_logs}})
+            self._drop_logs = 0
 
     def _schedule_flush(self) -> None:
         if self._flush_timer is None:
-            self._flush_timer = self.loop.call_later(OUTBOX_RETRY_S, self._flush)
+            self._flush_timer = self.loop.call_later(self._retry_s, self._flush)
 
     def _flush(self) -> None:
+        """Send what each waiting caller's queue takes now, stopping at that caller's first refusal;
+        back off while nobody takes anything."""
         self._flush_timer = None
         if self.sock.closed:
             return
         oldest_ok = mono_ns() - OUTBOX_MAX_AGE_NS
-        waiting: deque[tuple[int, list[bytes]]] = deque()
-        while self._outbox:
-            queued, frames = self._outbox.popleft()
-            if queued < oldest_ok:
-                self._unsent.inc()  # its caller gave up long ago
-            elif not self._try_send(frames):
-                waiting.append((queued, frames))
-        self._outbox = waiting
-        if waiting:
-            self._schedule_flush()
+        progressed = False
+        for ident in list(self._outbox):
+            waiting = self._outbox[ident]
+            while waiting:
+                queued, frames = waiting[0]
+                if queued < oldest_ok:
+                    waiting.popleft()
+                    self._dropped("caller did not read its replies for 60 s")
+                elif self._try_send(frames):
+                    waiting.popleft()
+                    progressed = True
+                else:
+                    break
+            if not waiting:
+                del self._outbox[ident]
+        if not self._outbox:
+            self._retry_s = OUTBOX_RETRY_MIN_S
+            return
+        self._retry_s = OUTBOX_RETRY_MIN_S if progressed else min(self._retry_s * 2, OUTBOX_RETRY_MAX_S)
+        self._schedule_flush()
+
+    @property
+    def outbox_len(self) -> int:
+        return sum(len(q) for q in self._outbox.values())
 
     def close(self) -> None:
         if self._flush_timer is not None:
@@ -364,7 +559,7 @@ class RpcClient:
             fut.set_exception(RpcUnavailable(f"{self.peer} {why}"))
             return fut
         finally:
-            self.loop.call_soon(self._reader.drain)
+            self._reader.kick()
         t = (timeout_ms if timeout_ms is not None else self.timeout_ms) / 1000
         timer = self.loop.call_later(t, self._expire, req_id)
         self._pending[req_id] = (fut, timer, mono_ns())

@@ -42,6 +42,16 @@ class Feed:
     ) -> None:
         self.feed = feed
         self.symbols = sorted({s for syms in channels.values() for s in syms})
+        # Only subscribed symbols are published, and only their books kept: a venue that sends others
+        # must not grow per-symbol state here or downstream.
+        self._symbol_set = frozenset(self.symbols)
+        self._wildcard = "*" in self._symbol_set  # Alpaca's "every symbol": nothing to filter on
+        self._topics = frozenset(
+            topics.sym(prefix, s)
+            for prefix in (topics.MD_QUOTE, topics.MD_TRADE, topics.MD_BAR, topics.MD_BOOK)
+            for s in self.symbols
+        )
+        self.unsubscribed = 0  # messages on symbols we did not subscribe to, dropped
         self._publish = publish
         self.normalizer = normalizer
         self._capture = capture
@@ -56,10 +66,12 @@ class Feed:
         self._frames = FRAMES.labels(feed)
         self._malformed_frame = MALFORMED.labels(feed, "frame")
         self._malformed_msg = MALFORMED.labels(feed, "message")
+        self._unsubscribed_msg = MALFORMED.labels(feed, "unsubscribed_symbol")
         self._msg_counters: dict[str, Any] = {}
         self._latency = STAGE_LATENCY.labels("market_data", "md_publish")
         self._gauge = FEED_STATE.labels(feed)
         self._bad_log = RateLimitedLog(log)
+        self._unsubscribed_log = RateLimitedLog(log)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -116,8 +128,15 @@ class Feed:
             self._bad_log.warning("dropped malformed frame", feed=self.feed, error=str(exc)[:200])
             return []
         publish = self._publish
+        allowed = self._topics
         for topic, msgs in result.batches.items():
-            publish(topic, msgs)
+            if topic in allowed or self._wildcard:
+                publish(topic, msgs)
+            else:
+                self._unsubscribed(topic, len(msgs))
+        if len(self.normalizer.books) > len(self._symbol_set) and not self._wildcard:
+            for symbol in [s for s in self.normalizer.books if s not in self._symbol_set]:
+                del self.normalizer.books[symbol]
         if result.batches:
             self._latency.observe((wall_ns() - recv_ns) / 1e9)
             self.last_data_mono_ns = mono_ns()
@@ -141,6 +160,13 @@ class Feed:
                 self._bad_log.warning("capture write failed", feed=self.feed)
         return result.controls
 
+    def _unsubscribed(self, topic: bytes, n: int) -> None:
+        self.unsubscribed += n
+        self._unsubscribed_msg.inc(n)
+        self._unsubscribed_log.warning(
+            "dropped messages on a symbol not subscribed", feed=self.feed, topic=topic[:64]
+        )
+
     def status(self) -> dict[str, Any]:
         return {
             "state": self.state,
@@ -150,4 +176,5 @@ class Feed:
             "last_message_age_s": self.last_message_age_s(),
             "frames": self.frames,
             "reconnects": self.conn.reconnects,
+            "unsubscribed_dropped": self.unsubscribed,
         }

@@ -12,3 +12,7 @@ RECONCILED = Counter(
 TRIGGER_FIRED = Counter(
     "zt_kill_switch_trigger_fired_total", "Automatic kill-switch triggers that changed the state", ["trigger"]
 )
+QUOTES_REFUSED = Counter(
+    "zt_risk_quotes_refused_total",
+    "Quotes not kept: a symbol outside the allow list, or beyond the cap on unconfigured symbols",
+)

@@ -47,7 +47,9 @@ class RiskService(Service):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         r = settings.risk
-        self.risk = RiskState(RiskLimits.from_config(r))
+        md = settings.market_data
+        configured = {*md.stocks, *md.crypto, *r.symbols, *(r.allow_symbols or ())}
+        self.risk = RiskState(RiskLimits.from_config(r), known_symbols=frozenset(configured))
         self._risk_config = r
         self._account_ts_ns = 0  # wall ns of the account snapshot in force (0: none)
         self.trading = TradingStateOwner(settings.zmq.run_dir, self.risk.enforce, self._publish_trading_state)
@@ -79,7 +81,7 @@ class RiskService(Service):
     async def start(self) -> None:
         self._execution = self.peer_client("execution")  # orders: execution takes them only from us
         self._snapshots = self.client("execution", timeout_ms=2_000)
-        self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data)
+        self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data, conflate=(topics.MD_QUOTE,))
         self.subscribe("execution", [topics.ACCOUNT], self._on_account)
         self._events = OrderEventReceiver(self, self._on_order_event, on_reset=self._on_execution_reset)
         self.subscribe("execution", [topics.heartbeat("execution")], self._on_execution_heartbeat)
@@ -269,7 +271,9 @@ class RiskService(Service):
         code = self.risk.check(intent, now)
         self._check_lat.observe((time.perf_counter_ns() - t0) / 1e9)
         if code:
-            return self._reject(intent, RejectReason.from_code(code), "")
+            reason = RejectReason.from_code(code)
+            refused = reason is RejectReason.SYMBOL_NOT_ALLOWED and intent.symbol not in self.risk.index
+            return self._reject(intent, reason, self.risk.refusal(intent.symbol) if refused else "")
         self.triggers.on_order_approved()
         assert self._execution is not None, "start() not called"
         risk_ns = wall_ns()
@@ -468,6 +472,12 @@ class RiskService(Service):
                 for s, v in self.risk.pending_by_symbol().items()
             },
             "open_orders": len(self.risk.pending),
+            "symbols": {
+                "tracked": len(self.risk.index),
+                "unconfigured": self.risk.other_symbols,
+                "max_unconfigured": self.risk.max_other_symbols,
+                "quotes_refused": self.risk.refused_quotes,
+            },
             "decisions": dict(self.decisions),
             "buying_power": to_str(bp) if (bp := self.risk.buying_power) is not None else None,
             "last_event_seq": self._events.last_seq if self._events else 0,

@@ -9,16 +9,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from common import wire
-from common.enums import TradingState
+from common.enums import RejectReason, TradingState
 from common.fixed import SCALE
 from common.order_events import TERMINAL_STATUSES
 from common.positions import PositionBook, SymbolPosition
 from services.risk import checks
 from services.risk.limits import RiskLimits
+from services.risk.metrics import QUOTES_REFUSED
 
 _MAX = checks.MAX_VALUE
 _SIDES = checks.SIDES
 _ORDER_TYPES = checks.ORDER_TYPES
+_SYMBOL_REFUSED = RejectReason.SYMBOL_NOT_ALLOWED.code
+# Symbols outside the configuration that quotes and intents may add rows for (positions and open
+# orders always get one: they are real).
+MAX_OTHER_SYMBOLS = 256
 
 
 @dataclass
@@ -34,8 +39,19 @@ class PendingOrder:
 
 
 class RiskState:
-    def __init__(self, limits: RiskLimits, capacity: int = 64, strategy_capacity: int = 8) -> None:
+    def __init__(
+        self,
+        limits: RiskLimits,
+        capacity: int = 64,
+        strategy_capacity: int = 8,
+        known_symbols: frozenset[str] = frozenset(),
+        max_other_symbols: int = MAX_OTHER_SYMBOLS,
+    ) -> None:
         self.config = limits
+        self.known_symbols = known_symbols
+        self.max_other_symbols = max_other_symbols
+        self.other_symbols = 0  # rows given to symbols outside ``known_symbols`` by quotes or intents
+        self.refused_quotes = 0
         self.limits = limits.globals  # the global slots the check reads
         self.state = checks.new_state(capacity)
         self.buckets = checks.new_buckets(strategy_capacity)
@@ -58,6 +74,31 @@ class RiskState:
             self.config.for_symbol(symbol).write(self.state[i])
             self.limits[checks.L_SYMBOLS] = len(self.index)
         return i
+
+    def admit(self, symbol: str) -> int | None:
+        """The row of a symbol seen in a quote or an intent; None when it is outside the allow list,
+        or unknown and the table already holds ``max_other_symbols`` such symbols."""
+        i = self.index.get(symbol)
+        if i is not None:
+            return i
+        allow = self.config.allow_symbols
+        if allow is not None and symbol not in allow:
+            return None
+        if symbol not in self.known_symbols:
+            if self.other_symbols >= self.max_other_symbols:
+                return None
+            self.other_symbols += 1
+        return self.sym(symbol)
+
+    def refusal(self, symbol: str) -> str:
+        """Why ``admit`` refused ``symbol`` (for the reject's detail)."""
+        allow = self.config.allow_symbols
+        if allow is not None and symbol not in allow:
+            return f"{symbol!r} is not on risk.allow_symbols"
+        return (
+            f"{symbol!r} is not configured and risk already tracks {self.other_symbols} other symbols "
+            f"(max {self.max_other_symbols})"
+        )
 
     def strategy(self, name: str) -> int:
         """The strategy's index; a strategy seen for the first time gets a fresh (full) bucket."""
@@ -107,7 +148,10 @@ class RiskState:
             side = _SIDES[intent.side]
             order_type = _ORDER_TYPES[intent.order_type]
         except KeyError:  # a new symbol or strategy, or a side or type the check refuses
-            sym = self.sym(intent.symbol)
+            admitted = self.admit(intent.symbol)
+            if admitted is None:
+                return _SYMBOL_REFUSED
+            sym = admitted
             strat = self.strategy(intent.strategy)
             side = _SIDES.get(intent.side, 0)
             order_type = _ORDER_TYPES.get(intent.order_type, -1)
@@ -131,7 +175,13 @@ class RiskState:
     # ---- inputs -----------------------------------------------------------------------------
 
     def on_quote(self, q: wire.Quote) -> None:
-        i = self.sym(q.symbol)
+        i = self.index.get(q.symbol)
+        if i is None:
+            i = self.admit(q.symbol)
+            if i is None:
+                self.refused_quotes += 1
+                QUOTES_REFUSED.inc()
+                return
         if 0 < q.bid_px <= _MAX and 0 < q.ask_px <= _MAX:
             ts = max(0, min(q.exch_ns, checks.LIMIT_CAP))
             checks.set_quote(self.state, self.limits, i, q.bid_px, q.ask_px, ts)

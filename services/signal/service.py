@@ -85,7 +85,9 @@ class SignalService(Service):
     async def start(self) -> None:
         self._risk = self.peer_client("risk")  # intents: risk takes them only from us
         self.subscribe("risk", [topics.RK_TRADING_STATE, topics.RK_POSITION], self._on_risk_events)
-        self.subscribe("market_data", [topics.MD], self._on_market_data)
+        self.subscribe(
+            "market_data", [topics.MD], self._on_market_data, conflate=(topics.MD_QUOTE, topics.MD_BOOK)
+        )
         self._events = OrderEventReceiver(self, self._on_order_event)
         self.tasks.spawn("strategy_timer", self._timer_loop)
         log.info("strategies loaded", extra=kv(strategies=list(self.host.slots)))
