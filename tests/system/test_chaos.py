@@ -24,7 +24,7 @@ from tests.system.harness import clean_env, free_port, status_json, system_up, w
 from zerotick.control import send_control
 
 SERVICES = ("market_data", "signal", "risk", "execution")
-PROGRESS = 6  # orders the venue must receive between two kills
+PROGRESS = 10  # orders the venue must receive between two kills
 HOLD_MS = 3000  # how long the venue holds the POST execution is killed under
 
 
@@ -43,7 +43,10 @@ def chaos_doc(run_dir: Path, sim_port: int) -> dict[str, Any]:
             "order_rate", "reject_rate", "daily_loss", "drawdown", "latency", "stale_data",
             "trade_stream_down", "execution_unreachable")},
         "control": {"token": "chaos-token"},
-        "signal": {"strategies": [{"name": "probe1", "kind": "probe", "symbols": ["AAPL", "MSFT"]}]},
+        "signal": {"strategies": [
+            {"name": "probe1", "kind": "probe", "symbols": ["AAPL", "MSFT"]},
+            {"name": "ladder1", "kind": "ladder", "symbols": ["MSFT"], "params": {"levels": 4, "step_bps": 2}},
+        ]},
     }  # fmt: skip
 
 
