@@ -24,6 +24,7 @@ from tests.system.harness import clean_env, free_port, status_json, system_up, w
 from zerotick.control import send_control
 
 SERVICES = ("market_data", "signal", "risk", "execution")
+ROUNDS = 2  # each service SIGKILLed this many times, in turn
 PROGRESS = 10  # orders the venue must receive between two kills
 HOLD_MS = 3000  # how long the venue holds the POST execution is killed under
 
@@ -116,13 +117,14 @@ def test_sigkill_every_service_while_trading_and_every_ledger_agrees(tmp_path: P
     t0 = time.monotonic()
     with system_up(config, env, run_dir):
         _progress(port, PROGRESS, "start")
-        for svc in SERVICES:
-            pid = _pid(config, env, svc)
-            assert pid, svc
-            os.kill(pid, signal.SIGKILL)
-            kills[svc] += 1
-            _restarted(config, env, svc, pid)
-            _progress(port, PROGRESS, f"{svc} restarted")
+        for _ in range(ROUNDS):
+            for svc in SERVICES:
+                pid = _pid(config, env, svc)
+                assert pid, svc
+                os.kill(pid, signal.SIGKILL)
+                kills[svc] += 1
+                _restarted(config, env, svc, pid)
+                _progress(port, PROGRESS, f"{svc} restarted")
         # the venue holds the POST, then applies it: execution dies while it is outstanding
         mid_submit = _kill_execution_under_held_post(
             port, config, env, {"delay_ms": HOLD_MS, "after_apply": False}
@@ -177,7 +179,7 @@ def test_sigkill_every_service_while_trading_and_every_ledger_agrees(tmp_path: P
     assert final["risk"]["open_orders"] == len(open_at_venue)
     assert ex_status["reconcile_alarms"] == [] and ex_status["journal"]["ok"]
     assert st["trading_state"]["state"] == "active"
-    assert sum(kills.values()) == 6
+    assert sum(kills.values()) == ROUNDS * len(SERVICES) + 2
 
     fills = len(journal.fills)
     print(
