@@ -109,7 +109,9 @@ class JournalView:
     fills: list[wire.Fill] = field(default_factory=list)
     base: dict[str, int] = field(default_factory=dict)
     base_seq: int = 0
-    last_status: dict[str, str] = field(default_factory=dict)  # client_order_id -> newest status
+    statuses: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # client_order_id -> every status, in seq order
 
     def positions(self) -> dict[str, Decimal]:
         """Base positions plus every journaled fill: the book execution rebuilds on a restart."""
@@ -136,7 +138,7 @@ def read_journal(run_dir: Path) -> JournalView:
             if isinstance(ev, wire.Fill):
                 view.fills.append(ev)
             elif isinstance(ev, wire.OrderUpdate):
-                view.last_status[ev.client_order_id] = ev.status
+                view.statuses.setdefault(ev.client_order_id, []).append(ev.status)
         row = db.execute("SELECT as_of_seq, positions FROM base WHERE id = 1").fetchone()
         if row is not None:
             view.base_seq = int(row[0])

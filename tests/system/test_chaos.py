@@ -26,7 +26,11 @@ from zerotick.control import send_control
 SERVICES = ("market_data", "signal", "risk", "execution")
 ROUNDS = 2  # each service SIGKILLed this many times, in turn
 PROGRESS = 10  # orders the venue must receive between two kills
-HOLD_MS = 3000  # how long the venue holds the POST execution is killed under
+HTTP_TIMEOUT_S = 2.5  # execution's; its settle window (an unanswered POST may still land) is twice that
+HOLD_MS = 2000  # the venue holds the POST execution is killed under this long (< HTTP_TIMEOUT_S)
+# far beyond the settle window: the restarted execution's lookups (0.5, 1.5, 3.5, 8.5 s after it
+# starts) give the order up before it lands
+LATE_HOLD_MS = 20_000
 
 
 def chaos_doc(run_dir: Path, sim_port: int) -> dict[str, Any]:
@@ -38,7 +42,8 @@ def chaos_doc(run_dir: Path, sim_port: int) -> dict[str, Any]:
         "zmq": {"run_dir": str(run_dir)},
         "metrics": {"base_port": 0},
         "market_data": {"stocks": ["AAPL", "MSFT"], "crypto": [], "subscribe_bars": False},
-        "execution": {"rate_limit_per_min": 1_000_000, "rate_limit_burst": 1_000},
+        "execution": {"rate_limit_per_min": 1_000_000, "rate_limit_burst": 1_000,
+                      "http_timeout_s": HTTP_TIMEOUT_S},
         "risk": dict(OPEN_RISK),
         "kill_switch": {t: {"enabled": False} for t in (
             "order_rate", "reject_rate", "daily_loss", "drawdown", "latency", "stale_data",
@@ -137,6 +142,14 @@ def test_sigkill_every_service_while_trading_and_every_ledger_agrees(tmp_path: P
         )
         kills["execution reply lost"] += 1
         _progress(port, PROGRESS, "execution killed with a reply lost")
+        # held beyond execution's settle window: the restarted execution gives the order up
+        # (submit_failed) and the venue then applies it; the venue's word must win
+        late = _kill_execution_under_held_post(
+            port, config, env, {"delay_ms": LATE_HOLD_MS, "after_apply": False}
+        )
+        kills["execution late landing"] += 1
+        wait_until(lambda: ledger.order_posts(port)[late] == 1, 60, "the late POST applied")
+        _progress(port, PROGRESS, "the late POST landed")
         chaos_s = time.monotonic() - t0
 
         ledger.sim_post(port, "/sim/feed/pause")  # no more quotes: no more orders, no more fills
@@ -157,7 +170,7 @@ def test_sigkill_every_service_while_trading_and_every_ledger_agrees(tmp_path: P
     assert [c for c, n in posts.items() if n > 1] == []
     assert set(venue_by_coid) == set(posts)
     # both held POSTs ended at the venue once, and execution adopted them (never re-sent)
-    for coid in (mid_submit, reply_lost):
+    for coid in (mid_submit, reply_lost, late):
         assert posts[coid] == 1 and coid in venue_by_coid, coid
         assert ex_orders[coid]["venue_order_id"] == str(venue_by_coid[coid].id), ex_orders[coid]
     # execution lists every order it ever sent, with the venue's status and filled qty
@@ -165,6 +178,9 @@ def test_sigkill_every_service_while_trading_and_every_ledger_agrees(tmp_path: P
     for coid, o in venue_by_coid.items():
         mine = ex_orders[coid]
         assert (mine["status"], Decimal(mine["filled_qty"])) == (o.status.value, Decimal(o.filled_qty)), coid
+    # the late one was given up after the settle window, then adopted when the venue applied it
+    assert "submit_failed" in journal.statuses[late], journal.statuses[late]
+    assert journal.statuses[late][-1] == venue_by_coid[late].status.value, journal.statuses[late]
     never_placed = {c: o["status"] for c, o in ex_orders.items() if c not in venue_by_coid}
     assert set(never_placed.values()) <= {"submit_failed"}, never_placed
     # no fill missing: the journal's fills add up to the venue's fills, order by order and per symbol
@@ -179,7 +195,7 @@ def test_sigkill_every_service_while_trading_and_every_ledger_agrees(tmp_path: P
     assert final["risk"]["open_orders"] == len(open_at_venue)
     assert ex_status["reconcile_alarms"] == [] and ex_status["journal"]["ok"]
     assert st["trading_state"]["state"] == "active"
-    assert sum(kills.values()) == ROUNDS * len(SERVICES) + 2
+    assert sum(kills.values()) == ROUNDS * len(SERVICES) + 3
 
     fills = len(journal.fills)
     print(
@@ -187,5 +203,5 @@ def test_sigkill_every_service_while_trading_and_every_ledger_agrees(tmp_path: P
         f"at the venue {len(venue_by_coid)} (open {len(open_at_venue)}), fills {fills}, "
         f"journal: {len(journal.submitted)} submitted orders / {journal.submit_rows} submit rows / "
         f"{journal.events} events / {fills} fills; execution lists {len(ex_orders)} orders "
-        f"({len(never_placed)} never placed); positions {dict(venue_pos)}; kills {dict(kills)}"
+        f"({len(never_placed)} never placed); late POST {journal.statuses[late]}; positions {dict(venue_pos)}; kills {dict(kills)}"
     )
