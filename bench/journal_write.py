@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from common import wire
-from services.execution.journal import JOURNAL_FILE, SqliteJournal
+from services.execution.orders.journal import JOURNAL_FILE, SqliteJournal
 
 
 def _pct(xs: list[int], p: float) -> float:

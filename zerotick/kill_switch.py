@@ -21,7 +21,7 @@ from typing import Any
 from common import wire
 from common.enums import TradingState, TripSource
 from common.trading_state import AuditLog, StateRecord, StateStore
-from services.execution.venue_kill import empty_venue_direct
+from services.execution.venue.venue_kill import empty_venue_direct
 from zerotick.control import ControlError, NotRunning, as_doc, request
 
 CONNECT_TIMEOUT_MS = 150  # a service that does not take a connection this fast is dead or hung

@@ -1,12 +1,14 @@
 """The execution service: approved orders to Alpaca, order events and fills back on the sequenced path.
 
-Flow: ``handle(OrderRequest)`` answers ``OrderAck`` as soon as the order is queued, then a task places
-it (``placement``, through ``submitter``: never twice, lookups instead of blind retries). Venue news
-arrives on trade_updates (``trade_stream``) and from reconciliations (``reconcile``: at start, every
-stream reconnect, unknown submit outcomes); all of it goes through the per-order state machine
-(``order_state``) in ``tracker``, which turns it into OrderUpdate / Fill events numbered by one
-gap-free seq (``event_log``) and published on ``ex.``. This module wires those parts together and
-answers requests and controls.
+Two owners, wired here:
+  * the venue gateway (``services.execution.venue``): the HTTP/1.1 pool and REST client, the order
+    POST body, the trade_updates stream, the account poller, emptying the venue for a trip;
+  * the order manager (``services.execution.orders``): the journal and the restore from it, the
+    per-order state machine in the tracker (venue news -> OrderUpdate / Fill on one gap-free seq),
+    placement (never twice), reconciliation, and the trading gate asked before every POST.
+A quote's path ends here: ``handle(OrderRequest)`` -> gate -> ``placement.place`` -> journal ->
+``rest_client`` POST; the venue's answer and its trade_updates come back through the tracker.
+This module answers requests and controls and runs the trip.
 """
 
 from __future__ import annotations
@@ -24,24 +26,29 @@ from common.config import Settings, is_alpaca_live
 from common.enums import ControlCmd, RejectReason, TradingState
 from common.log import kv
 from common.metrics import STAGE_LATENCY, TRIP_CONFIRM, TRIP_UNCONFIRMED
-from common.positions import PositionBook
 from common.service import Service
-from services.execution.account import AccountPoller
-from services.execution.event_log import MAX_REPLAY, EventLog
-from services.execution.gate import OpenExposure, TradingGate
-from services.execution.journal import JOURNAL_FILE, JournalError, SqliteJournal
 from services.execution.metrics import ORDERS, STALE_BLOCKED
-from services.execution.order_request import invalid_request
-from services.execution.order_state import SUBMIT_FAILED, SUBMITTING, UNKNOWN, OrderParseError, TrackedOrder
-from services.execution.placement import OrderPlacer
-from services.execution.ratelimit import TokenBucket
-from services.execution.reconcile import Reconciler, venue_position
-from services.execution.rest_client import AlpacaRest, RestError
-from services.execution.restore import restore
-from services.execution.submitter import OrderSubmitter
-from services.execution.tracker import OrderTracker
-from services.execution.trade_stream import TradeStream
-from services.execution.venue_kill import KillOutcome, empty_venue
+from services.execution.orders.event_log import MAX_REPLAY, EventLog
+from services.execution.orders.gate import OpenExposure, TradingGate
+from services.execution.orders.journal import JOURNAL_FILE, JournalError, SqliteJournal
+from services.execution.orders.order_state import (
+    SUBMIT_FAILED,
+    SUBMITTING,
+    UNKNOWN,
+    OrderParseError,
+    TrackedOrder,
+)
+from services.execution.orders.placement import OrderPlacer
+from services.execution.orders.reconcile import Reconciler, venue_position
+from services.execution.orders.restore import restore
+from services.execution.orders.submitter import OrderSubmitter
+from services.execution.orders.tracker import OrderTracker
+from services.execution.venue.account import AccountPoller
+from services.execution.venue.order_request import invalid_request
+from services.execution.venue.ratelimit import TokenBucket
+from services.execution.venue.rest_client import AlpacaRest, RestError
+from services.execution.venue.trade_stream import TradeStream
+from services.execution.venue.venue_kill import KillOutcome, empty_venue
 
 __all__ = ["SERVICE_CLASS", "ExecutionService", "LiveTradingRefused", "check_live_guard", "venue_position"]
 
@@ -116,42 +123,6 @@ class ExecutionService(Service):
         self.start_positions: list[wire.Position] = []
         self._risk_to_exec = STAGE_LATENCY.labels(self.name, "risk_to_exec")
 
-    # ---- state owned by the parts, named as before --------------------------------------------
-
-    @property
-    def orders(self) -> dict[str, TrackedOrder]:
-        return self.tracker.orders
-
-    @property
-    def positions(self) -> PositionBook:
-        """Venue positions at start plus every Fill since: consistent with events.last_seq."""
-        return self.tracker.positions
-
-    @property
-    def _max_tracked(self) -> int:
-        return self.tracker.max_tracked
-
-    @_max_tracked.setter
-    def _max_tracked(self, value: int) -> None:
-        self.tracker.max_tracked = value
-
-    @property
-    def settle_s(self) -> float:
-        """How long an unanswered POST may still land."""
-        return self.placer.settle_s
-
-    @settle_s.setter
-    def settle_s(self, value: float) -> None:
-        self.placer.settle_s = value
-
-    @property
-    def reconciles(self) -> int:
-        return self.reconciler.reconciles
-
-    @property
-    def last_reconcile_error(self) -> str:
-        return self.reconciler.last_error
-
     # ---- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -170,7 +141,9 @@ class ExecutionService(Service):
 
     async def stop(self) -> None:
         await self.stream.stop()
-        in_flight = [o.client_order_id for o in self.orders.values() if o.status in (SUBMITTING, UNKNOWN)]
+        in_flight = [
+            o.client_order_id for o in self.tracker.orders.values() if o.status in (SUBMITTING, UNKNOWN)
+        ]
         if in_flight:  # a POST may land after we are gone: the next start adopts it by reconcile
             log.warning("stopping with order submits unresolved", extra=kv(coids=in_flight[:50]))
         await self.tasks.stop()
@@ -186,7 +159,7 @@ class ExecutionService(Service):
             # the journal holds every order sent and the book's base: resolve them at the venue
             await self.reconciler.run("restart")
             self.reconciler.mark_verified()
-            self.start_positions = [p.to_wire(wall_ns()) for p in self.positions.all()]
+            self.start_positions = [p.to_wire(wall_ns()) for p in self.tracker.positions.all()]
             for order in self._unknown_at_start:
                 if order.status == UNKNOWN:
                     self._spawn(self.placer.resolve(order))
@@ -245,7 +218,7 @@ class ExecutionService(Service):
                 self.gate.adopt(m.state, m.seq, "risk_event")
 
     def _exposure(self, symbol: str, exclude: str = "") -> OpenExposure:
-        return OpenExposure(self.positions.qty(symbol), *self.tracker.open_qty(symbol, exclude))
+        return OpenExposure(self.tracker.positions.qty(symbol), *self.tracker.open_qty(symbol, exclude))
 
     def _gate_reason(self, order: TrackedOrder) -> str:
         """Asked right before the order's POST is written: the trading state, and the age of the tick
@@ -405,7 +378,7 @@ class ExecutionService(Service):
     def _cancel(self, msg: wire.CancelRequest) -> Awaitable[wire.Reply] | wire.Reply:
         if msg.all:
             return self._cancel_all()
-        order = self.orders.get(msg.client_order_id)
+        order = self.tracker.orders.get(msg.client_order_id)
         if order is None:
             return wire.Reply(ok=False, detail=f"unknown client_order_id {msg.client_order_id!r}")
         if order.terminal:
@@ -438,7 +411,7 @@ class ExecutionService(Service):
         if cmd.cmd == ControlCmd.VENUE_POSITIONS:
             return self._positions_reply()
         if cmd.cmd == ControlCmd.ORDERS:
-            docs = [o.as_dict() for o in self.orders.values()]
+            docs = [o.as_dict() for o in self.tracker.orders.values()]
             return wire.Reply(ok=True, detail=f"{len(docs)} orders", data=orjson.dumps(docs))
         if cmd.cmd == ControlCmd.CANCEL_ALL:
             return self._cancel_all()
@@ -450,7 +423,7 @@ class ExecutionService(Service):
         if not self.ready:
             return wire.Reply(ok=False, detail="not ready: venue positions not loaded yet")
         now = wall_ns()
-        positions = [p.to_wire(now) for p in self.positions.all()]
+        positions = [p.to_wire(now) for p in self.tracker.positions.all()]
         return wire.PositionsSnapshot(as_of_seq=self.events.last_seq, positions=positions)
 
     async def _positions_reply(self) -> wire.PositionsSnapshot | wire.Reply:
@@ -469,12 +442,12 @@ class ExecutionService(Service):
             "trading_base_url": self.settings.trading_base_url(),
             "trade_stream_connected": self.stream.connected,
             "trade_stream_connects": self.stream.connects,
-            "orders_tracked": len(self.orders),
+            "orders_tracked": len(self.tracker.orders),
             "orders_open": self.open_orders(),
             "last_event_seq": self.events.last_seq,
             "rate_limit_tokens": round(self.bucket.tokens, 2),
-            "reconciles": self.reconciles,
-            "last_reconcile_error": self.last_reconcile_error,
+            "reconciles": self.reconciler.reconciles,
+            "last_reconcile_error": self.reconciler.last_error,
             "start_positions": {p.symbol: fixed.to_str(p.qty) for p in self.start_positions},
             "account": {
                 k: fixed.to_str(getattr(self.account.last, k)) for k in ("cash", "buying_power", "equity")

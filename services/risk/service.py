@@ -214,7 +214,7 @@ class RiskService(Service):
     async def _empty_venue_without_execution(
         self, state: TradingState, flatten: bool, why: str
     ) -> wire.TripReport:
-        from services.execution.venue_kill import empty_venue_direct  # only on this rare path
+        from services.execution.venue.venue_kill import empty_venue_direct  # only on this rare path
 
         log.error("execution did not answer a trip: risk empties the venue itself", extra=kv(error=why[:200]))
         outcome = await empty_venue_direct(self.settings, flatten, TRIP_WAIT_MS / 1000)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from common.fixed import to_fixed
-from services.execution.account import AccountParseError, parse_account
+from services.execution.venue.account import AccountParseError, parse_account
 
 GOOD = {
     "cash": "1000.5",

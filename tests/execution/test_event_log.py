@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common import wire
-from services.execution.event_log import EventLog
+from services.execution.orders.event_log import EventLog
 
 
 def update(n: int) -> wire.OrderUpdate:

@@ -11,15 +11,15 @@ import pytest
 import uvloop
 from aiohttp import web
 
-from services.execution.http11 import (
+from services.execution.venue.http11 import (
     Http11Pool,
     HttpConnectionError,
     HttpProtocolError,
     HttpTimeout,
     ResponseParser,
 )
-from services.execution.ratelimit import TokenBucket
-from services.execution.rest_client import AlpacaRest, RestConnectionError, RestTimeout
+from services.execution.venue.ratelimit import TokenBucket
+from services.execution.venue.rest_client import AlpacaRest, RestConnectionError, RestTimeout
 from tests.execution.harness import serve_local
 
 HEADERS = {"APCA-API-KEY-ID": "kid", "APCA-API-SECRET-KEY": "s3cret", "Content-Type": "application/json"}

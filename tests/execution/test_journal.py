@@ -13,7 +13,7 @@ import pytest
 
 from common import wire
 from common.fixed import to_fixed
-from services.execution.journal import JOURNAL_FILE, JournalError, SqliteJournal
+from services.execution.orders.journal import JOURNAL_FILE, JournalError, SqliteJournal
 from tests.execution.harness import running_execution, until
 from tests.execution.test_service import make_settings
 from tests.execution.tiny_venue import TinyVenue
@@ -68,11 +68,11 @@ def test_restart_continues_the_sequence_remembers_closed_orders_and_resolves_an_
         try:
             async with running_execution(settings, venue) as h:
                 assert (await h.order("zt-a.1", qty="10")).accepted
-                await until(lambda: h.svc.orders["zt-a.1"].status == "new")
+                await until(lambda: h.svc.tracker.orders["zt-a.1"].status == "new")
                 await venue.fill("zt-a.1", "10", "99")
-                await until(lambda: h.svc.orders["zt-a.1"].status == "filled")
+                await until(lambda: h.svc.tracker.orders["zt-a.1"].status == "filled")
                 assert (await h.order("zt-a.2", qty="5")).accepted
-                await until(lambda: h.svc.orders["zt-a.2"].status == "new")
+                await until(lambda: h.svc.tracker.orders["zt-a.2"].status == "new")
                 seq, incarnation = h.svc.events.last_seq, h.svc.incarnation()
                 # a submit journaled whose POST reached the venue, then the process died (no event)
                 h.svc.journal.record_submit(
@@ -87,11 +87,11 @@ def test_restart_continues_the_sequence_remembers_closed_orders_and_resolves_an_
             async with running_execution(settings, venue) as h2:
                 svc = h2.svc
                 assert svc.incarnation() == incarnation and svc.journal.boots == 2
-                assert svc.orders["zt-a.1"].status == "filled"  # a closed order remembered
-                assert svc.orders["zt-a.2"].status == "filled"  # its fill found by lookup
-                assert svc.orders["zt-a.3"].status == "new"  # unknown submit: adopted by lookup
-                await until(lambda: svc.orders["zt-a.4"].status == "submit_failed", timeout_s=10)
-                assert svc.positions.qty("AAPL") == to_fixed(15)
+                assert svc.tracker.orders["zt-a.1"].status == "filled"  # a closed order remembered
+                assert svc.tracker.orders["zt-a.2"].status == "filled"  # its fill found by lookup
+                assert svc.tracker.orders["zt-a.3"].status == "new"  # unknown submit: adopted by lookup
+                await until(lambda: svc.tracker.orders["zt-a.4"].status == "submit_failed", timeout_s=10)
+                assert svc.tracker.positions.qty("AAPL") == to_fixed(15)
                 assert svc.events.last_seq > seq  # continued, not restarted
                 replay = await h2.rpc.request(wire.Replay(after_seq=0))
                 seqs = [e.seq for e in wire.decode_list(replay.data)]
@@ -112,9 +112,9 @@ def test_a_venue_that_lost_its_state_is_reconciled_with_an_alarm(tmp_path: Path)
         try:
             async with running_execution(make_settings(tmp_path / "run", venue), venue) as h:
                 assert (await h.order("zt-b.1", qty="10")).accepted
-                await until(lambda: h.svc.orders["zt-b.1"].status == "new")
+                await until(lambda: h.svc.tracker.orders["zt-b.1"].status == "new")
                 await venue.fill("zt-b.1", "4", "99")
-                await until(lambda: h.svc.positions.qty("AAPL") == to_fixed(4))
+                await until(lambda: h.svc.tracker.positions.qty("AAPL") == to_fixed(4))
                 epoch = h.svc.incarnation()
                 venue.stream_open = False
                 await venue.drop_streams()
@@ -122,8 +122,8 @@ def test_a_venue_that_lost_its_state_is_reconciled_with_an_alarm(tmp_path: Path)
                 venue.orders.clear()  # the venue restarted without its state
                 venue.positions.clear()
                 venue.stream_open = True
-                await until(lambda: h.svc.orders["zt-b.1"].status == "venue_lost")
-                await until(lambda: h.svc.positions.qty("AAPL") == 0)
+                await until(lambda: h.svc.tracker.orders["zt-b.1"].status == "venue_lost")
+                await until(lambda: h.svc.tracker.positions.qty("AAPL") == 0)
                 assert h.svc.incarnation() != epoch  # risk re-snapshots the re-based book
                 alarms = h.svc.status()["reconcile_alarms"]
                 assert any("venue lost 1 open orders" in a for a in alarms)
@@ -144,8 +144,8 @@ def test_an_unwritable_journal_refuses_orders_and_says_so(tmp_path: Path) -> Non
                 h.svc.journal._db.close()  # type: ignore[union-attr]  # the disk is gone
                 ack = await h.order("zt-c.1")
                 if ack.accepted:  # the health check had not run yet: the write-ahead refuses the POST
-                    await until(lambda: h.svc.orders["zt-c.1"].status == "submit_failed")
-                assert "journal_failed" in h.svc.orders["zt-c.1"].reason
+                    await until(lambda: h.svc.tracker.orders["zt-c.1"].status == "submit_failed")
+                assert "journal_failed" in h.svc.tracker.orders["zt-c.1"].reason
                 assert h.svc.heartbeat_state() == "journal_failed"
                 ack = await h.order("zt-c.2")
                 assert not ack.accepted and ack.detail.startswith("journal_failed")

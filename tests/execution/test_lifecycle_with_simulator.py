@@ -120,7 +120,7 @@ def check_event_stream(h: Harness) -> None:
 async def venue_agrees(h: Harness, venue: Venue, coid: str) -> Order:
     """The venue's order matches what execution tracks and published for it."""
     order = await venue.order(coid)
-    tracked = h.svc.orders[coid]
+    tracked = h.svc.tracker.orders[coid]
     assert tracked.status == order.status.value == h.statuses(coid)[-1]
     assert tracked.venue_order_id == str(order.id)
     fills = h.fills(coid)
@@ -254,7 +254,7 @@ def test_replace_through_pending_replace_tracks_the_new_order_and_its_fills(tmp_
         await until(lambda: len(h.fills("zt-r.1")) == 1)
         venue.quote(BID, ASK)
 
-        old_id = h.svc.orders["zt-r.1"].venue_order_id
+        old_id = h.svc.tracker.orders["zt-r.1"].venue_order_id
         change = ReplaceOrderRequest(qty=3, limit_price=98.5, client_order_id="zt-r.1b")
         new = await asyncio.to_thread(venue.oracle.replace_order_by_id, old_id, change)
         assert isinstance(new, Order) and new.status.value == "pending_new"
@@ -270,8 +270,8 @@ def test_replace_through_pending_replace_tracks_the_new_order_and_its_fills(tmp_
             "pending_new", "new", "partially_filled", "pending_replace", "pending_replace", "replaced",
         ]  # fmt: skip
         assert fills_of(h, "zt-r.1") == fx(("2", "99"), ("1", "99"))
-        assert h.svc.orders["zt-r.1"].replaced_by == str(new.id)
-        replacement = h.svc.orders["zt-r.1b"]
+        assert h.svc.tracker.orders["zt-r.1"].replaced_by == str(new.id)
+        replacement = h.svc.tracker.orders["zt-r.1b"]
         assert (replacement.replaces, replacement.strategy, replacement.qty) == (old_id, "s1", to_fixed(3))
         assert h.statuses("zt-r.1b") == ["new", "filled"]
         [fill] = h.fills("zt-r.1b")
@@ -291,7 +291,7 @@ def test_replace_too_late_because_the_old_order_filled_rejects_the_replacement(t
         await until(lambda: status(h, "zt-r.2") == "pending_new")
         assert venue.release() == 1
         await until(lambda: status(h, "zt-r.2") == "new")
-        old_id = h.svc.orders["zt-r.2"].venue_order_id
+        old_id = h.svc.tracker.orders["zt-r.2"].venue_order_id
         change = ReplaceOrderRequest(limit_price=98.5, client_order_id="zt-r.2b")
         await asyncio.to_thread(venue.oracle.replace_order_by_id, old_id, change)
         await until(lambda: status(h, "zt-r.2") == "pending_replace")
@@ -301,7 +301,7 @@ def test_replace_too_late_because_the_old_order_filled_rejects_the_replacement(t
         await until(lambda: status(h, "zt-r.2b") == "rejected")
         assert h.statuses("zt-r.2") == ["pending_new", "new", "pending_replace", "filled"]
         assert fills_of(h, "zt-r.2") == fx(("2", "99"))
-        assert h.fills("zt-r.2b") == [] and h.svc.orders["zt-r.2b"].strategy == "s1"
+        assert h.fills("zt-r.2b") == [] and h.svc.tracker.orders["zt-r.2b"].strategy == "s1"
         await venue_agrees(h, venue, "zt-r.2")
         await venue_agrees(h, venue, "zt-r.2b")
         assert h.svc.open_orders() == 0
@@ -344,7 +344,7 @@ def test_session_close_expires_day_orders_and_gtc_ones_fill_after_the_open(tmp_p
         await submit(h, "zt-g.1", qty="1", px="99", tif="gtc")
         await until(lambda: status(h, "zt-d.1") == "new" and status(h, "zt-g.1") == "new")
         closed = await venue.post("/sim/session/close")
-        assert closed == {"is_open": False, "expired": [h.svc.orders["zt-d.1"].venue_order_id]}
+        assert closed == {"is_open": False, "expired": [h.svc.tracker.orders["zt-d.1"].venue_order_id]}
         await until(lambda: status(h, "zt-d.1") == "expired")
         venue.quote("98.4", "98.5", ask_sz="10")  # crosses the gtc order, which does not trade while closed
         await submit(h, "zt-q.1", qty="3", px="99", tif="day")  # queued for the next session
@@ -387,7 +387,7 @@ def test_lost_reply_after_the_order_was_placed_makes_one_order_filled_once(
         assert h.statuses("zt-l.1")[-1] == "filled" and "submit_failed" not in h.statuses("zt-l.1")
         assert fills_of(h, "zt-l.1") == fx(("2", ASK))
         await venue_agrees(h, venue, "zt-l.1")
-        assert len([o for o in h.svc.orders.values() if o.symbol == "AAPL"]) == 1
+        assert len([o for o in h.svc.tracker.orders.values() if o.symbol == "AAPL"]) == 1
 
     run(tmp_path, scenario)
 
@@ -443,7 +443,7 @@ def test_post_landing_after_execution_gave_up_revives_the_order_with_its_fill(tm
     later, the venue's word wins: the order is tracked again and its fill counted once."""
 
     async def scenario(h: Harness, venue: Venue) -> None:
-        h.svc.settle_s = 0.3  # instead of max(2 x http timeout, 2 s): give up before the POST lands
+        h.svc.placer.settle_s = 0.3  # instead of max(2 x http timeout, 2 s): give up before the POST lands
         fault = {"count": 3, "delay_ms": 2000, "after_apply": False, "method": "POST", "paths": "/v2/orders"}
         await venue.post("/sim/faults/rest", fault)
         await submit(h, "zt-t.3", qty="2", px=ASK)
@@ -507,7 +507,7 @@ def test_replace_and_its_fill_while_trade_updates_are_dropped_are_reconciled_onc
     async def scenario(h: Harness, venue: Venue) -> None:
         await submit(h, "zt-x.2", qty="4", px="99", tif="gtc")
         await until(lambda: status(h, "zt-x.2") == "new")
-        old_id = h.svc.orders["zt-x.2"].venue_order_id
+        old_id = h.svc.tracker.orders["zt-x.2"].venue_order_id
         connects = h.svc.stream.connects
         hub = venue.server.app[TRADE_STREAM_HUB]  # type: ignore[index]
         assert (await venue.post("/sim/faults/streams/drop"))["trade_dropped"] == 1
@@ -518,7 +518,7 @@ def test_replace_and_its_fill_while_trade_updates_are_dropped_are_reconciled_onc
         new = venue.exchange.replace(old_id, change)
         venue.quote("98.4", "98.5", ask_sz="10")
         await until(lambda: status(h, "zt-x.2") == "replaced" and status(h, "zt-x.2b") == "filled")
-        assert h.svc.stream.connects > connects and h.svc.orders["zt-x.2"].replaced_by == new.id
+        assert h.svc.stream.connects > connects and h.svc.tracker.orders["zt-x.2"].replaced_by == new.id
         # in the order it happened: the old order's fill and end, then the replacement and its fill
         seen = [
             (e.client_order_id, type(e).__name__) for e in h.events if e.client_order_id.startswith("zt-x.2")
@@ -529,7 +529,7 @@ def test_replace_and_its_fill_while_trade_updates_are_dropped_are_reconciled_onc
         ]  # fmt: skip
         assert fills_of(h, "zt-x.2") == fx(("1", "99"))
         assert fills_of(h, "zt-x.2b") == fx(("3", "98.5"))
-        replacement = h.svc.orders["zt-x.2b"]
+        replacement = h.svc.tracker.orders["zt-x.2b"]
         assert (replacement.replaces, replacement.strategy) == (old_id, "s1")
         await asyncio.sleep(0.1)  # a duplicate from a late reconcile would show by now
         assert len(h.fills("zt-x.2")) == len(h.fills("zt-x.2b")) == 1

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from common.fixed import to_fixed
-from services.execution.order_state import (
+from services.execution.orders.order_state import (
     SUBMIT_FAILED,
     OrderParseError,
     TrackedOrder,
@@ -217,7 +217,7 @@ def test_order_without_symbol_or_ids_is_a_clear_error() -> None:
      ("limit_price", 2**64 - 1), ("updated_at", "2600-01-01T00:00:00Z"), ("updated_at", "1677-01-01T00:00:00Z")],
 )  # fmt: skip
 def test_out_of_range_venue_numbers_are_parse_errors(field: str, value: object) -> None:
-    from services.execution.order_state import OrderParseError, VenueOrder
+    from services.execution.orders.order_state import OrderParseError, VenueOrder
 
     doc = {"id": "v1", "client_order_id": "zt-1", "status": "new", "side": "buy", "symbol": "AAPL",
            "qty": "1", "filled_qty": "0", field: value}  # fmt: skip

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.execution.ratelimit import TokenBucket
+from services.execution.venue.ratelimit import TokenBucket
 
 
 class FakeClock:

@@ -61,7 +61,7 @@ def test_order_fills_arrive_as_sequenced_fill_events(tmp_path: Path) -> None:
     async def scenario(h: Harness) -> None:
         ack = await h.order("zt-a.1")
         assert ack.accepted and ack.detail == "queued"
-        await until(lambda: "zt-a.1" in h.venue.orders and h.svc.orders["zt-a.1"].status == "new")
+        await until(lambda: "zt-a.1" in h.venue.orders and h.svc.tracker.orders["zt-a.1"].status == "new")
         await h.venue.fill("zt-a.1", "40", "100")
         await h.venue.fill("zt-a.1", "60", "101.5")
         await until(lambda: len(h.fills("zt-a.1")) == 2 and "filled" in h.statuses("zt-a.1"))
@@ -96,7 +96,7 @@ def test_order_fills_arrive_as_sequenced_fill_events(tmp_path: Path) -> None:
 def test_lost_post_reply_gives_exactly_one_venue_order(tmp_path: Path) -> None:
     async def scenario(h: Harness) -> None:
         assert (await h.order("zt-b.1", qty="10")).accepted
-        await until(lambda: h.svc.orders["zt-b.1"].venue_order_id != "")
+        await until(lambda: h.svc.tracker.orders["zt-b.1"].venue_order_id != "")
         await h.venue.fill("zt-b.1", "10", "99")
         await until(lambda: "filled" in h.statuses("zt-b.1"))
         await asyncio.sleep(0.1)
@@ -123,8 +123,8 @@ def test_stream_outage_is_reconciled(tmp_path: Path) -> None:
     async def scenario(h: Harness) -> None:
         for coid in ("zt-d.1", "zt-d.2"):
             assert (await h.order(coid, qty="10")).accepted
-        await until(lambda: all(h.svc.orders[c].status == "new" for c in ("zt-d.1", "zt-d.2")))
-        before = h.svc.reconciles
+        await until(lambda: all(h.svc.tracker.orders[c].status == "new" for c in ("zt-d.1", "zt-d.2")))
+        before = h.svc.reconciler.reconciles
         h.venue.stream_open = False
         await h.venue.drop_streams()
         await until(lambda: not h.svc.stream.connected)
@@ -132,12 +132,12 @@ def test_stream_outage_is_reconciled(tmp_path: Path) -> None:
         await h.venue.fill("zt-d.1", "10", "50", push=False)
         await h.venue.fill("zt-d.2", "4", "51", push=False)
         h.venue.stream_open = True
-        await until(lambda: h.svc.reconciles > before and len(h.fills("zt-d.2")) == 1)
+        await until(lambda: h.svc.reconciler.reconciles > before and len(h.fills("zt-d.2")) == 1)
         await until(lambda: len(h.fills("zt-d.1")) == 1)
         assert (h.fills("zt-d.1")[0].qty, h.fills("zt-d.1")[0].px) == (to_fixed(10), to_fixed(50))
         assert (h.fills("zt-d.2")[0].qty, h.fills("zt-d.2")[0].px) == (to_fixed(4), to_fixed(51))
-        assert h.svc.orders["zt-d.1"].status == "filled"
-        assert h.svc.orders["zt-d.2"].status == "partially_filled"
+        assert h.svc.tracker.orders["zt-d.1"].status == "filled"
+        assert h.svc.tracker.orders["zt-d.2"].status == "partially_filled"
         # the rest of zt-d.2 arrives on the restored stream as usual
         await h.venue.fill("zt-d.2", "6", "52")
         await until(lambda: len(h.fills("zt-d.2")) == 2)
@@ -157,7 +157,7 @@ def test_positions_and_cancel_all_controls(tmp_path: Path) -> None:
         )  # fmt: skip
         # the sequenced book: (empty) venue positions at start plus our own fills, as of a seq
         assert (await h.order("zt-e.0")).accepted
-        await until(lambda: h.svc.orders["zt-e.0"].status == "new")
+        await until(lambda: h.svc.tracker.orders["zt-e.0"].status == "new")
         await h.venue.fill("zt-e.0", "4", "50")
         await until(lambda: len(h.fills("zt-e.0")) == 1)
         reply = await h.rpc.request(wire.Control(cmd="positions"))
@@ -165,7 +165,7 @@ def test_positions_and_cancel_all_controls(tmp_path: Path) -> None:
         [book] = reply.positions
         assert isinstance(book, wire.Position) and (book.symbol, book.qty) == ("AAPL", to_fixed(4))
         assert (await h.order("zt-e.1")).accepted
-        await until(lambda: h.svc.orders["zt-e.1"].status == "new")
+        await until(lambda: h.svc.tracker.orders["zt-e.1"].status == "new")
         reply = await h.control("cancel_all")
         assert reply.ok and len(orjson.loads(reply.data)) == 2  # zt-e.0 is only partially filled
         await until(lambda: "canceled" in h.statuses("zt-e.1") and "canceled" in h.statuses("zt-e.0"))
@@ -196,7 +196,7 @@ def test_live_guard_refuses_live_url_without_the_live_flag() -> None:
 def test_replace_tracks_the_new_order_under_its_own_client_id(tmp_path: Path) -> None:
     async def scenario(h: Harness) -> None:
         assert (await h.order("zt-f.1", qty="10", px="100")).accepted
-        await until(lambda: h.svc.orders["zt-f.1"].status == "new")
+        await until(lambda: h.svc.tracker.orders["zt-f.1"].status == "new")
         old = h.venue.orders["zt-f.1"]
         new = {**old, "id": "5f2a0c1e-0000-4000-8000-00000000abcd", "client_order_id": "venue-made-id"}
         new.update(status="new", limit_price="101", replaces=old["id"])
@@ -204,9 +204,11 @@ def test_replace_tracks_the_new_order_under_its_own_client_id(tmp_path: Path) ->
         h.venue.orders["venue-made-id"] = new
         await h.venue.push("replaced", old)
         await h.venue.push("new", new)
-        await until(lambda: "venue-made-id" in h.svc.orders and h.statuses("venue-made-id") == ["new"])
-        assert h.svc.orders["zt-f.1"].status == "replaced" and h.svc.orders["zt-f.1"].terminal
-        replacement = h.svc.orders["venue-made-id"]
+        await until(
+            lambda: "venue-made-id" in h.svc.tracker.orders and h.statuses("venue-made-id") == ["new"]
+        )
+        assert h.svc.tracker.orders["zt-f.1"].status == "replaced" and h.svc.tracker.orders["zt-f.1"].terminal
+        replacement = h.svc.tracker.orders["venue-made-id"]
         assert replacement.strategy == "s1" and replacement.replaces == old["id"]
         assert replacement.limit_px == to_fixed(101)
         await h.venue.fill("venue-made-id", "10", "101")
@@ -231,45 +233,47 @@ def test_fill_between_the_startup_positions_and_orders_reads_is_neither_lost_nor
 
     async def scenario(h: Harness) -> None:
         # the venue holds 4 AAPL: the book must say so, with no Fill for what is already in it
-        assert h.svc.positions.qty("AAPL") == to_fixed(4) and not h.fills("old-run.1")
+        assert h.svc.tracker.positions.qty("AAPL") == to_fixed(4) and not h.fills("old-run.1")
         await h.venue.fill("old-run.1", "6", "51")
         await until(lambda: len(h.fills("old-run.1")) == 1)
-        assert h.fills("old-run.1")[0].qty == to_fixed(6) and h.svc.positions.qty("AAPL") == to_fixed(10)
+        assert h.fills("old-run.1")[0].qty == to_fixed(6) and h.svc.tracker.positions.qty("AAPL") == to_fixed(
+            10
+        )
 
     run(tmp_path, scenario, before_start=seed)
 
 
 def test_order_created_and_filled_elsewhere_during_a_stream_outage_is_adopted(tmp_path: Path) -> None:
     async def scenario(h: Harness) -> None:
-        before = h.svc.reconciles
+        before = h.svc.reconciler.reconciles
         h.venue.stream_open = False
         await h.venue.drop_streams()
         await until(lambda: not h.svc.stream.connected)
         h.venue.place("by-hand.1", "3", side="sell")
         await h.venue.fill("by-hand.1", "3", "77", push=False)  # closed before we hear of it
         h.venue.stream_open = True
-        await until(lambda: h.svc.reconciles > before and len(h.fills("by-hand.1")) == 1)
+        await until(lambda: h.svc.reconciler.reconciles > before and len(h.fills("by-hand.1")) == 1)
         fill = h.fills("by-hand.1")[0]
         assert (fill.side, fill.qty, fill.px) == ("sell", to_fixed(3), to_fixed(77))
-        assert h.svc.positions.qty("AAPL") == to_fixed(-3)
+        assert h.svc.tracker.positions.qty("AAPL") == to_fixed(-3)
 
     run(tmp_path, scenario)
 
 
 def test_late_duplicate_update_of_a_forgotten_order_is_not_counted_again(tmp_path: Path) -> None:
     async def scenario(h: Harness) -> None:
-        h.svc._max_tracked = 2
+        h.svc.tracker.max_tracked = 2
         for n in range(3):
             coid = f"zt-g.{n}"
             assert (await h.order(coid, qty="1")).accepted
-            await until(lambda c=coid: h.svc.orders[c].status == "new")
+            await until(lambda c=coid: h.svc.tracker.orders[c].status == "new")
             await h.venue.fill(coid, "1", "10")
             await until(lambda c=coid: len(h.fills(c)) == 1)
-        assert "zt-g.0" not in h.svc.orders  # pruned
+        assert "zt-g.0" not in h.svc.tracker.orders  # pruned
         await h.venue.push("fill", h.venue.orders["zt-g.0"], qty="1", price="10")  # replayed by the venue
         assert (await h.order("zt-g.9", qty="1")).accepted  # a marker event after the duplicate
         await until(lambda: "new" in h.statuses("zt-g.9"))
-        assert len(h.fills("zt-g.0")) == 1 and h.svc.positions.qty("AAPL") == to_fixed(3)
+        assert len(h.fills("zt-g.0")) == 1 and h.svc.tracker.positions.qty("AAPL") == to_fixed(3)
 
     run(tmp_path, scenario)
 
@@ -277,7 +281,7 @@ def test_late_duplicate_update_of_a_forgotten_order_is_not_counted_again(tmp_pat
 def test_unusable_fill_update_is_recovered_by_reconcile(tmp_path: Path) -> None:
     async def scenario(h: Harness) -> None:
         assert (await h.order("zt-h.1", qty="10")).accepted
-        await until(lambda: h.svc.orders["zt-h.1"].status == "new")
+        await until(lambda: h.svc.tracker.orders["zt-h.1"].status == "new")
         order = await h.venue.fill("zt-h.1", "10", "42", push=False)
         broken = {**order, "filled_avg_price": "n/a"}
         await h.venue.push("fill", broken, qty="10", price="42")
@@ -325,7 +329,7 @@ def test_orders_only_from_risk_on_the_orders_socket(tmp_path: Path) -> None:
         with pytest.raises(RpcUnavailable):  # its handshake never completes: nothing is delivered
             await impostor.request(request)
         impostor.close()
-        assert "zt-rogue.1" not in h.svc.orders and not h.venue.posts
+        assert "zt-rogue.1" not in h.svc.tracker.orders and not h.venue.posts
         cancel = await h.rpc.request(wire.CancelRequest(client_order_id="", all=True))
         assert not cancel.ok and "only from risk" in cancel.detail
 

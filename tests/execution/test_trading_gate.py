@@ -59,10 +59,12 @@ def test_orders_waiting_for_a_rate_token_do_not_leave_after_a_halt(tmp_path: Pat
         await until(lambda: _posted(h) == ["zt-q.0"])
         report = await _trip(h, TradingState.HALTED, seq=5)
         assert report.ok and report.open_orders == 0 and report.canceled == 1
-        await until(lambda: all(h.svc.orders[c].status == "submit_failed" for c in ("zt-q.1", "zt-q.2")))
+        await until(
+            lambda: all(h.svc.tracker.orders[c].status == "submit_failed" for c in ("zt-q.1", "zt-q.2"))
+        )
         await asyncio.sleep(1.5)  # tokens come back: still nothing goes out
         assert _posted(h) == ["zt-q.0"]
-        assert "halted" in h.svc.orders["zt-q.1"].reason
+        assert "halted" in h.svc.tracker.orders["zt-q.1"].reason
         ack = await _send(h, _request("zt-q.3"))
         assert not ack.accepted and ack.detail.startswith("halted")
 
@@ -106,8 +108,8 @@ def test_reduce_only_lets_through_only_what_shrinks_the_position(tmp_path: Path)
 def test_an_order_built_from_a_tick_too_old_by_now_is_not_sent(tmp_path: Path) -> None:
     async def scenario(h: Harness) -> None:
         assert (await _send(h, _request("zt-s.0", tick_age_s=5.0))).accepted  # risk let it through
-        await until(lambda: h.svc.orders["zt-s.0"].status == "submit_failed")
-        assert "stale_quote" in h.svc.orders["zt-s.0"].reason
+        await until(lambda: h.svc.tracker.orders["zt-s.0"].status == "submit_failed")
+        assert "stale_quote" in h.svc.tracker.orders["zt-s.0"].reason
         assert (await _send(h, _request("zt-s.1", tick_age_s=0.1))).accepted
         await until(lambda: _posted(h) == ["zt-s.1"])
 

@@ -80,7 +80,7 @@ def test_submit_fill_arrives_with_the_venues_qty_and_price(tmp_path: Path) -> No
         assert Decimal(notional) / Decimal(sum(f.qty for f in fills)) / 10**9 == Decimal(
             venue_order.filled_avg_price
         )
-        assert h.svc.orders["zt-s.1"].venue_order_id == str(venue_order.id)
+        assert h.svc.tracker.orders["zt-s.1"].venue_order_id == str(venue_order.id)
 
     run(tmp_path, scenario)
 
@@ -119,7 +119,7 @@ def test_stream_drop_reconnects_and_reconcile_catches_a_fill_missed_meanwhile(tm
         await until(lambda: h.svc.stream.connects > connects and h.svc.stream.connected)
         # a resting buy below the market
         assert (await h.order("zt-s.4", qty="2", px="99")).accepted
-        await until(lambda: h.svc.orders["zt-s.4"].status == "new")
+        await until(lambda: h.svc.tracker.orders["zt-s.4"].status == "new")
         await h.svc.stream.stop()  # offline while the market comes down through our limit
         await sim.quote("98.8", "98.9")
         for _ in range(100):

@@ -12,11 +12,17 @@ from common.clock import wall_ns
 from common.log import kv
 from common.metrics import STAGE_LATENCY, TICK_TO_ORDER
 from services.execution.metrics import ORDERS, POST_LATENCY, RATE_TOKENS
-from services.execution.order_request import order_body
-from services.execution.order_state import SUBMIT_FAILED, UNKNOWN, OrderParseError, TrackedOrder, VenueOrder
-from services.execution.ratelimit import TokenBucket
-from services.execution.submitter import OrderSubmitter, SubmitOutcome, is_not_found
-from services.execution.tracker import OrderTracker
+from services.execution.orders.order_state import (
+    SUBMIT_FAILED,
+    UNKNOWN,
+    OrderParseError,
+    TrackedOrder,
+    VenueOrder,
+)
+from services.execution.orders.submitter import OrderSubmitter, SubmitOutcome, is_not_found
+from services.execution.orders.tracker import OrderTracker
+from services.execution.venue.order_request import order_body
+from services.execution.venue.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 

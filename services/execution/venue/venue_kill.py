@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from common.clock import mono_ns
 from common.config import Settings
-from services.execution.ratelimit import TokenBucket
-from services.execution.rest_client import AlpacaRest, RestError
+from services.execution.venue.ratelimit import TokenBucket
+from services.execution.venue.rest_client import AlpacaRest, RestError
 
 POLL_S = 0.01  # between rounds while the venue still shows something open
 

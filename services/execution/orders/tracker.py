@@ -11,10 +11,10 @@ from common.clock import wall_ns
 from common.log import kv
 from common.positions import PositionBook
 from common.zmq_io import Publisher
-from services.execution.event_log import EventLog, OrderEvent
-from services.execution.journal import OrderJournal
 from services.execution.metrics import ADOPTED, ORDERS
-from services.execution.order_state import (
+from services.execution.orders.event_log import EventLog, OrderEvent
+from services.execution.orders.journal import OrderJournal
+from services.execution.orders.order_state import (
     KNOWN_STATUSES,
     OrderParseError,
     TrackedOrder,

@@ -13,9 +13,9 @@ import logging
 
 from common import fixed, wire
 from common.log import kv
-from services.execution.journal import Recovered
-from services.execution.order_state import SUBMITTING, UNKNOWN, TrackedOrder
-from services.execution.tracker import OrderTracker
+from services.execution.orders.journal import Recovered
+from services.execution.orders.order_state import SUBMITTING, UNKNOWN, TrackedOrder
+from services.execution.orders.tracker import OrderTracker
 
 log = logging.getLogger(__name__)
 

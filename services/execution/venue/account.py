@@ -13,7 +13,7 @@ from common.clock import wall_ns
 from common.log import kv
 from common.zmq_io import Publisher
 from services.execution.metrics import ACCOUNT_ERRORS
-from services.execution.rest_client import AlpacaRest, RestError
+from services.execution.venue.rest_client import AlpacaRest, RestError
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ from common import fixed, wire
 from common.clock import wall_ns
 from common.log import kv
 from common.order_events import TERMINAL_STATUSES
-from services.execution.journal import JournalError, SqliteJournal
 from services.execution.metrics import BOOK_REBASED, RECONCILES, VENUE_LOST
-from services.execution.order_state import SUBMITTING, UNKNOWN, OrderParseError, VenueOrder
-from services.execution.placement import OrderPlacer, Spawn
-from services.execution.rest_client import AlpacaRest, RestError
-from services.execution.submitter import OrderSubmitter, is_not_found
-from services.execution.tracker import OrderTracker
+from services.execution.orders.journal import JournalError, SqliteJournal
+from services.execution.orders.order_state import SUBMITTING, UNKNOWN, OrderParseError, VenueOrder
+from services.execution.orders.placement import OrderPlacer, Spawn
+from services.execution.orders.submitter import OrderSubmitter, is_not_found
+from services.execution.orders.tracker import OrderTracker
+from services.execution.venue.rest_client import AlpacaRest, RestError
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ import orjson
 from common import wire
 from common.clock import wall_ns
 from common.log import kv
-from services.execution.event_log import OrderEvent
 from services.execution.metrics import JOURNAL_OK, JOURNAL_WRITE_ERRORS
+from services.execution.orders.event_log import OrderEvent
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from common.clock import wall_ns
 from common.log import kv
-from services.execution.journal import JournalError, OrderJournal
-from services.execution.rest_client import (
+from services.execution.orders.journal import JournalError, OrderJournal
+from services.execution.venue.rest_client import (
     AlpacaRest,
     OrderBlocked,
     RateLimited,

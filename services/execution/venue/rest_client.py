@@ -1,5 +1,5 @@
 """Alpaca Trading REST v2 over a small pool of kept-alive TCP_NODELAY HTTP/1.1 connections
-(:mod:`services.execution.http11`, built for the order path's latency).
+(:mod:`services.execution.venue.http11`, built for the order path's latency).
 
 Every call first takes a token from the shared bucket, waiting at most ``max_wait_s``; if none comes
 the call is not made (:class:`RateLimited`), so nothing is ever sent into a 429 on purpose. Errors
@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from services.execution.http11 import Http11Pool, HttpConnectionError, HttpTimeout
 from services.execution.metrics import RATE_TOKENS, REST_ERRORS, REST_LATENCY
-from services.execution.ratelimit import TokenBucket
+from services.execution.venue.http11 import Http11Pool, HttpConnectionError, HttpTimeout
+from services.execution.venue.ratelimit import TokenBucket
 
 
 class RestError(Exception):
