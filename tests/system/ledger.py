@@ -19,7 +19,7 @@ from alpaca.trading.requests import GetOrdersRequest
 
 from common import fixed, wire
 from common.enums import OrderSide
-from services.execution.journal import JOURNAL_FILE
+from services.execution.orders.journal import JOURNAL_FILE
 from tests.system.harness import zerotick
 
 SIM_KEY, SIM_SECRET = "zerotick-sim-key", "zerotick-sim-secret"
