@@ -39,15 +39,8 @@ from alpaca.trading.requests import GetOrdersRequest
 from bench.limits import OPEN_EXECUTION, OPEN_RISK, QUIET_TRIGGERS
 from bench.report import Series, host_note, loadavg, table
 from common.config import SERVICES
-from tests.system.harness import (
-    clean_env,
-    free_port,
-    read_logs,
-    status_json,
-    system_up,
-    wait_until,
-    write_toml,
-)
+from tests.kit.system import clean_env, free_port, read_logs, status_json, system_up, write_toml
+from tests.kit.waiting import wait_until
 
 SIM_KEY, SIM_SECRET = "zerotick-sim-key", "zerotick-sim-secret"
 TOKEN = "bench-kill-token"

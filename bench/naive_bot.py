@@ -23,7 +23,7 @@ import requests
 from bench.calibrate import IdlePoll, zmq_rtt_us
 from bench.wire_to_wire import PROBE_SYMBOL, probe, summary
 from simulator.app import READY_PREFIX, parse_ready_line
-from tests.system.harness import clean_env, kill_pid, write_toml
+from tests.kit.system import clean_env, kill_pid, write_toml
 
 KEY, SECRET = "naive-key", "naive-secret"
 

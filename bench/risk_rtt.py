@@ -36,7 +36,8 @@ from common.clock import wall_ns
 from common.config import Settings, load_settings
 from common.fixed import to_fixed
 from common.peer_link import credentials
-from tests.system.harness import clean_env, free_port, status_json, system_up, wait_until, write_toml
+from tests.kit.system import clean_env, free_port, status_json, system_up, write_toml
+from tests.kit.waiting import wait_until
 
 SYMBOL = "AAPL"
 MAX_ORDER_QTY = 10

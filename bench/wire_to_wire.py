@@ -32,7 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.calibrate import IdlePoll, zmq_rtt_us
 from bench.limits import OPEN_EXECUTION, OPEN_RISK, QUIET_TRIGGERS
 from common.config import SERVICES
-from tests.system.harness import clean_env, free_port, kill_pid, status_json, wait_until, write_toml, zerotick
+from tests.kit.system import clean_env, free_port, kill_pid, status_json, write_toml, zerotick
+from tests.kit.waiting import wait_until
 from zerotick.supervisor import Layout, supervisord_pid
 
 PROBE_SYMBOL = "FAKEPACA"

@@ -14,6 +14,7 @@ from common import topics, wire
 from common.config import Settings
 from common.order_events import OrderEvent, OrderEventReceiver
 from common.service import Service
+from tests.kit.waiting import until
 
 
 def _update(seq: int) -> wire.OrderUpdate:
@@ -68,14 +69,6 @@ def _settings(tmp_path: Path) -> Settings:
     return Settings(zmq={"run_dir": tmp_path, "heartbeat_interval_ms": 50}, metrics={"base_port": 0})
 
 
-async def _until(cond: Any, within_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
 def test_gaps_tail_and_history_are_replayed_once_in_order(tmp_path: Path) -> None:
     async def main() -> tuple[list[int], int]:
         settings = _settings(tmp_path)
@@ -86,12 +79,12 @@ def test_gaps_tail_and_history_are_replayed_once_in_order(tmp_path: Path) -> Non
         host_task = asyncio.get_running_loop().create_task(host.run_forever())
         got: list[int] = []
         rx = OrderEventReceiver(host, lambda ev: got.append(ev.seq))
-        await _until(lambda: got == [1, 2, 3])  # startup replay
+        await until(lambda: got == [1, 2, 3])  # startup replay
         await asyncio.sleep(0.2)  # the SUB is connected
         ex.record(3, publish={4, 6})  # 5 lost on the wire: a gap
-        await _until(lambda: got[-1:] == [6])
+        await until(lambda: got[-1:] == [6])
         ex.record(2, publish=set())  # 7, 8 lost entirely: only the heartbeat tells
-        await _until(lambda: got[-1:] == [8])
+        await until(lambda: got[-1:] == [8])
         for t in (ex, host):
             t.request_stop()
         await asyncio.gather(ex_task, host_task)
@@ -115,13 +108,13 @@ def test_execution_restart_starts_the_sequence_over(tmp_path: Path) -> None:
         got: list[int] = []
         resets: list[int] = []
         rx = OrderEventReceiver(host, lambda ev: got.append(ev.seq), on_reset=lambda: resets.append(len(got)))
-        await _until(lambda: got == [1, 2, 3, 4, 5])
+        await until(lambda: got == [1, 2, 3, 4, 5])
         # execution comes back as a new process with an empty log: its heartbeats say so
         ex.log = []
         ex.pid = 999_999
-        await _until(lambda: resets == [5])
+        await until(lambda: resets == [5])
         ex.record(2)
-        await _until(lambda: got[5:] == [1, 2])
+        await until(lambda: got[5:] == [1, 2])
         for t in (ex, host):
             t.request_stop()
         await asyncio.gather(ex_task, host_task)
@@ -155,7 +148,7 @@ def test_evicted_events_are_skipped_and_reported(tmp_path: Path) -> None:
         host_task = loop.create_task(host.run_forever())
         got: list[int] = []
         rx = OrderEventReceiver(host, lambda ev: got.append(ev.seq))
-        await _until(lambda: got == [4, 5, 6])
+        await until(lambda: got == [4, 5, 6])
         for t in (ex, host):
             t.request_stop()
         await asyncio.gather(ex_task, host_task)

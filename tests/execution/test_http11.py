@@ -20,7 +20,7 @@ from services.execution.venue.http11 import (
 )
 from services.execution.venue.ratelimit import TokenBucket
 from services.execution.venue.rest_client import AlpacaRest, RestConnectionError, RestTimeout
-from tests.execution.harness import serve_local
+from tests.kit.execution import serve_local
 
 HEADERS = {"APCA-API-KEY-ID": "kid", "APCA-API-SECRET-KEY": "s3cret", "Content-Type": "application/json"}
 

@@ -14,9 +14,10 @@ import pytest
 from common import wire
 from common.fixed import to_fixed
 from services.execution.orders.journal import JOURNAL_FILE, JournalError, SqliteJournal
-from tests.execution.harness import running_execution, until
 from tests.execution.test_service import make_settings
-from tests.execution.tiny_venue import TinyVenue
+from tests.kit.execution import running_execution
+from tests.kit.tiny_venue import TinyVenue
+from tests.kit.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -26,7 +26,8 @@ from simulator import app
 from simulator.exchange import Exchange
 from simulator.models import ReplaceBody
 from simulator.rest import TRADE_STREAM_HUB
-from tests.execution.harness import Harness, execution_settings, running_execution, until
+from tests.kit.execution import Harness, execution_settings, running_execution
+from tests.kit.waiting import until
 from tests.simulator.trade_updates import HeldSteps
 
 pytestmark = pytest.mark.timeout(60)

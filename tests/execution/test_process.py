@@ -15,7 +15,7 @@ import zmq
 from common import wire
 from common.config import load_settings
 from common.zmq_io import RpcClient, RpcError
-from tests.execution.tiny_venue import KEY, SECRET, TinyVenue
+from tests.kit.tiny_venue import KEY, SECRET, TinyVenue
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(60)

@@ -19,8 +19,9 @@ from common.fixed import to_fixed
 from common.peer_link import credentials
 from common.zmq_io import RpcClient, RpcUnavailable
 from services.execution.service import LiveTradingRefused, check_live_guard
-from tests.execution.harness import Harness, execution_settings, running_execution, until
-from tests.execution.tiny_venue import KEY, SECRET, Fault, TinyVenue
+from tests.kit.execution import Harness, execution_settings, running_execution
+from tests.kit.tiny_venue import KEY, SECRET, Fault, TinyVenue
+from tests.kit.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,7 +11,7 @@ from services.execution.orders.journal import SqliteJournal
 from services.execution.orders.submitter import OrderSubmitter, SubmitOutcome
 from services.execution.venue.ratelimit import TokenBucket
 from services.execution.venue.rest_client import AlpacaRest, RestStatusError
-from tests.execution.tiny_venue import KEY, SECRET, Fault, TinyVenue
+from tests.kit.tiny_venue import KEY, SECRET, Fault, TinyVenue
 
 BODY = {"symbol": "AAPL", "qty": "1.5", "side": "buy", "type": "limit", "time_in_force": "day"}
 

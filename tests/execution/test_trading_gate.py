@@ -17,8 +17,9 @@ from common.clock import wall_ns
 from common.enums import TradingState, TripSource
 from common.fixed import to_fixed
 from common.trading_state import StateRecord, StateStore
-from tests.execution.harness import Harness, until
 from tests.execution.test_service import run as run_with_venue
+from tests.kit.execution import Harness
+from tests.kit.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 

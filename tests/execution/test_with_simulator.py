@@ -20,7 +20,8 @@ from common.config import SimConfig
 from common.fixed import to_fixed
 from simulator import app
 from simulator import rest as sim_rest
-from tests.execution.harness import Harness, execution_settings, running_execution, until
+from tests.kit.execution import Harness, execution_settings, running_execution
+from tests.kit.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -23,7 +23,7 @@ from common.config import Settings
 from services.risk.service import RiskService
 from services.signal.service import SignalService
 from services.signal.strategy import Intents, Strategy
-from tests.risk.fake_execution import FakeExecution
+from tests.kit.fake_execution import FakeExecution
 
 EXAMPLES = 60
 NOW = time.time_ns()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from common import wire
 from common.capture import read_capture
-from tests.market_data.helpers import (
+from tests.kit.market_data import (
     SIM_KEY,
     SIM_SECRET,
     MdSubscriber,

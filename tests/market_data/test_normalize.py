@@ -13,7 +13,7 @@ from services.market_data import decode as d
 from services.market_data.capture import FrameCapture
 from services.market_data.feed import Feed
 from services.market_data.normalize import Normalizer
-from tests.market_data import alpaca_frames as af
+from tests.kit import alpaca_frames as af
 
 RECV = 1_700_000_000_200_000_000
 

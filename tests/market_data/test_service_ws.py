@@ -10,8 +10,8 @@ import pytest
 
 from common import wire
 from common.fixed import to_fixed
-from tests.market_data import alpaca_frames as af
-from tests.market_data.helpers import (
+from tests.kit import alpaca_frames as af
+from tests.kit.market_data import (
     FakeAlpaca,
     MdSubscriber,
     rpc_control,

@@ -13,7 +13,7 @@ from pathlib import Path
 from common import wire
 from common.fixed import to_fixed
 from simulator.app import READY_PREFIX, parse_ready_line
-from tests.market_data.helpers import (
+from tests.kit.market_data import (
     REPO,
     MdSubscriber,
     start_service,

@@ -21,7 +21,8 @@ from common.fixed import to_fixed
 from common.peer_link import credentials
 from common.zmq_io import RpcClient, RpcUnavailable
 from services.risk.service import RiskService
-from tests.risk.fake_execution import FakeExecution
+from tests.kit.fake_execution import FakeExecution
+from tests.kit.waiting import until
 
 
 def f(x: str) -> int:
@@ -60,14 +61,6 @@ def _open_order(coid: str, qty: str) -> wire.OrderUpdate:
     )  # fmt: skip
 
 
-async def _until(cond: Callable[[], bool], what: str, within_s: float = 5.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 def _run(
     tmp_path: Path,
     prepare: Callable[[FakeExecution], None],
@@ -99,13 +92,13 @@ def test_no_approval_until_the_open_orders_behind_the_snapshot_are_known(tmp_pat
         ex.replay_gate = asyncio.Event()  # the event replay is slow; the snapshot is not
 
     async def scenario(ex: FakeExecution, risk: RiskService) -> None:
-        await _until(lambda: risk.positions_loaded, "the positions snapshot")
+        await until(lambda: risk.positions_loaded, "the positions snapshot")
         early = risk.decide(_intent("a", "200"))  # 400 open + 200 > 500: must not pass unseen
         assert (early.approved, early.reason) == (False, RejectReason.NOT_READY.value)
         assert risk.heartbeat_state() == "not_ready"  # what `zerotick status` shows meanwhile
         assert ex.replay_gate is not None
         ex.replay_gate.set()
-        await _until(lambda: risk.trading_ready, "the replay up to the snapshot")
+        await until(lambda: risk.trading_ready, "the replay up to the snapshot")
         assert risk.heartbeat_state() == "active"
         assert risk.decide(_intent("b", "200")).reason == RejectReason.MAX_POSITION.value
         assert risk.decide(_intent("c", "100")).approved
@@ -123,14 +116,14 @@ def test_a_snapshot_from_before_an_execution_restart_is_ignored(tmp_path: Path) 
         ex.positions_gates = [old_gate]
 
     async def scenario(ex: FakeExecution, risk: RiskService) -> None:
-        await _until(lambda: ex.positions_requests == 1, "the first positions request")
+        await until(lambda: ex.positions_requests == 1, "the first positions request")
         await asyncio.sleep(0.2)  # the receiver knows the old pid
         clients = len(risk._clients)
         # execution restarts: a new pid, flat, an empty event log
         ex.pid += 1
         ex.positions, ex.as_of = [], None
-        await _until(lambda: ex.positions_requests == 2, "a positions request to the new execution")
-        await _until(lambda: risk.positions_loaded, "the new snapshot")
+        await until(lambda: ex.positions_requests == 2, "a positions request to the new execution")
+        await until(lambda: risk.positions_loaded, "the new snapshot")
         old_gate.set()  # now the old process's answer arrives
         await asyncio.sleep(0.2)
         assert risk.risk.positions.qty("AAPL") == 0
@@ -147,27 +140,27 @@ def test_unusable_positions_replies_are_retried_not_fatal(tmp_path: Path) -> Non
         ex.as_of = -1  # not a sequenced snapshot
 
     async def scenario(ex: FakeExecution, risk: RiskService) -> None:
-        await _until(lambda: ex.positions_requests >= 1, "a positions request")
+        await until(lambda: ex.positions_requests >= 1, "a positions request")
         await asyncio.sleep(0.1)
         assert not risk.positions_loaded
         ex.as_of, ex.bad_positions_reply = None, wire.Reply(ok=False, detail="not ready")
-        await _until(lambda: ex.positions_requests >= 2, "a retry")
+        await until(lambda: ex.positions_requests >= 2, "a retry")
         await asyncio.sleep(0.1)
         assert not risk.positions_loaded
         ex.bad_positions_reply = None
-        await _until(lambda: risk.trading_ready, "a usable snapshot", within_s=6)
+        await until(lambda: risk.trading_ready, "a usable snapshot", timeout_s=6)
 
     _run(tmp_path, prepare, scenario)
 
 
 def test_a_repeated_intent_does_not_release_the_live_order(tmp_path: Path) -> None:
     async def scenario(ex: FakeExecution, risk: RiskService) -> None:
-        await _until(lambda: risk.trading_ready, "readiness")
+        await until(lambda: risk.trading_ready, "readiness")
         first = risk.decide(_intent("dup", "200"))
         assert first.approved
         again = risk.decide(_intent("dup", "200"))
         assert (again.approved, again.reason) == (False, RejectReason.DUPLICATE.value)
-        await _until(lambda: first.client_order_id in ex.orders, "the order at execution")
+        await until(lambda: first.client_order_id in ex.orders, "the order at execution")
         await asyncio.sleep(0.1)  # any acks are in
         assert risk.risk.pending_by_symbol() == {"AAPL": {"buy": f("200"), "sell": 0}}
         assert risk.decide(_intent("next", "350")).reason == RejectReason.MAX_POSITION.value
@@ -177,7 +170,7 @@ def test_a_repeated_intent_does_not_release_the_live_order(tmp_path: Path) -> No
 
 def test_out_of_range_and_ageless_intents_are_rejected_cleanly(tmp_path: Path) -> None:
     async def scenario(ex: FakeExecution, risk: RiskService) -> None:
-        await _until(lambda: risk.trading_ready, "readiness")
+        await until(lambda: risk.trading_ready, "readiness")
         now = time.time_ns()
         huge = risk.decide(_intent("q", 2**64 - 1))
         huge_px = risk.decide(_intent("p", "1", limit_px=2**63))
@@ -207,7 +200,7 @@ def test_intents_only_from_signal_on_the_intents_socket(tmp_path: Path) -> None:
     """The issue's case: an OrderIntent under any strategy name from a process that is not signal."""
 
     async def scenario(ex: FakeExecution, risk: RiskService) -> None:
-        await _until(lambda: risk.trading_ready, "readiness")
+        await until(lambda: risk.trading_ready, "readiness")
         general = risk.client("risk")  # the general socket anyone can reach
         await asyncio.sleep(0.1)
         reply = await general.request(_intent("rogue", "1"))
@@ -228,13 +221,13 @@ def test_intents_only_from_signal_on_the_intents_socket(tmp_path: Path) -> None:
 
 def test_buying_power_comes_from_executions_account_snapshots(tmp_path: Path) -> None:
     async def scenario(ex: FakeExecution, risk: RiskService) -> None:
-        await _until(lambda: risk.trading_ready, "readiness")
+        await until(lambda: risk.trading_ready, "readiness")
         assert risk.status()["buying_power"] is None  # unknown: the check is skipped
         assert risk.decide(_intent("a", "30")).approved  # $3,000 with no account known yet
         account = wire.Account(cash=f("2500"), buying_power=f("2500"), equity=f("2500"), last_equity=f("2500"),
                                ts_ns=time.time_ns())  # fmt: skip
         ex.pub.publish(topics.ACCOUNT, [account])
-        await _until(lambda: risk.status()["buying_power"] == "2500", "the account snapshot")
+        await until(lambda: risk.status()["buying_power"] == "2500", "the account snapshot")
         over = risk.decide(_intent("b", "26"))  # $2,600 > $2,500
         assert (over.approved, over.reason) == (False, RejectReason.BUYING_POWER.value)
         assert risk.decide(_intent("c", "24")).approved

@@ -19,8 +19,9 @@ import pytest
 from bench.limits import OPEN_RISK
 from common import fixed
 from common.config import load_settings
-from tests.system import ledger
-from tests.system.harness import clean_env, free_port, status_json, system_up, wait_until, write_toml
+from tests.kit import ledger
+from tests.kit.system import clean_env, free_port, status_json, system_up, write_toml
+from tests.kit.waiting import wait_until
 from zerotick.control import send_control
 
 SERVICES = ("market_data", "signal", "risk", "execution")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.system.harness import clean_env, write_toml, zerotick
+from tests.kit.system import clean_env, write_toml, zerotick
 
 
 def _cfg(tmp_path: Path, **extra: object) -> Path:

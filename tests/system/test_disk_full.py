@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from bench.limits import OPEN_RISK
-from tests.system import ledger
-from tests.system.harness import clean_env, free_port, status_json, system_up, wait_until, write_toml
+from tests.kit import ledger
+from tests.kit.system import clean_env, free_port, status_json, system_up, write_toml
+from tests.kit.waiting import wait_until
 
 TMPFS_SIZE = "48m"
 

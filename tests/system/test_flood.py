@@ -26,7 +26,8 @@ from common.clock import wall_ns
 from common.config import Settings, load_settings
 from common.enums import ControlCmd, FeedState
 from common.zmq_io import Publisher
-from tests.system.harness import ROOT, clean_env, free_port, kill_pid, wait_until, write_toml
+from tests.kit.system import ROOT, clean_env, free_port, kill_pid, write_toml
+from tests.kit.waiting import wait_until
 
 FLOOD_RATE = 120_000  # quotes/s
 PER_FRAME = 20

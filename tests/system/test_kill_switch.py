@@ -19,16 +19,8 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest
 
-from tests.system.harness import (
-    clean_env,
-    free_port,
-    kill_pid,
-    read_logs,
-    status_json,
-    system_up,
-    wait_until,
-    write_toml,
-)
+from tests.kit.system import clean_env, free_port, kill_pid, read_logs, status_json, system_up, write_toml
+from tests.kit.waiting import wait_until
 
 SIM_KEY, SIM_SECRET = "zerotick-sim-key", "zerotick-sim-secret"
 TOKEN = "kill-switch-test-token"

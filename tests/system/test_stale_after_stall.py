@@ -16,7 +16,8 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
-from tests.system.harness import clean_env, free_port, system_up, wait_until, write_toml, zerotick
+from tests.kit.system import clean_env, free_port, system_up, write_toml, zerotick
+from tests.kit.waiting import wait_until
 
 MAX_QUOTE_AGE_MS = 500
 TRANSIT_ALLOWANCE_S = 0.2  # POST written -> the venue stamps it, on a loaded 2-core host

@@ -14,16 +14,8 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderStatus, QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest
 
-from tests.system.harness import (
-    clean_env,
-    free_port,
-    kill_pid,
-    status_json,
-    system_up,
-    wait_until,
-    write_toml,
-    zerotick,
-)
+from tests.kit.system import clean_env, free_port, kill_pid, status_json, system_up, write_toml, zerotick
+from tests.kit.waiting import wait_until
 from zerotick.supervisor import Layout, supervisord_pid
 
 PROBE_ORDERS = 5

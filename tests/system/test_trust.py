@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.system.harness import clean_env, free_port, kill_pid, read_logs, wait_until, write_toml, zerotick
+from tests.kit.system import clean_env, free_port, kill_pid, read_logs, write_toml, zerotick
+from tests.kit.waiting import wait_until
 from zerotick.supervisor import Layout, process_info, supervisord_pid
 
 

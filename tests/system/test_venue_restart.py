@@ -22,8 +22,9 @@ import pytest
 import requests
 
 from common.config import SERVICES
-from tests.system import ledger
-from tests.system.harness import clean_env, free_port, kill_pid, read_logs, system_up, wait_until, write_toml
+from tests.kit import ledger
+from tests.kit.system import clean_env, free_port, kill_pid, read_logs, system_up, write_toml
+from tests.kit.waiting import wait_until
 
 LADDER = 4
 PROBE = 5

@@ -9,13 +9,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
+from tests.kit.waiting import wait_until
 from zerotick.supervisor import Layout, supervisord_pid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,21 +82,6 @@ def zerotick(
 def status_json(config: Path, env: dict[str, str]) -> dict[str, Any]:
     out = zerotick("status", "--json", "--config", str(config), env=env)
     return orjson.loads(out.stdout)
-
-
-def wait_until(fn: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except Exception as exc:  # the condition may not be checkable yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def kill_pid(pid: int | None, sig: int = signal.SIGTERM, wait_s: float = 10) -> None:

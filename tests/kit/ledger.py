@@ -20,7 +20,7 @@ from alpaca.trading.requests import GetOrdersRequest
 from common import fixed, wire
 from common.enums import OrderSide
 from services.execution.orders.journal import JOURNAL_FILE
-from tests.system.harness import zerotick
+from tests.kit.system import zerotick
 
 SIM_KEY, SIM_SECRET = "zerotick-sim-key", "zerotick-sim-secret"
 PAGE = 500

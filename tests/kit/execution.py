@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from common.peer_link import credentials
 from common.trading_state import StateStore, initial_record
 from common.zmq_io import RpcClient, Subscriber
 from services.execution.service import ExecutionService
+from tests.kit.waiting import until
 
 CONTROL_TOKEN = "test-control-token"
 
@@ -69,14 +70,6 @@ class Harness:
         self.rpc.close()
         self.orders.close()
         self.sub.close()
-
-
-async def until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.execution.harness import serve_local
+from tests.kit.execution import serve_local
 
 KEY, SECRET = "test-key", "test-secret"
 
