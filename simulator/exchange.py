@@ -13,16 +13,13 @@ and talk to each other only through public methods:
     simulator/exchange_checks.py     PreTradeChecks: order shape, pricing, buying power, shorting
                                      (reads the account, its configuration and the book)
     simulator/accounts.py            Account: cash and positions
+    simulator/exchange_account.py    the account document (equity, market values) and its defaults
 Each module's docstring describes its part of the model. Every fill is at the touch price, never
 better or worse; rejections are synchronous (HTTP 4xx, no order created) unless armed as
 asynchronous (``arm_rejections``).
 
-Accounting (non-margin, multiplier 1, see simulator/accounts.py for positions)
-    cash           moves by exactly qty*price per fill (short sales credit cash).
-    equity         = cash + sum(qty * mark) over positions (shorts have negative value);
-                     mark = quote midpoint, else last trade, else average entry price.
 All money and quantities are Decimal; the only rounding is that of notional fills (down to 1e-9,
-see simulator/exchange_book.py).
+see simulator/exchange_book.py) and of pro-rata cost basis (simulator/accounts.py).
 """
 
 from __future__ import annotations
@@ -38,29 +35,19 @@ from typing import Any
 from common.config import SimConfig
 from simulator import errors
 from simulator.accounts import Account
+from simulator.exchange_account import DEFAULT_ACCOUNT_CONFIG, account_json
 from simulator.exchange_assets import Asset, AssetBook
 from simulator.exchange_book import HUNDRED, OrderBook, Touch
 from simulator.exchange_checks import PreTradeChecks
 from simulator.exchange_events import EventListener, OrderEvents
 from simulator.exchange_lifecycle import Lifecycle, Scheduler, loop_schedule
 from simulator.models import AccountConfigPatch, OrderBody, ReplaceBody
-from simulator.orders import NANO, ZERO, SimOrder, fmt, rfc3339
+from simulator.orders import NANO, SimOrder
 
 __all__ = ["DEFAULT_ACCOUNT_CONFIG", "EventListener", "Exchange", "Scheduler", "Touch", "VenueState"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
-DEFAULT_ACCOUNT_CONFIG: dict[str, Any] = {
-    "dtbp_check": "entry",
-    "fractional_trading": True,
-    "max_margin_multiplier": "1",
-    "no_shorting": False,
-    "pdt_check": "entry",
-    "suspend_trade": False,
-    "trade_confirm_email": "all",
-    "ptp_no_exception_entry": False,
-    "max_options_trading_level": 0,
-}
 
 
 @dataclass(slots=True)
@@ -266,61 +253,7 @@ class Exchange:
         return pos.to_json(self.mark(pos.asset.symbol))
 
     def account_json(self) -> dict[str, Any]:
-        acct = self.account
-        long_mv = short_mv = ZERO
-        for sym, pos in acct.positions.items():
-            mark = self.mark(sym)
-            value = pos.qty * (mark if mark is not None else pos.avg_entry_price)
-            if pos.qty > 0:
-                long_mv += value
-            else:
-                short_mv += value
-        equity = acct.cash + long_mv + short_mv
-        bp = fmt(self.buying_power())
-        created = rfc3339(0)
-        return {
-            "id": acct.id,
-            "account_number": acct.account_number,
-            "status": "ACTIVE",
-            "crypto_status": "ACTIVE",
-            "currency": "USD",
-            "buying_power": bp,
-            "regt_buying_power": bp,
-            "daytrading_buying_power": "0",
-            "effective_buying_power": bp,
-            "non_marginable_buying_power": bp,
-            "options_buying_power": "0",
-            "bod_dtbp": "0",
-            "cash": fmt(acct.cash),
-            "accrued_fees": "0",
-            "pending_transfer_in": "0",
-            "pending_transfer_out": "0",
-            "portfolio_value": fmt(equity),
-            "pattern_day_trader": False,
-            "trading_blocked": bool(self.account_config["suspend_trade"]),
-            "transfers_blocked": False,
-            "account_blocked": False,
-            "created_at": created,
-            "trade_suspended_by_user": bool(self.account_config["suspend_trade"]),
-            "multiplier": "1",
-            "shorting_enabled": not self.account_config["no_shorting"],
-            "equity": fmt(equity),
-            "last_equity": fmt(acct.starting_cash),
-            "long_market_value": fmt(long_mv),
-            "short_market_value": fmt(short_mv),
-            "position_market_value": fmt(long_mv - short_mv),
-            "initial_margin": fmt(long_mv - short_mv),
-            "maintenance_margin": "0",
-            "last_maintenance_margin": "0",
-            "sma": "0",
-            "daytrade_count": 0,
-            "balance_asof": (rfc3339(self.now_ns()) or "")[:10],
-            "crypto_tier": 1,
-            "options_approved_level": 0,
-            "options_trading_level": 0,
-            "intraday_adjustments": "0",
-            "pending_reg_taf_fees": "0",
-        }
+        return account_json(self.account, self.account_config, self.mark, self.buying_power(), self.now_ns())
 
     def patch_config(self, patch: AccountConfigPatch) -> dict[str, Any]:
         for key, value in patch.model_dump(exclude_none=True).items():
