@@ -63,6 +63,12 @@ class Account:
         self.cash = cash
         self.positions: dict[str, Position] = {}
 
+    def reset(self, cash: Decimal) -> None:
+        """Flat, with fresh cash (same account id and number)."""
+        self.starting_cash = cash
+        self.cash = cash
+        self.positions = {}
+
     def position_qty(self, symbol: str) -> Decimal:
         pos = self.positions.get(symbol)
         return pos.qty if pos else ZERO

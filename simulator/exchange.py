@@ -1,29 +1,33 @@
 """The simulated venue: orders in, fills and trade_updates events out, one account.
 
-``Exchange`` is the facade rest.py, feed.py, control.py and the tests use. Its parts:
-    simulator/exchange_book.py       order book: market state (touches), matching of resting and
-                                     triggered orders, bracket / oco / oto groups, events
-    simulator/exchange_lifecycle.py  trading session open/close, acknowledgement delays,
-                                     pending_* steps, asynchronous rejections, cancel / replace
-    simulator/exchange_checks.py     pre-trade checks: order shape, pricing, buying power, shorting
-    simulator/accounts.py            cash and positions
+``Exchange`` is the facade rest.py, feed.py, control.py, state_file.py and the tests use. It owns
+the account, its configuration and the request log, and composes parts that each own their state
+and talk to each other only through public methods:
+    simulator/exchange_events.py     OrderEvents: listeners, held events, event ids, state version
+    simulator/exchange_book.py       OrderBook: orders, market state (touches, last trades, session
+                                     flag), matching of resting and triggered orders, bracket / oco /
+                                     oto groups; reports every change to the events
+    simulator/exchange_lifecycle.py  Lifecycle: session open/close, acknowledgement delays, pending_*
+                                     steps, asynchronous rejections, cancel / replace (uses the book
+                                     and the events)
+    simulator/exchange_checks.py     PreTradeChecks: order shape, pricing, buying power, shorting
+                                     (reads the account, its configuration and the book)
+    simulator/accounts.py            Account: cash and positions
+    simulator/exchange_account.py    the account document (equity, market values) and its defaults
 Each module's docstring describes its part of the model. Every fill is at the touch price, never
 better or worse; rejections are synchronous (HTTP 4xx, no order created) unless armed as
 asynchronous (``arm_rejections``).
 
-Accounting (non-margin, multiplier 1, see simulator/accounts.py for positions)
-    cash           moves by exactly qty*price per fill (short sales credit cash).
-    equity         = cash + sum(qty * mark) over positions (shorts have negative value);
-                     mark = quote midpoint, else last trade, else average entry price.
 All money and quantities are Decimal; the only rounding is that of notional fills (down to 1e-9,
-see simulator/exchange_book.py).
+see simulator/exchange_book.py) and of pro-rata cost basis (simulator/accounts.py).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -31,50 +35,50 @@ from typing import Any
 from common.config import SimConfig
 from simulator import errors
 from simulator.accounts import Account
-from simulator.exchange_assets import AssetBook
-from simulator.exchange_book import HUNDRED, EventListener, Touch
+from simulator.exchange_account import DEFAULT_ACCOUNT_CONFIG, account_json
+from simulator.exchange_assets import Asset, AssetBook
+from simulator.exchange_book import HUNDRED, OrderBook, Touch
 from simulator.exchange_checks import PreTradeChecks
-from simulator.exchange_lifecycle import OrderLifecycle, Scheduler, loop_schedule
-from simulator.models import AccountConfigPatch, OrderBody
-from simulator.orders import NANO, ZERO, SimOrder, fmt, rfc3339
+from simulator.exchange_events import EventListener, OrderEvents
+from simulator.exchange_lifecycle import Lifecycle, Scheduler, loop_schedule
+from simulator.models import AccountConfigPatch, OrderBody, ReplaceBody
+from simulator.orders import NANO, SimOrder
 
-__all__ = ["DEFAULT_ACCOUNT_CONFIG", "EventListener", "Exchange", "Scheduler", "Touch"]
+__all__ = ["DEFAULT_ACCOUNT_CONFIG", "EventListener", "Exchange", "Scheduler", "Touch", "VenueState"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
-DEFAULT_ACCOUNT_CONFIG: dict[str, Any] = {
-    "dtbp_check": "entry",
-    "fractional_trading": True,
-    "max_margin_multiplier": "1",
-    "no_shorting": False,
-    "pdt_check": "entry",
-    "suspend_trade": False,
-    "trade_confirm_email": "all",
-    "ptp_no_exception_entry": False,
-    "max_options_trading_level": 0,
-}
 
 
-class Exchange(OrderLifecycle, PreTradeChecks):
+@dataclass(slots=True)
+class VenueState:
+    """The venue's orders and counters as the state file keeps them (the account aside)."""
+
+    orders: Collection[SimOrder]  # every order, in creation order
+    resting: Mapping[str, list[SimOrder]]  # per symbol, in arrival order
+    queued: list[SimOrder]  # accepted while the session is closed, in arrival order
+    seq: int  # of the last order created
+    event_seq: int  # event_id of the last event
+    session_open: bool
+
+
+class Exchange:
     def __init__(
         self, cfg: SimConfig, now_ns: Callable[[], int] = time.time_ns, schedule: Scheduler | None = None
     ) -> None:
         """``schedule`` runs the delayed steps (acks, async rejections); default: the running loop."""
         self.cfg = cfg
         self.now_ns = now_ns
-        self.scheduler = schedule or loop_schedule
-        self.session_open = True
-        self._reject_left = 0
-        self._reject_reason = ""
-        self._epoch = 0
         self.assets = AssetBook([*cfg.stocks, *cfg.quiet_stocks], cfg.crypto)
-        self._listeners = []
-        self._touch = {}
-        self._last_trade = {}
-        self._event_seq = 0
-        self._held = None
-        self._ack_views = {}
-        self.state_version = 0
+        self.account = Account(cfg.starting_cash)
+        self.account_config = dict(DEFAULT_ACCOUNT_CONFIG)
+        self._log: list[dict[str, Any]] = []
+        self._events = OrderEvents(now_ns)
+        self._book = OrderBook(now_ns, self.assets, self.account, self._events)
+        self._lifecycle = Lifecycle(
+            cfg.ack_delay_ms, now_ns, self._book, self._events, schedule or loop_schedule
+        )
+        self._checks = PreTradeChecks(self.account, self.account_config, self.assets, self._book)
         self.reset()
 
     # ---- state and request log -----------------------------------------------------------
@@ -83,18 +87,37 @@ class Exchange(OrderLifecycle, PreTradeChecks):
         """Flat account with fresh cash, no orders, no used client_order_ids, empty request log.
         Market state (touches, last trades) and the venue's session and armed rejections are kept;
         delayed steps of the old orders are dropped."""
-        self.account = Account(self.cfg.starting_cash if cash is None else cash)
-        self.account_config = dict(DEFAULT_ACCOUNT_CONFIG)
-        self._orders = {}
-        self._by_coid = {}
-        self._resting = {}
-        self._queued = []  # accepted while the session is closed, in arrival order
-        self._seq = 0
-        self._epoch += 1
-        self._log: list[dict[str, Any]] = []
-        self.state_version += 1
-        for touch in self._touch.values():
-            touch.bid_avail, touch.ask_avail = touch.bid_sz, touch.ask_sz
+        self.account.reset(self.cfg.starting_cash if cash is None else cash)
+        self.account_config.clear()
+        self.account_config.update(DEFAULT_ACCOUNT_CONFIG)
+        self._book.reset()
+        self._lifecycle.reset()
+        self._log.clear()
+        self._events.changed()
+
+    @property
+    def state_version(self) -> int:
+        """Moves on every change of the venue's state (the state file writes when it moved)."""
+        return self._events.version
+
+    def venue_state(self) -> VenueState:
+        """Live views of the orders and counters, for the state file (valid until the next change)."""
+        book = self._book
+        return VenueState(
+            book.orders(),
+            book.resting(),
+            self._lifecycle.queued(),
+            book.seq,
+            self._events.seq,
+            book.session_open,
+        )
+
+    def load_venue_state(self, state: VenueState) -> None:
+        """Take over restored orders (after ``reset``); requests in flight get their delay again."""
+        self._book.load(list(state.orders), dict(state.resting), state.seq)
+        self._book.set_session_open(state.session_open)
+        self._events.restore_seq(state.event_seq)
+        self._lifecycle.load(list(state.queued))
 
     def record_request(self, entry: dict[str, Any]) -> None:
         self._log.append(entry)
@@ -102,7 +125,86 @@ class Exchange(OrderLifecycle, PreTradeChecks):
     def order_log(self) -> list[dict[str, Any]]:
         return list(self._log)
 
+    # ---- trade_updates events ------------------------------------------------------------
+
+    def add_listener(self, listener: EventListener) -> None:
+        """``listener(data)`` gets the ``data`` object of every trade_updates event, in order."""
+        self._events.add_listener(listener)
+
+    def remove_listener(self, listener: EventListener) -> None:
+        self._events.remove_listener(listener)
+
+    def hold_events(self) -> None:
+        """Queue events instead of dispatching them, until ``release_events``."""
+        self._events.hold()
+
+    def release_events(self) -> None:
+        self._events.release()
+
+    def accepted_view(self, order: SimOrder) -> dict[str, Any]:
+        """The order as acknowledged during the current hold (else as it is now)."""
+        return self._events.accepted_view(order)
+
+    # ---- market data in ------------------------------------------------------------------
+
+    def on_quote(
+        self, symbol: str, bid_px: Decimal, bid_sz: Decimal, ask_px: Decimal, ask_sz: Decimal, ts_ns: int
+    ) -> None:
+        self._book.on_quote(symbol, bid_px, bid_sz, ask_px, ask_sz, ts_ns)
+
+    def on_trade(self, symbol: str, px: Decimal, sz: Decimal, ts_ns: int) -> None:
+        self._book.on_trade(symbol, px, sz, ts_ns)
+
+    def touch(self, symbol: str) -> Touch | None:
+        return self._book.touch(symbol)
+
+    def mark(self, symbol: str) -> Decimal | None:
+        return self._book.mark(symbol)
+
+    # ---- session, delays and injected rejections -----------------------------------------
+
+    @property
+    def session_open(self) -> bool:
+        return self._book.session_open
+
+    def close_session(self) -> list[SimOrder]:
+        """End the trading day: expire every open day order; returns them (none if already closed)."""
+        return self._lifecycle.close_session()
+
+    def open_session(self) -> list[SimOrder]:
+        """Start a trading day: resting stock orders match again, then queued orders go live."""
+        return self._lifecycle.open_session()
+
+    def arm_rejections(self, count: int, reason: str) -> None:
+        """The next ``count`` accepted submissions are rejected asynchronously (0 disarms)."""
+        self._lifecycle.arm_rejections(count, reason)
+
+    @property
+    def rejections_armed(self) -> int:
+        return self._lifecycle.rejections_armed
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """Runs the delayed steps; tests may swap it to decide when a delay is over."""
+        return self._lifecycle.scheduler
+
+    @scheduler.setter
+    def scheduler(self, scheduler: Scheduler) -> None:
+        self._lifecycle.scheduler = scheduler
+
     # ---- queries -------------------------------------------------------------------------
+
+    def asset(self, key: str) -> Asset:
+        return self._book.asset(key)
+
+    def get_order(self, order_id: str) -> SimOrder:
+        return self._book.get_order(order_id)
+
+    def get_order_by_client_id(self, client_order_id: str) -> SimOrder:
+        return self._book.get_order_by_client_id(client_order_id)
+
+    def buying_power(self) -> Decimal:
+        return self._checks.buying_power()
 
     def list_orders(
         self,
@@ -121,7 +223,7 @@ class Exchange(OrderLifecycle, PreTradeChecks):
         until_us = (until - _EPOCH) // _MICRO if until else None
         wanted = {(a.symbol if (a := self.assets.find(s)) else s) for s in symbols} if symbols else None
         out = []
-        for order in self._orders.values():
+        for order in self._book.orders():
             if nested and order.parent is not None:
                 continue
             if (status == "open" and order.terminal) or (status == "closed" and not order.terminal):
@@ -151,82 +253,26 @@ class Exchange(OrderLifecycle, PreTradeChecks):
         return pos.to_json(self.mark(pos.asset.symbol))
 
     def account_json(self) -> dict[str, Any]:
-        acct = self.account
-        long_mv = short_mv = ZERO
-        for sym, pos in acct.positions.items():
-            mark = self.mark(sym)
-            value = pos.qty * (mark if mark is not None else pos.avg_entry_price)
-            if pos.qty > 0:
-                long_mv += value
-            else:
-                short_mv += value
-        equity = acct.cash + long_mv + short_mv
-        bp = fmt(self.buying_power())
-        created = rfc3339(0)
-        return {
-            "id": acct.id,
-            "account_number": acct.account_number,
-            "status": "ACTIVE",
-            "crypto_status": "ACTIVE",
-            "currency": "USD",
-            "buying_power": bp,
-            "regt_buying_power": bp,
-            "daytrading_buying_power": "0",
-            "effective_buying_power": bp,
-            "non_marginable_buying_power": bp,
-            "options_buying_power": "0",
-            "bod_dtbp": "0",
-            "cash": fmt(acct.cash),
-            "accrued_fees": "0",
-            "pending_transfer_in": "0",
-            "pending_transfer_out": "0",
-            "portfolio_value": fmt(equity),
-            "pattern_day_trader": False,
-            "trading_blocked": bool(self.account_config["suspend_trade"]),
-            "transfers_blocked": False,
-            "account_blocked": False,
-            "created_at": created,
-            "trade_suspended_by_user": bool(self.account_config["suspend_trade"]),
-            "multiplier": "1",
-            "shorting_enabled": not self.account_config["no_shorting"],
-            "equity": fmt(equity),
-            "last_equity": fmt(acct.starting_cash),
-            "long_market_value": fmt(long_mv),
-            "short_market_value": fmt(short_mv),
-            "position_market_value": fmt(long_mv - short_mv),
-            "initial_margin": fmt(long_mv - short_mv),
-            "maintenance_margin": "0",
-            "last_maintenance_margin": "0",
-            "sma": "0",
-            "daytrade_count": 0,
-            "balance_asof": (rfc3339(self.now_ns()) or "")[:10],
-            "crypto_tier": 1,
-            "options_approved_level": 0,
-            "options_trading_level": 0,
-            "intraday_adjustments": "0",
-            "pending_reg_taf_fees": "0",
-        }
+        return account_json(self.account, self.account_config, self.mark, self.buying_power(), self.now_ns())
 
     def patch_config(self, patch: AccountConfigPatch) -> dict[str, Any]:
         for key, value in patch.model_dump(exclude_none=True).items():
             self.account_config[key] = value
-        self.state_version += 1
+        self._events.changed()
         return dict(self.account_config)
 
     # ---- order entry ---------------------------------------------------------------------
 
     def submit(self, body: OrderBody, closing: bool = False) -> SimOrder:
         """Validate, place and match at once. ``closing`` = a position close (no BP check)."""
-        asset = self._check_order(body, closing)
+        asset = self._checks.check_order(body, closing)
         order_class = body.order_class or "simple"
         coid = body.client_order_id or str(uuid.uuid4())
-        if coid in self._by_coid:
-            raise errors.validation("client_order_id must be unique")
         limit_price = body.limit_price
         if order_class == "oco" and limit_price is None and body.take_profit is not None:
             limit_price = body.take_profit.limit_price
-        touch = self._touch.get(asset.symbol)
-        root = self._new_order(
+        touch = self._book.touch(asset.symbol)
+        root = self._book.new_order(
             asset,
             body.side,
             body.type,
@@ -246,10 +292,12 @@ class Exchange(OrderLifecycle, PreTradeChecks):
         exit_side = "sell" if body.side == "buy" else "buy"
         if order_class in ("bracket", "oto"):
             if body.take_profit:
-                self._add_leg(root, "take_profit", exit_side, "limit", body.take_profit.limit_price, None)
+                self._book.add_leg(
+                    root, "take_profit", exit_side, "limit", body.take_profit.limit_price, None
+                )
             if body.stop_loss:
                 sl_type = "stop_limit" if body.stop_loss.limit_price else "stop"
-                self._add_leg(
+                self._book.add_leg(
                     root,
                     "stop_loss",
                     exit_side,
@@ -260,11 +308,20 @@ class Exchange(OrderLifecycle, PreTradeChecks):
         elif order_class == "oco" and body.stop_loss:
             root.role = "take_profit"
             sl_type = "stop_limit" if body.stop_loss.limit_price else "stop"
-            self._add_leg(
+            self._book.add_leg(
                 root, "stop_loss", body.side, sl_type, body.stop_loss.limit_price, body.stop_loss.stop_price
             )
-        self._admit(root)
+        self._lifecycle.admit(root)
         return root
+
+    def cancel(self, order_id: str) -> SimOrder:
+        return self._lifecycle.cancel(order_id)
+
+    def cancel_all(self) -> list[dict[str, Any]]:
+        return self._lifecycle.cancel_all()
+
+    def replace(self, order_id: str, body: ReplaceBody) -> SimOrder:
+        return self._lifecycle.replace(order_id, body)
 
     # ---- positions -----------------------------------------------------------------------
 

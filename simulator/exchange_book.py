@@ -1,4 +1,4 @@
-"""The venue's order book: orders, market state (touches, last trades), matching and events.
+"""The venue's order book: orders, market state (touches, last trades, session), matching.
 
 Market state
     ``on_quote`` sets the touch of a symbol (bid/ask price and size). The touch sizes are the
@@ -32,36 +32,32 @@ Order classes
     other leg; canceling any member cancels the rest of the group. oco: the limit (take-profit)
     order and the stop leg are both working at once, with the same one-cancels-other rules.
 
-Fills and status changes are reported to listeners as trade_updates ``data`` objects (``_emit``).
-Matching is immediate, but a REST handler holds the events (``hold_events``) while it runs and
-releases them after its reply is written: Alpaca's POST reply is the order as accepted (``new``,
-``accepted`` or ``pending_new``, filled_qty 0) and the fill comes on the stream. ``accepted_view``
-is the order as its acknowledgement event showed it. Events keep their order (everything emitted
-while held, feed-driven fills included, waits in the same queue).
+Session
+    While the stock session is closed (``set_session_open(False)``), stock orders without
+    extended_hours do not match; ``match_all`` matches every resting order again at the open.
+
+Every status change is reported through the events sink (simulator/exchange_events.py). The book
+owns the orders (by id and client_order_id, the ``seq`` counter), the resting books, the touches,
+last trades and the session flag; it never schedules anything (simulator/exchange_lifecycle.py).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
 
-from common.config import SimConfig
 from simulator import errors
 from simulator.accounts import Account
 from simulator.exchange_assets import Asset, AssetBook
-from simulator.metrics import ORDER_EVENTS
-from simulator.orders import NANO, ZERO, SimOrder, fmt, quantize9, rfc3339
+from simulator.exchange_events import OrderEvents
+from simulator.orders import NANO, ZERO, SimOrder, quantize9
 
 log = logging.getLogger("simulator.exchange")
 
-EventListener = Callable[[dict[str, Any]], None]
-
 HUNDRED = Decimal(100)
 PENDING_CHANGE = frozenset({"pending_cancel", "pending_replace"})
-ACK_EVENTS = frozenset({"new", "pending_new", "accepted"})
 
 
 class Touch:
@@ -78,50 +74,72 @@ class Touch:
 
 
 class OrderBook:
-    """Orders, resting books and touches; matches orders and emits their events.
+    """Orders, resting books, touches and the session flag; matches orders and reports changes."""
 
-    State is created by ``simulator.exchange.Exchange`` (``__init__`` / ``reset``)."""
+    def __init__(
+        self, now_ns: Callable[[], int], assets: AssetBook, account: Account, events: OrderEvents
+    ) -> None:
+        self._now_ns = now_ns
+        self._assets = assets
+        self._account = account
+        self._events = events
+        self._session_open = True
+        self._touch: dict[str, Touch] = {}
+        self._last_trade: dict[str, Decimal] = {}
+        self._orders: dict[str, SimOrder] = {}
+        self._by_coid: dict[str, SimOrder] = {}
+        self._resting: dict[str, list[SimOrder]] = {}
+        self._seq = 0
 
-    cfg: SimConfig
-    now_ns: Callable[[], int]
-    session_open: bool
-    assets: AssetBook
-    account: Account
-    _listeners: list[EventListener]
-    _touch: dict[str, Touch]
-    _last_trade: dict[str, Decimal]
-    _event_seq: int
-    _orders: dict[str, SimOrder]
-    _by_coid: dict[str, SimOrder]
-    _resting: dict[str, list[SimOrder]]
-    _seq: int
-    _held: list[dict[str, Any]] | None
-    _ack_views: dict[str, dict[str, Any]]
-    state_version: int
+    def reset(self) -> None:
+        """No orders, no used client_order_ids; touches get their full size back."""
+        self._orders = {}
+        self._by_coid = {}
+        self._resting = {}
+        self._seq = 0
+        for touch in self._touch.values():
+            touch.bid_avail, touch.ask_avail = touch.bid_sz, touch.ask_sz
 
-    def add_listener(self, listener: EventListener) -> None:
-        """``listener(data)`` gets the ``data`` object of every trade_updates event, in order."""
-        self._listeners.append(listener)
+    # ---- state for the state file --------------------------------------------------------
 
-    def remove_listener(self, listener: EventListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+    @property
+    def seq(self) -> int:
+        """The ``seq`` of the last order created."""
+        return self._seq
 
-    def hold_events(self) -> None:
-        """Queue events instead of dispatching them, until ``release_events``."""
-        if self._held is None:
-            self._held = []
+    def orders(self) -> Collection[SimOrder]:
+        """Every order, open and closed, legs included, in creation order (a live view)."""
+        return self._orders.values()
 
-    def release_events(self) -> None:
-        held, self._held = self._held, None
-        self._ack_views.clear()
-        for data in held or ():
-            self._dispatch(data)
+    def resting(self) -> Mapping[str, list[SimOrder]]:
+        """The orders working per symbol, in arrival order (a live view: do not change it)."""
+        return self._resting
 
-    def accepted_view(self, order: SimOrder) -> dict[str, Any]:
-        """The order as acknowledged during the current hold (else as it is now)."""
-        view = self._ack_views.get(order.id)
-        return view if view is not None else order.to_json()
+    def load(self, orders: list[SimOrder], resting: dict[str, list[SimOrder]], seq: int) -> None:
+        """Take over restored orders and resting books; new orders continue after ``seq``."""
+        self._orders = {order.id: order for order in orders}
+        self._by_coid = {order.client_order_id: order for order in orders}
+        self._resting = resting
+        self._seq = seq
+
+    # ---- session -------------------------------------------------------------------------
+
+    @property
+    def session_open(self) -> bool:
+        return self._session_open
+
+    def set_session_open(self, is_open: bool) -> None:
+        self._session_open = is_open
+
+    def trades_now(self, order: SimOrder) -> bool:
+        """Stock orders without extended_hours pause while the session is closed."""
+        return self._session_open or order.extended_hours or order.asset_class == "crypto"
+
+    def match_all(self) -> None:
+        """Match every resting order against its touch (the session opened)."""
+        for symbol in list(self._resting):
+            if symbol in self._resting:
+                self._match_symbol(symbol)
 
     # ---- market data in ------------------------------------------------------------------
 
@@ -153,7 +171,7 @@ class OrderBook:
     # ---- orders --------------------------------------------------------------------------
 
     def asset(self, key: str) -> Asset:
-        asset = self.assets.find(key)
+        asset = self._assets.find(key)
         if asset is None:
             raise errors.not_found(f"asset not found for {key}")
         return asset
@@ -168,13 +186,16 @@ class OrderBook:
             raise errors.not_found("order not found")
         return order
 
+    def find_order(self, order_id: str) -> SimOrder | None:
+        return self._orders.get(order_id)
+
     def get_order_by_client_id(self, client_order_id: str) -> SimOrder:
         order = self._by_coid.get(client_order_id)
         if order is None:
             raise errors.not_found("order not found")
         return order
 
-    def _new_order(
+    def new_order(
         self,
         asset: Asset,
         side: str,
@@ -190,8 +211,11 @@ class OrderBook:
         order_class: str,
         coid: str,
     ) -> SimOrder:
+        """Create and register an order (not yet working: see ``activate``)."""
+        if coid in self._by_coid:
+            raise errors.validation("client_order_id must be unique")
         self._seq += 1
-        now = self.now_ns()
+        now = self._now_ns()
         order = SimOrder(
             id=str(uuid.uuid4()),
             client_order_id=coid,
@@ -217,7 +241,7 @@ class OrderBook:
         self._by_coid[coid] = order
         return order
 
-    def _add_leg(
+    def add_leg(
         self,
         root: SimOrder,
         role: str,
@@ -226,8 +250,9 @@ class OrderBook:
         limit_price: Decimal | None,
         stop_price: Decimal | None,
     ) -> None:
+        """An exit leg of ``root``: ``held`` and inactive until its entry fills."""
         asset = self.asset(root.symbol)
-        leg = self._new_order(
+        leg = self.new_order(
             asset,
             side,
             type_,
@@ -247,15 +272,12 @@ class OrderBook:
 
     # ---- matching ------------------------------------------------------------------------
 
-    def _trades_now(self, order: SimOrder) -> bool:
-        """Stock orders without extended_hours pause while the session is closed."""
-        return self.session_open or order.extended_hours or order.asset_class == "crypto"
-
-    def _activate(self, order: SimOrder) -> None:
+    def activate(self, order: SimOrder) -> None:
+        """The order starts working: it rests on its symbol and is matched at once."""
         order.active = True
         if order.status == "held" and order.role == "take_profit":
-            self._set_status(order, "new")
-            self._emit("new", order)
+            self.set_status(order, "new")
+            self._events.emit("new", order)
         if order.type == "trailing_stop":
             self._update_trail(order, self._touch.get(order.symbol))
         self._resting.setdefault(order.symbol, []).append(order)
@@ -269,7 +291,7 @@ class OrderBook:
 
     def _work(self, order: SimOrder, touch: Touch | None, arriving: bool) -> None:
         """One matching step of one order against the current touch."""
-        if not self._trades_now(order):
+        if not self.trades_now(order):
             return
         if order.waits_for_trigger():
             if order.type == "trailing_stop":
@@ -284,12 +306,12 @@ class OrderBook:
         if arriving and order.time_in_force == "fok":
             want = order.remaining_qty
             if want is None or can_qty < want or can_qty == 0:
-                self._cancel(order)
+                self.cancel(order)
                 return
         if can_qty > 0 and px is not None and touch is not None:
             self._fill(order, can_qty, px, touch)
         if arriving and order.time_in_force == "ioc" and not order.terminal:
-            self._cancel(order)
+            self.cancel(order)
 
     def _fillable(self, order: SimOrder, touch: Touch | None) -> tuple[Decimal, Decimal | None]:
         if touch is None:
@@ -340,11 +362,11 @@ class OrderBook:
     def _on_triggered(self, order: SimOrder) -> None:
         order.triggered = True
         if order.status == "held":
-            self._set_status(order, "new")
-            self._emit("new", order)
+            self.set_status(order, "new")
+            self._events.emit("new", order)
         if order.role == "stop_loss":
             for member in self._exit_siblings(order):
-                self._cancel(member)
+                self.cancel(member)
 
     def _fill(self, order: SimOrder, qty: Decimal, px: Decimal, touch: Touch) -> None:
         if order.side == "buy":
@@ -354,103 +376,63 @@ class OrderBook:
         order.filled_qty += qty
         order.filled_notional += qty * px
         asset = self.asset(order.symbol)
-        position = self.account.apply_fill(asset, order.side, qty, px)
+        position = self._account.apply_fill(asset, order.side, qty, px)
         if order.notional is not None:
             left = ((order.notional - order.filled_notional) / px).quantize(NANO, rounding=ROUND_DOWN)
             done = left <= 0
         else:
             done = order.filled_qty >= (order.qty or ZERO)
-        now = self.now_ns()
+        now = self._now_ns()
         if done:
             order.filled_ns = now
-            self._unrest(order)
-            self._set_status(order, "filled")
+            self.withdraw(order)
+            self.set_status(order, "filled")
         elif order.status in PENDING_CHANGE:  # the cancel / replace is still in flight
             order.updated_ns = now
         else:
-            self._set_status(order, "partially_filled")
-        self._emit("fill" if done else "partial_fill", order, qty, px, position)
+            self.set_status(order, "partially_filled")
+        self._events.emit("fill" if done else "partial_fill", order, qty, px, position)
         log.debug("fill %s %s %s @ %s", order.symbol, order.side, qty, px)
         if done and order.parent is None and order.order_class in ("bracket", "oto"):
             for leg in order.legs:
                 if not leg.terminal:
-                    self._activate(leg)
+                    self.activate(leg)
         if order.role is not None:
             for member in self._exit_siblings(order):
                 if done:
-                    self._cancel(member)
+                    self.cancel(member)
                 elif order.role == "take_profit" and member.role == "stop_loss" and not member.filled_qty:
                     member.qty = order.remaining_qty
                     member.updated_ns = now
 
-    # ---- helpers -------------------------------------------------------------------------
+    # ---- groups and status -------------------------------------------------------------------------
 
-    def _group(self, order: SimOrder) -> list[SimOrder]:
+    def group(self, order: SimOrder) -> list[SimOrder]:
         """Every other open member of the order's bracket/oco/oto group."""
         root = order.parent or order
         members = [root, *root.legs]
         return [m for m in members if m is not order and not m.terminal]
 
     def _exit_siblings(self, order: SimOrder) -> list[SimOrder]:
-        return [m for m in self._group(order) if m.role is not None]
+        return [m for m in self.group(order) if m.role is not None]
 
-    def _cancel(self, order: SimOrder) -> None:
+    def cancel(self, order: SimOrder) -> None:
+        """Cancel one order now (no-op if final); its group is the caller's business."""
         if order.terminal:
             return
-        self._unrest(order)
-        order.canceled_ns = self.now_ns()
-        self._set_status(order, "canceled")
-        self._emit("canceled", order)
+        self.withdraw(order)
+        order.canceled_ns = self._now_ns()
+        self.set_status(order, "canceled")
+        self._events.emit("canceled", order)
 
-    def _unrest(self, order: SimOrder) -> None:
+    def withdraw(self, order: SimOrder) -> None:
+        """Take the order off its symbol's resting book (it stops matching)."""
         book = self._resting.get(order.symbol)
         if book is not None and order in book:
             book.remove(order)
             if not book:
                 del self._resting[order.symbol]
 
-    def _set_status(self, order: SimOrder, status: str) -> None:
+    def set_status(self, order: SimOrder, status: str) -> None:
         order.status = status
-        order.updated_ns = self.now_ns()
-
-    def _emit(
-        self,
-        event: str,
-        order: SimOrder,
-        qty: Decimal | None = None,
-        price: Decimal | None = None,
-        position: Decimal | None = None,
-        reason: str | None = None,
-    ) -> None:
-        self._event_seq += 1
-        self.state_version += 1
-        ORDER_EVENTS.labels(event).inc()
-        held = self._held
-        if held is None and not self._listeners:
-            return
-        ts = rfc3339(self.now_ns())
-        data: dict[str, Any] = {
-            "event": event,
-            "execution_id": str(uuid.uuid4()),
-            "event_id": str(self._event_seq),
-            "order": order.to_json(),
-            "timestamp": ts,
-            "at": ts,
-        }
-        if qty is not None:
-            data["qty"], data["price"], data["position_qty"] = fmt(qty), fmt(price), fmt(position)
-        if reason is not None:
-            data["reason"] = reason
-        if held is None:
-            self._dispatch(data)
-            return
-        held.append(data)
-        if event in ACK_EVENTS and order.id not in self._ack_views:
-            self._ack_views[order.id] = data["order"]
-
-    def _dispatch(self, data: dict[str, Any]) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(data)
-            except Exception:
-                log.exception("trade update listener failed")
+        order.updated_ns = self._now_ns()

@@ -18,11 +18,13 @@ Buying power and shorting (non-margin, multiplier 1)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from simulator import errors
-from simulator.exchange_assets import Asset
+from simulator.accounts import Account
+from simulator.exchange_assets import Asset, AssetBook
 from simulator.exchange_book import HUNDRED, OrderBook, Touch
 from simulator.models import OrderBody
 from simulator.orders import NANO, ZERO, SimOrder, fmt
@@ -37,23 +39,32 @@ def _decimals(p: Decimal) -> int:
     return -exp if isinstance(exp, int) and exp < 0 else 0
 
 
-class PreTradeChecks(OrderBook):
-    account_config: dict[str, Any]
+class PreTradeChecks:
+    """Reads the account, its configuration, the assets and the book; changes none of them."""
+
+    def __init__(
+        self, account: Account, account_config: Mapping[str, Any], assets: AssetBook, book: OrderBook
+    ) -> None:
+        self._account = account
+        self._config = account_config
+        self._assets = assets
+        self._book = book
 
     def buying_power(self) -> Decimal:
-        bp = self.account.cash
-        for pos in self.account.positions.values():
+        bp = self._account.cash
+        for pos in self._account.positions.values():
             if pos.qty < 0:
                 bp += 2 * pos.cost_basis  # cost_basis is negative for shorts
-        for order in self._orders.values():
+        for order in self._book.orders():
             if order.side == "buy" and order.role is None and not order.terminal and not order.swap_pending:
                 bp -= self._hold(order)
         return max(bp, ZERO)
 
-    def _check_order(self, body: OrderBody, closing: bool) -> Asset:
-        if self.account_config["suspend_trade"]:
+    def check_order(self, body: OrderBody, closing: bool) -> Asset:
+        """The order's asset if the order may be placed, else the ``ApiError`` to answer with."""
+        if self._config["suspend_trade"]:
             raise errors.forbidden("trading is suspended for this account")
-        asset = self.assets.find(body.symbol)
+        asset = self._assets.find(body.symbol)
         if asset is None:
             raise errors.unprocessable(f'asset "{body.symbol}" not found')
         tif, typ, cls = body.time_in_force, body.type, body.order_class or "simple"
@@ -72,7 +83,7 @@ class PreTradeChecks(OrderBook):
                 "fractional orders must be simple market orders with time_in_force day"
             )
         self._check_class(body, asset)
-        touch = self._touch.get(asset.symbol)
+        touch = self._book.touch(asset.symbol)
         if typ == "market" and (touch is None or not (touch.ask_px if body.side == "buy" else touch.bid_px)):
             raise errors.unprocessable(
                 f"no quote for {asset.symbol} yet: the simulator cannot price a market order without one"
@@ -151,7 +162,7 @@ class PreTradeChecks(OrderBook):
         if qty is None and body.notional is not None:
             qty = (body.notional / ref).quantize(NANO, rounding=ROUND_DOWN) if ref else ZERO
         assert qty is not None
-        position = self.account.position_qty(asset.symbol)
+        position = self._account.position_qty(asset.symbol)
         if closing:
             held = self._held_for_orders(asset.symbol, side)
             available = abs(position) - held
@@ -168,7 +179,7 @@ class PreTradeChecks(OrderBook):
             if qty <= available or (body.order_class == "oco" and qty <= position):
                 return
             raise self._insufficient_qty(asset, qty, available, position, held)
-        if asset.is_crypto or self.account_config["no_shorting"]:
+        if asset.is_crypto or self._config["no_shorting"]:
             raise self._insufficient_qty(asset, qty, ZERO, position, held)
         if not _is_whole(qty):
             raise errors.unprocessable("fractional orders cannot be sold short")
@@ -187,16 +198,14 @@ class PreTradeChecks(OrderBook):
             available=fmt(available),
             existing_qty=fmt(position),
             held_for_orders=fmt(held),
-            related_orders=[
-                o.id for o in self._orders.values() if o.symbol == asset.symbol and not o.terminal
-            ],
+            related_orders=[o.id for o in self._book.orders() if o.symbol == asset.symbol and not o.terminal],
             symbol=asset.symbol,
         )
 
     def _held_for_orders(self, symbol: str, side: str) -> Decimal:
         """Qty of open entry orders on this side (exit legs are not counted twice)."""
         held = ZERO
-        for order in self._orders.values():
+        for order in self._book.orders():
             if (
                 order.symbol == symbol
                 and order.side == side

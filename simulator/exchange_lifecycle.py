@@ -60,6 +60,7 @@ from typing import Any
 
 from simulator import errors
 from simulator.exchange_book import OrderBook
+from simulator.exchange_events import OrderEvents
 from simulator.metrics import ASYNC_REJECTION, REJECTIONS
 from simulator.models import ReplaceBody
 from simulator.orders import SimOrder
@@ -76,43 +77,83 @@ def loop_schedule(delay_s: float, fn: Callable[[], None]) -> object:
     return asyncio.get_running_loop().call_later(delay_s, fn)
 
 
-class OrderLifecycle(OrderBook):
-    scheduler: Scheduler
-    _reject_left: int
-    _reject_reason: str
-    _epoch: int
-    _queued: list[SimOrder]
+class Lifecycle:
+    """The steps of an order's life that depend on time: the session, delays, injected rejections.
+
+    Owns the armed rejections, the orders queued for the next open and the reset epoch (delayed
+    steps of a reset account never run); the orders themselves live in the book."""
+
+    def __init__(
+        self,
+        ack_delay_ms: float,
+        now_ns: Callable[[], int],
+        book: OrderBook,
+        events: OrderEvents,
+        scheduler: Scheduler,
+    ) -> None:
+        self.scheduler = scheduler  # tests may swap it to decide when a delay is over
+        self._ack_delay_s = ack_delay_ms / 1000
+        self._now_ns = now_ns
+        self._book = book
+        self._events = events
+        self._reject_left = 0
+        self._reject_reason = ""
+        self._epoch = 0
+        self._queued: list[SimOrder] = []  # accepted while the session is closed, in arrival order
+
+    def reset(self) -> None:
+        """Drop the queue and every delayed step still to come; armed rejections are kept."""
+        self._queued = []
+        self._epoch += 1
+
+    def queued(self) -> list[SimOrder]:
+        return list(self._queued)
+
+    def load(self, queued: list[SimOrder]) -> None:
+        """Take over restored orders: the queue, and a delayed step again for each request in
+        flight, a full delay from now."""
+        self._queued = queued
+        book = self._book
+        for order in list(book.orders()):
+            old = book.find_order(order.replaces) if order.swap_pending and order.replaces else None
+            if old is not None:
+                prior = "held" if old.role == "stop_loss" and not old.triggered else "new"
+                if old.filled_qty:
+                    prior = "partially_filled"
+                self._later(lambda o=old, n=order, p=prior: self._finish_replace(o, n, p), self._ack_delay_s)
+            elif order.status == "pending_new" and order.parent is None:
+                self._later(lambda o=order: self._on_ack(o), self._ack_delay_s)
+            elif order.status == "pending_cancel":
+                self._later(lambda o=order: self._cancel_with_group(o), self._ack_delay_s)
 
     # ---- session and injected rejections -------------------------------------------------
 
     def close_session(self) -> list[SimOrder]:
         """End the trading day: expire every open day order; returns them (none if already closed)."""
-        if not self.session_open:
+        if not self._book.session_open:
             return []
-        self.session_open = False
-        self.state_version += 1
-        now = self.now_ns()
+        self._book.set_session_open(False)
+        self._events.changed()
+        now = self._now_ns()
         expired = []
-        for order in list(self._orders.values()):
+        for order in list(self._book.orders()):
             # a replacement still waiting for its swap is decided at the swap (queued for the next day)
             if order.terminal or order.time_in_force != "day" or order.swap_pending:
                 continue
-            self._unrest(order)
+            self._book.withdraw(order)
             order.expired_ns = now
-            self._set_status(order, "expired")
-            self._emit("expired", order)
+            self._book.set_status(order, "expired")
+            self._events.emit("expired", order)
             expired.append(order)
         return expired
 
     def open_session(self) -> list[SimOrder]:
         """Start a trading day: resting stock orders match again, then queued orders go live."""
-        if self.session_open:
+        if self._book.session_open:
             return []
-        self.session_open = True
-        self.state_version += 1
-        for symbol in list(self._resting):
-            if symbol in self._resting:
-                self._match_symbol(symbol)
+        self._book.set_session_open(True)
+        self._events.changed()
+        self._book.match_all()
         queued, self._queued = self._queued, []
         released = []
         for order in queued:
@@ -131,24 +172,20 @@ class OrderLifecycle(OrderBook):
 
     # ---- acknowledgement -----------------------------------------------------------------
 
-    def _admit(self, root: SimOrder) -> None:
+    def admit(self, root: SimOrder) -> None:
         """A new order passed every check: reject it later (armed), ack it later, or ack it now."""
         if self._reject_left > 0:
             self._reject_left -= 1
             reason = self._reject_reason
-            self._set_status(root, "pending_new")
-            self._emit("pending_new", root)
+            self._book.set_status(root, "pending_new")
+            self._events.emit("pending_new", root)
             self._later(lambda: self._reject(root, reason), self._ack_delay_s)
         elif self._ack_delay_s > 0:
-            self._set_status(root, "pending_new")
-            self._emit("pending_new", root)
+            self._book.set_status(root, "pending_new")
+            self._events.emit("pending_new", root)
             self._later(lambda: self._on_ack(root), self._ack_delay_s)
         else:
             self._acknowledge(root)
-
-    @property
-    def _ack_delay_s(self) -> float:
-        return self.cfg.ack_delay_ms / 1000
 
     def _later(self, step: Callable[[], None], delay_s: float) -> None:
         """Run ``step`` after ``delay_s`` unless the account is reset before."""
@@ -170,49 +207,49 @@ class OrderLifecycle(OrderBook):
 
     def _acknowledge(self, order: SimOrder) -> None:
         """The venue takes the order: live now, or queued as ``accepted`` until the session opens."""
-        if not self._trades_now(order):
-            self._set_status(order, "accepted")
-            self._emit("accepted", order)
+        if not self._book.trades_now(order):
+            self._book.set_status(order, "accepted")
+            self._events.emit("accepted", order)
             self._queued.append(order)
             return
         self._go_live(order)
 
     def _go_live(self, order: SimOrder) -> None:
-        self._set_status(order, "new")
-        self._emit("new", order)
-        self._activate(order)
+        self._book.set_status(order, "new")
+        self._events.emit("new", order)
+        self._book.activate(order)
         if order.order_class == "oco":
             for leg in order.legs:
                 if not leg.active and not leg.terminal:
-                    self._activate(leg)
+                    self._book.activate(leg)
 
     def _reject(self, order: SimOrder, reason: str) -> None:
         """Reject an accepted order after the fact, with the rest of its group."""
         if order.terminal:
             return
-        now = self.now_ns()
+        now = self._now_ns()
         for member in (order, *order.legs):
             if member.terminal:
                 continue
-            self._unrest(member)
+            self._book.withdraw(member)
             member.failed_ns = now
-            self._set_status(member, "rejected")
-            self._emit("rejected", member, reason=reason)
+            self._book.set_status(member, "rejected")
+            self._events.emit("rejected", member, reason=reason)
         REJECTIONS.labels(ASYNC_REJECTION).inc()
         log.info("order rejected asynchronously", extra={"fields": {"order_id": order.id, "reason": reason}})
 
     # ---- cancel / replace ----------------------------------------------------------------
 
     def cancel(self, order_id: str) -> SimOrder:
-        order = self.get_order(order_id)
+        order = self._book.get_order(order_id)
         if order.terminal or order.cancel_requested_ns is not None:
             return order
         if order.swap_pending or order.status == "pending_replace":
             raise errors.unprocessable("order is pending replace; cancel the replacement once it is live")
-        order.cancel_requested_ns = self.now_ns()
+        order.cancel_requested_ns = self._now_ns()
         if self._ack_delay_s > 0:
-            self._set_status(order, "pending_cancel")
-            self._emit("pending_cancel", order)
+            self._book.set_status(order, "pending_cancel")
+            self._events.emit("pending_cancel", order)
             self._later(lambda: self._cancel_with_group(order), self._ack_delay_s)
         else:
             self._cancel_with_group(order)
@@ -221,13 +258,13 @@ class OrderLifecycle(OrderBook):
     def _cancel_with_group(self, order: SimOrder) -> None:
         if order.terminal:  # a fill won the race against a pending cancel
             return
-        self._cancel(order)
-        for member in self._group(order):
-            self._cancel(member)
+        self._book.cancel(order)
+        for member in self._book.group(order):
+            self._book.cancel(member)
 
     def cancel_all(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for order in list(self._orders.values()):
+        for order in list(self._book.orders()):
             if order.terminal or order.parent is not None:
                 continue
             try:
@@ -239,7 +276,7 @@ class OrderLifecycle(OrderBook):
         return out
 
     def replace(self, order_id: str, body: ReplaceBody) -> SimOrder:
-        old = self.get_order(order_id)
+        old = self._book.get_order(order_id)
         if old.status not in REPLACEABLE or old.swap_pending:
             raise errors.unprocessable("unable to replace order in current state")
         changes: dict[str, Any] = {}
@@ -266,10 +303,8 @@ class OrderLifecycle(OrderBook):
         if not changes and body.client_order_id is None:
             raise errors.forbidden("order parameters are not changed")
         coid = body.client_order_id or str(uuid.uuid4())
-        if coid in self._by_coid:
-            raise errors.validation("client_order_id must be unique")
-        new = self._new_order(
-            self.asset(old.symbol),
+        new = self._book.new_order(
+            self._book.asset(old.symbol),
             old.side,
             old.type,
             changes.get("time_in_force", old.time_in_force),
@@ -288,9 +323,9 @@ class OrderLifecycle(OrderBook):
             self._swap(old, new, prior_status)
             return new
         new.replaces, new.swap_pending, new.active = old.id, True, False
-        self._set_status(new, "pending_new")
-        self._set_status(old, "pending_replace")
-        self._emit("pending_replace", old)
+        self._book.set_status(new, "pending_new")
+        self._book.set_status(old, "pending_replace")
+        self._events.emit("pending_replace", old)
         self._later(lambda: self._finish_replace(old, new, prior_status), self._ack_delay_s)
         return new
 
@@ -313,17 +348,17 @@ class OrderLifecycle(OrderBook):
             siblings = old.parent.legs
             siblings[siblings.index(old)] = new
         old.legs = []
-        self._unrest(old)
-        now = self.now_ns()
+        self._book.withdraw(old)
+        now = self._now_ns()
         old.status, old.replaced_by, old.replaced_ns, old.updated_ns = "replaced", new.id, now, now
         if not old.active:  # a leg waiting for its entry
             new.status, new.active = "held", False
-            self._emit("replaced", old)
+            self._events.emit("replaced", old)
         elif prior_status == "held" and not old.triggered:  # an armed stop-loss: held until triggered
             new.status, new.active = "held", True
-            self._emit("replaced", old)
-            self._activate(new)
+            self._events.emit("replaced", old)
+            self._book.activate(new)
         else:
             new.active = True
-            self._emit("replaced", old)
+            self._events.emit("replaced", old)
             self._acknowledge(new)

@@ -31,7 +31,7 @@ import orjson
 
 from common.log import kv
 from simulator.accounts import Position
-from simulator.exchange import Exchange
+from simulator.exchange import Exchange, VenueState
 from simulator.metrics import STATE_WRITES
 from simulator.orders import SimOrder
 
@@ -67,14 +67,15 @@ def _order_from(doc: dict[str, Any]) -> SimOrder:
     return SimOrder(**kwargs)
 
 
-def _orders_json(ex: Exchange, cache: dict[str, orjson.Fragment] | None) -> list[Any]:
+def _orders_json(state: VenueState, cache: dict[str, orjson.Fragment] | None) -> list[Any]:
     """Closed simple orders never change again: their JSON is kept in ``cache`` (pruned to the
     orders still on the books, e.g. after a /sim/account/reset)."""
     if cache is None:
-        return [_order_doc(o) for o in ex._orders.values()]
+        return [_order_doc(o) for o in state.orders]
     kept: dict[str, orjson.Fragment] = {}
     out: list[Any] = []
-    for oid, order in ex._orders.items():
+    for order in state.orders:
+        oid = order.id
         frag = cache.get(oid)
         if frag is None:
             if not (order.terminal and order.parent is None and not order.legs):
@@ -90,21 +91,22 @@ def _orders_json(ex: Exchange, cache: dict[str, orjson.Fragment] | None) -> list
 
 def snapshot(ex: Exchange, cache: dict[str, orjson.Fragment] | None = None) -> bytes:
     acct = ex.account
+    state = ex.venue_state()
     return orjson.dumps(
         {
             "format": FORMAT,
-            "seq": ex._seq,
-            "event_seq": ex._event_seq,
-            "session_open": ex.session_open,
+            "seq": state.seq,
+            "event_seq": state.event_seq,
+            "session_open": state.session_open,
             "account": {
                 "starting_cash": str(acct.starting_cash),
                 "cash": str(acct.cash),
                 "positions": {s: [str(p.qty), str(p.cost_basis)] for s, p in acct.positions.items()},
             },
             "account_config": ex.account_config,
-            "orders": _orders_json(ex, cache),
-            "resting": {s: [o.id for o in book] for s, book in ex._resting.items()},
-            "queued": [o.id for o in ex._queued],
+            "orders": _orders_json(state, cache),
+            "resting": {s: [o.id for o in book] for s, book in state.resting.items()},
+            "queued": [o.id for o in state.queued],
         }
     )
 
@@ -134,27 +136,17 @@ def restore(ex: Exchange, raw: bytes) -> int:
     ex.account.cash = cash
     ex.account.positions = positions
     ex.account_config.update(doc["account_config"])
-    ex.session_open = bool(doc["session_open"])
-    ex._seq, ex._event_seq = int(doc["seq"]), int(doc["event_seq"])
-    ex._orders = {oid: order for oid, (order, _) in orders.items()}
-    ex._by_coid = {order.client_order_id: order for order in ex._orders.values()}
-    ex._resting, ex._queued = resting, queued
-    _resume_delayed_steps(ex)
+    ex.load_venue_state(
+        VenueState(
+            orders=[order for order, _ in orders.values()],
+            resting=resting,
+            queued=queued,
+            seq=int(doc["seq"]),
+            event_seq=int(doc["event_seq"]),
+            session_open=bool(doc["session_open"]),
+        )
+    )
     return len(orders)
-
-
-def _resume_delayed_steps(ex: Exchange) -> None:
-    for order in list(ex._orders.values()):
-        if order.swap_pending and order.replaces in ex._orders:
-            old = ex._orders[order.replaces]
-            prior = "held" if old.role == "stop_loss" and not old.triggered else "new"
-            if old.filled_qty:
-                prior = "partially_filled"
-            ex._later(lambda o=old, n=order, p=prior: ex._finish_replace(o, n, p), ex._ack_delay_s)
-        elif order.status == "pending_new" and order.parent is None:
-            ex._later(lambda o=order: ex._on_ack(o), ex._ack_delay_s)
-        elif order.status == "pending_cancel":
-            ex._later(lambda o=order: ex._cancel_with_group(o), ex._ack_delay_s)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
