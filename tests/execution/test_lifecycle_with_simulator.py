@@ -27,8 +27,8 @@ from simulator.exchange import Exchange
 from simulator.models import ReplaceBody
 from simulator.rest import TRADE_STREAM_HUB
 from tests.kit.execution import Harness, execution_settings, running_execution
+from tests.kit.trade_updates import HeldSteps
 from tests.kit.waiting import until
-from tests.simulator.trade_updates import HeldSteps
 
 pytestmark = pytest.mark.timeout(60)
 

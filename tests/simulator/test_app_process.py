@@ -23,8 +23,8 @@ from simulator.app import (
     parse_ready_line,
     sim_config_from_args,
 )
-from tests.simulator.md_client import MdClient
-from tests.simulator.md_venue import KEY, SECRET, sim_config
+from tests.kit.md_client import MdClient
+from tests.kit.md_venue import KEY, SECRET, sim_config
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[2]

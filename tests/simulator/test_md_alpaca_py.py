@@ -12,17 +12,10 @@ import pytest
 from alpaca.data.live import CryptoDataStream, StockDataStream
 from alpaca.data.models import Bar, Orderbook, Quote, Trade
 
-from tests.simulator.md_venue import KEY, SECRET, VenueThread, sim_config
+from tests.kit.md_venue import KEY, SECRET, VenueThread, sim_config
+from tests.kit.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 class Collector:
@@ -63,7 +56,7 @@ def test_alpaca_py_streams_parse_every_model_and_reconnect_after_a_drop() -> Non
         c.subscribe_bars(crypto.handler("bars"), "*")
         threads = [(s, run_stream(s)), (c, run_stream(c))]
         try:
-            wait_for(lambda: len(stocks.got) == 3 and len(crypto.got) == 4)
+            wait_until(lambda: len(stocks.got) == 3 and len(crypto.got) == 4, 15, "the condition")
             kinds = {"quotes": Quote, "trades": Trade, "bars": Bar, "orderbooks": Orderbook}
             for col in (stocks, crypto):
                 for kind, items in col.got.items():
@@ -78,10 +71,16 @@ def test_alpaca_py_streams_parse_every_model_and_reconnect_after_a_drop() -> Non
 
             dropped_at = time.monotonic()
             assert venue.post("/sim/faults/streams/drop")["md_dropped"] == 2
-            wait_for(lambda: venue.get("/sim/health")["md_connections"] == 2)
-            wait_for(lambda: any(t > dropped_at + 0.3 for t, _ in stocks.got["quotes"]))
-            wait_for(lambda: any(t > dropped_at + 0.3 for t, _ in crypto.got["quotes"]))
-            wait_for(lambda: sum(book.reset for _, book in crypto.got["orderbooks"]) == 2)  # re-snapshot
+            wait_until(lambda: venue.get("/sim/health")["md_connections"] == 2, 15, "the condition")
+            wait_until(
+                lambda: any(t > dropped_at + 0.3 for t, _ in stocks.got["quotes"]), 10, "the condition"
+            )
+            wait_until(
+                lambda: any(t > dropped_at + 0.3 for t, _ in crypto.got["quotes"]), 10, "the condition"
+            )
+            wait_until(
+                lambda: sum(book.reset for _, book in crypto.got["orderbooks"]) == 2, 10, "the condition"
+            )  # re-snapshot
         finally:
             for stream, thread in threads:
                 stop_stream(stream, thread)

@@ -12,8 +12,8 @@ from websockets.exceptions import ConnectionClosed
 
 from common.capture import parse_rfc3339_ns
 from simulator.app import MARKET
-from tests.simulator.md_client import MdClient
-from tests.simulator.md_venue import KEY, SECRET, VenueThread, sim_config
+from tests.kit.md_client import MdClient
+from tests.kit.md_venue import KEY, SECRET, VenueThread, sim_config
 
 pytestmark = pytest.mark.timeout(60)
 

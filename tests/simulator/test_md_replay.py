@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from common.capture import CaptureWriter, format_rfc3339_ns
-from tests.simulator.md_client import MdClient
-from tests.simulator.md_venue import VenueThread, sim_config
+from tests.kit.md_client import MdClient
+from tests.kit.md_venue import VenueThread, sim_config
 
 pytestmark = pytest.mark.timeout(60)
 T0 = 1_732_233_600_000_000_000

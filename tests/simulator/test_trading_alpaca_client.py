@@ -34,7 +34,7 @@ from alpaca.trading.requests import (
     TrailingStopOrderRequest,
 )
 
-from tests.simulator.conftest import KEY, SECRET, SimServer
+from tests.kit.trading_venue import KEY, SECRET, SimServer
 
 
 @pytest.fixture

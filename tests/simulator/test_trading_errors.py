@@ -12,7 +12,7 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.requests import MarketOrderRequest
 
 from simulator.rest import RATE_LIMITER
-from tests.simulator.conftest import KEY, SECRET, SimServer
+from tests.kit.trading_venue import KEY, SECRET, SimServer
 
 AUTH = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
 

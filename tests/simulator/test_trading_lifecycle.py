@@ -12,8 +12,8 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
 from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest, ReplaceOrderRequest
 
-from tests.simulator.conftest import KEY, SECRET, SimServer
-from tests.simulator.trade_updates import HeldSteps, Updates, by_order, sim_post
+from tests.kit.trade_updates import HeldSteps, Updates, by_order, sim_post
+from tests.kit.trading_venue import KEY, SECRET, SimServer
 
 BUY = OrderSide.BUY
 

@@ -11,8 +11,8 @@ from simulator.errors import ApiError
 from simulator.exchange import Exchange
 from simulator.models import OrderBody, ReplaceBody
 from simulator.orders import SimOrder
-from tests.simulator.conftest import make_cfg
-from tests.simulator.trade_updates import HeldSteps
+from tests.kit.trade_updates import HeldSteps
+from tests.kit.trading_venue import make_cfg
 
 D = Decimal
 

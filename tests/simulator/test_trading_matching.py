@@ -10,7 +10,7 @@ import pytest
 from simulator.errors import ApiError
 from simulator.exchange import Exchange
 from simulator.models import OrderBody, ReplaceBody
-from tests.simulator.conftest import make_cfg
+from tests.kit.trading_venue import make_cfg
 
 D = Decimal
 

@@ -13,8 +13,9 @@ from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.simulator.conftest import KEY, SECRET, SimServer
-from tests.simulator.trade_updates import Updates, sim_post, wait_for
+from tests.kit.trade_updates import Updates, sim_post
+from tests.kit.trading_venue import KEY, SECRET, SimServer
+from tests.kit.waiting import wait_until
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -84,4 +85,4 @@ def test_trading_metrics_count_events_requests_rejections_and_connections(
     assert delta(before, after, "zt_sim_rejections_total", code="async") == 1
 
     updates.stop()
-    wait_for(lambda: delta(before, scrape(), "zt_sim_trade_stream_connections") == 0)
+    wait_until(lambda: delta(before, scrape(), "zt_sim_trade_stream_connections") == 0, 10, "the condition")

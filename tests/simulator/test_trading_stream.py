@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from alpaca.trading.client import TradingClient
@@ -19,15 +18,8 @@ from alpaca.trading.stream import TradingStream
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.simulator.conftest import KEY, SECRET, SimServer
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
+from tests.kit.trading_venue import KEY, SECRET, SimServer
+from tests.kit.waiting import wait_until
 
 
 @pytest.fixture
@@ -41,7 +33,7 @@ def updates(sim: SimServer) -> Iterator[queue.Queue[TradeUpdate]]:
     stream.subscribe_trade_updates(on_update)
     thread = threading.Thread(target=stream.run, name="trading-stream", daemon=True)
     thread.start()
-    wait_for(lambda: sim.hub.listeners == 1)
+    wait_until(lambda: sim.hub.listeners == 1, 10, "the condition")
     yield received
     stream.stop()
     sim.call_async(sim.hub.drop_all())  # wakes the client's 5 s recv wait so it sees the stop at once
@@ -85,7 +77,7 @@ def test_trading_stream_gets_every_transition_and_reconnects(
     assert events[1].order.replaced_by == replacement.id
 
     assert sim.call_async(sim.hub.drop_all()) == 1
-    wait_for(lambda: sim.hub.listeners == 1)  # alpaca-py reconnected and listens again
+    wait_until(lambda: sim.hub.listeners == 1, 10, "the condition")  # alpaca-py reconnected and listens again
     again = client.submit_order(
         LimitOrderRequest(
             symbol="AAPL", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.GTC, limit_price=80

@@ -13,8 +13,8 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, OrderStatus, PositionSide, TimeInForce
 from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
 
-from tests.simulator.conftest import KEY, SECRET, SimServer
-from tests.simulator.trade_updates import Updates, by_order
+from tests.kit.trade_updates import Updates, by_order
+from tests.kit.trading_venue import KEY, SECRET, SimServer
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 

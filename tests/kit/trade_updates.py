@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,15 +11,8 @@ import requests
 from alpaca.trading.models import TradeUpdate
 from alpaca.trading.stream import TradingStream
 
-from tests.simulator.conftest import KEY, SECRET, SimServer
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
+from tests.kit.trading_venue import KEY, SECRET, SimServer
+from tests.kit.waiting import wait_until
 
 
 class Updates:
@@ -38,7 +30,7 @@ class Updates:
 
     def start(self) -> Updates:
         self._thread.start()
-        wait_for(lambda: self.sim.hub.listeners == 1)
+        wait_until(lambda: self.sim.hub.listeners == 1, 10, "the trade stream listening")
         return self
 
     def take(self, n: int) -> list[TradeUpdate]:

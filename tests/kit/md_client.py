@@ -10,7 +10,7 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.simulator.md_venue import KEY, SECRET
+from tests.kit.md_venue import KEY, SECRET
 
 
 def decode(frame: str | bytes) -> list[dict[str, Any]]:
