@@ -21,11 +21,11 @@ from typing import Any
 import orjson
 
 from common import fixed, topics, wire
-from common.clock import mono_ns, tick_age_error, wall_ns
+from common.clock import tick_age_error, wall_ns
 from common.config import Settings, is_alpaca_live
-from common.enums import ControlCmd, RejectReason, TradingState
+from common.enums import ControlCmd, RejectReason
 from common.log import kv
-from common.metrics import STAGE_LATENCY, TRIP_CONFIRM, TRIP_UNCONFIRMED
+from common.metrics import STAGE_LATENCY
 from common.service import Service
 from services.execution.metrics import ORDERS, STALE_BLOCKED
 from services.execution.orders.event_log import MAX_REPLAY, EventLog
@@ -43,20 +43,18 @@ from services.execution.orders.reconcile import Reconciler, venue_position
 from services.execution.orders.restore import restore
 from services.execution.orders.submitter import OrderSubmitter
 from services.execution.orders.tracker import OrderTracker
+from services.execution.orders.trip import TripRunner
 from services.execution.venue.account import AccountPoller
 from services.execution.venue.order_request import invalid_request
 from services.execution.venue.ratelimit import TokenBucket
 from services.execution.venue.rest_client import AlpacaRest, RestError
 from services.execution.venue.trade_stream import TradeStream
-from services.execution.venue.venue_kill import KillOutcome, empty_venue
 
 __all__ = ["SERVICE_CLASS", "ExecutionService", "LiveTradingRefused", "check_live_guard", "venue_position"]
 
 log = logging.getLogger(__name__)
 
 STARTUP_RETRY_S = 2.0
-TRIP_DEFAULT_S = 10.0  # a trip without a deadline waits this long for the venue before replying
-TRIP_RETRY_LOG_S = 5.0
 JOURNAL_CHECK_S = 1.0
 
 
@@ -116,9 +114,9 @@ class ExecutionService(Service):
         self.account = AccountPoller(self.rest, self.pub, ex.account_poll_s)
         self.gate = TradingGate(settings.zmq.run_dir)
         self.placer.may_send = self._gate_reason
-        self.trip_pending = False  # a trip has not been confirmed by the venue yet
-        self.last_trip: dict[str, Any] = {}
-        self._trip_task: asyncio.Task[Any] | None = None
+        self.trips = TripRunner(
+            self.rest, self.gate, self.tracker, self.placer, ex.client_order_id_prefix, self._spawn
+        )
         self.ready = False
         self.start_positions: list[wire.Position] = []
         self._risk_to_exec = STAGE_LATENCY.labels(self.name, "risk_to_exec")
@@ -207,7 +205,7 @@ class ExecutionService(Service):
         if isinstance(msg, wire.CancelRequest):
             return self._cancel(msg)
         if isinstance(msg, wire.Trip):
-            return self._on_trip(msg)
+            return self.trips.run(msg)
         return super().handle(msg)
 
     # ---- the trading state: enforced here too, the last gate before the venue ----------------
@@ -235,102 +233,6 @@ class ExecutionService(Service):
             order.side, order.qty, lambda: self._exposure(order.symbol, exclude=order.client_order_id)
         )
         return "" if blocked is None else f"{blocked.value}: trading state {self.gate.state or 'unknown'}"
-
-    async def _on_trip(self, trip: wire.Trip) -> wire.TripReport:
-        arrived = mono_ns()
-        if trip.deadline_ns and wall_ns() > trip.deadline_ns:
-            return self._trip_report(trip, False, None, arrived, "deadline passed before the trip arrived")
-        if self.gate.state is not None and trip.state.code < self.gate.state.code:
-            return await self._loosen(trip, arrived)
-        self.gate.adopt(trip.state, trip.seq, "risk_trip")
-        if trip.state is not TradingState.HALTED and not trip.flatten:
-            return self._trip_report(trip, True, None, arrived, f"enforcing {trip.state.value}")
-        if self._trip_task is not None:
-            self._trip_task.cancel()
-        self.trip_pending = True
-        TRIP_UNCONFIRMED.set(1)
-        wait_s = TRIP_DEFAULT_S if not trip.deadline_ns else max(0.0, (trip.deadline_ns - wall_ns()) / 1e9)
-        outcome = await empty_venue(self.rest, trip.flatten, arrived + int(wait_s * 1e9), self._posts_settled)
-        self._record_trip(trip, outcome, arrived)
-        if not outcome.confirmed:
-            self._trip_task = self._spawn(self._keep_emptying(trip, arrived))
-        return self._trip_report(trip, outcome.confirmed, outcome, arrived, outcome.detail)
-
-    async def _posts_settled(self) -> None:
-        """Before reading the venue back: a POST written before the gate closed may still be on its
-        way in; its answer tells us it landed (so the next round cancels it)."""
-        for _ in range(200):
-            if self.placer.posts_in_flight == 0:
-                return
-            await asyncio.sleep(0.005)
-
-    async def _keep_emptying(self, trip: wire.Trip, arrived: int) -> None:
-        """The venue did not confirm in time: keep at it, and keep saying so."""
-        while self.gate.state in (TradingState.HALTED, trip.state):
-            outcome = await empty_venue(
-                self.rest, trip.flatten, mono_ns() + int(TRIP_RETRY_LOG_S * 1e9), self._posts_settled
-            )
-            self._record_trip(trip, outcome, arrived)
-            if outcome.confirmed:
-                return
-            log.error("kill switch: venue still not empty, retrying", extra=kv(detail=outcome.detail))
-
-    def _record_trip(self, trip: wire.Trip, outcome: KillOutcome, arrived: int) -> None:
-        self.trip_pending = not outcome.confirmed
-        TRIP_UNCONFIRMED.set(0 if outcome.confirmed else 1)
-        if outcome.confirmed:
-            TRIP_CONFIRM.observe((outcome.confirm_ns - arrived) / 1e9)
-        self.last_trip = {"seq": trip.seq, "flatten": trip.flatten, **outcome.report()}
-        log.warning(
-            "kill switch: venue emptied" if outcome.confirmed else "kill switch: venue not empty yet",
-            extra=kv(**self.last_trip),
-        )
-
-    async def _loosen(self, trip: wire.Trip, arrived: int) -> wire.TripReport:
-        """A reset (or HALTED -> REDUCE_ONLY): refused while the venue holds open orders zerotick did
-        not place (not ours by client_order_id prefix, or not tracked), since nobody would manage them."""
-        try:
-            docs = await self.rest.list_orders("open", priority=True)
-        except RestError as exc:
-            return self._trip_report(
-                trip, False, None, arrived, f"cannot list the venue's open orders: {exc}"
-            )
-        ours = f"{self.settings.execution.client_order_id_prefix}-"
-        unknown = [
-            coid
-            for d in docs
-            if not (
-                (coid := str(d.get("client_order_id", ""))).startswith(ours) and self.tracker.is_known(coid)
-            )
-        ]
-        if unknown:
-            detail = (
-                f"the venue holds {len(unknown)} open orders zerotick does not know "
-                f"(client_order_id {', '.join(unknown[:5])}); cancel them or run `zerotick kill` first"
-            )
-            return self._trip_report(trip, False, None, arrived, detail)
-        if self._trip_task is not None:
-            self._trip_task.cancel()
-            self._trip_task = None
-        self.trip_pending = False
-        TRIP_UNCONFIRMED.set(0)
-        self.gate.adopt(trip.state, trip.seq, "risk_reset")
-        return self._trip_report(trip, True, None, arrived, f"{trip.state.value}: no unknown open orders")
-
-    def _trip_report(
-        self, trip: wire.Trip, ok: bool, outcome: KillOutcome | None, arrived: int, detail: str
-    ) -> wire.TripReport:
-        return wire.TripReport(
-            state=trip.state,
-            seq=trip.seq,
-            ok=ok,
-            open_orders=outcome.open_orders if outcome else -1,
-            positions=outcome.positions if outcome else -1,
-            canceled=outcome.canceled if outcome else 0,
-            closed=outcome.closed if outcome else 0,
-            confirm_us=(outcome.confirm_ns - arrived) // 1000 if outcome and outcome.confirmed else 0,
-            detail=detail,
-        )
 
     def _on_order_request(self, req: wire.OrderRequest) -> wire.OrderAck:
         recv = wall_ns()
@@ -456,8 +358,8 @@ class ExecutionService(Service):
             else None,
             "trading_state": self.gate.state.value if self.gate.state else "unknown",
             "trading_state_seq": self.gate.seq,
-            "trip_pending": self.trip_pending,
-            "last_trip": self.last_trip,
+            "trip_pending": self.trips.pending,
+            "last_trip": self.trips.last,
             "journal": {
                 "ok": self.journal.ok,
                 "error": self.journal.error,

@@ -9,24 +9,23 @@ import time
 from collections import Counter
 from typing import Any
 
-import msgspec
-
 from common import topics, wire
-from common.clock import mono_ns, tick_age_error, wall_ns
+from common.clock import tick_age_error, wall_ns
 from common.config import Settings
-from common.enums import ControlCmd, RejectReason, TradingState, TripSource
+from common.enums import ControlCmd, RejectReason, TradingState
 from common.fixed import to_float, to_str
 from common.ids import client_order_id
 from common.log import kv
-from common.metrics import MESSAGES, STAGE_LATENCY, TRIPS
+from common.metrics import MESSAGES, STAGE_LATENCY
 from common.order_events import OrderEvent, OrderEventReceiver
 from common.service import Service
 from common.zmq_io import RpcClient, RpcError, RpcTimeout
 from services.risk import checks
+from services.risk.kill_switch import SET_TRADING_STATE, KillSwitch
 from services.risk.limits import RiskLimits
 from services.risk.metrics import DECISIONS, POSITION, RECONCILED
 from services.risk.state import RiskState
-from services.risk.trading_state import StatePersistError, TradingStateOwner, stricter
+from services.risk.trading_state import TradingStateOwner
 from services.risk.trigger_runner import TriggerRunner
 from services.risk.triggers import Exposure, Triggers
 
@@ -34,10 +33,6 @@ log = logging.getLogger(__name__)
 
 POSITIONS_RETRY_S = 1.0
 ACCOUNT_MAX_AGE_NS = 60 * 1_000_000_000
-TRIP_WAIT_MS = 3_000  # a trip without a deadline: how long execution gets before risk acts itself
-
-
-SET_TRADING_STATE = "set_trading_state"  # the typed command's name for the token policy and metrics
 
 
 class RiskService(Service):
@@ -53,6 +48,7 @@ class RiskService(Service):
         self._risk_config = r
         self._account_ts_ns = 0  # wall ns of the account snapshot in force (0: none)
         self.trading = TradingStateOwner(settings.zmq.run_dir, self.risk.enforce, self._publish_trading_state)
+        self.kill_switch = KillSwitch(self.trading, self.guard, settings)
         self.decisions: Counter[str] = Counter()
         self.positions_loaded = False  # a positions snapshot from the current execution is applied
         self._positions_as_of = 0  # execution's event seq the loaded positions include
@@ -72,7 +68,7 @@ class RiskService(Service):
             self.triggers,
             self.trading,
             self._exposure,
-            self._tell_execution,
+            self.kill_switch.tell_execution,
             self._spawn,
             settings.kill_switch.eval_interval_ms / 1000,
         )
@@ -80,6 +76,7 @@ class RiskService(Service):
 
     async def start(self) -> None:
         self._execution = self.peer_client("execution")  # orders: execution takes them only from us
+        self.kill_switch.execution = self._execution
         self._snapshots = self.client("execution", timeout_ms=2_000)
         self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data, conflate=(topics.MD_QUOTE,))
         self.subscribe("execution", [topics.ACCOUNT], self._on_account)
@@ -122,7 +119,7 @@ class RiskService(Service):
         if isinstance(msg, wire.OrderIntent):
             return self.decide(msg)
         if isinstance(msg, wire.SetTradingState):
-            return self.set_trading_state(msg)
+            return self.kill_switch.command(msg)
         return super().handle(msg)
 
     # ---- the trading state ----------------------------------------------------------------------
@@ -139,110 +136,8 @@ class RiskService(Service):
             if not self.trading.adopt_external():
                 self._publish_trading_state(self.trading.event())
             elif self.trading.state is TradingState.HALTED:
-                await self._tell_execution(self.trading.record.seq, TradingState.HALTED, False, 0)
+                await self.kill_switch.tell_execution(self.trading.record.seq, TradingState.HALTED, False, 0)
             await asyncio.sleep(interval)
-
-    async def set_trading_state(self, cmd: wire.SetTradingState) -> wire.TripReport | wire.Reply:
-        """The operator's command (CLI or any authenticated tool). Tightening takes effect here at
-        once and execution is told to enforce it (a HALTED trip cancels, flattens and confirms at the
-        venue before the reply); loosening first asks execution whether the venue holds open orders
-        nobody knows, and is refused if it does."""
-        arrived = mono_ns()
-        refusal = self.guard.refusal_for(SET_TRADING_STATE, cmd.token, cmd.deadline_ns, wall_ns())
-        if refusal is not None:
-            return refusal
-        source = TripSource.CONTROL if not cmd.who.startswith("cli") else TripSource.CLI
-        who = cmd.who or "control"
-        current = self.trading.state
-        if cmd.state is current and cmd.state is TradingState.ACTIVE:
-            return self._report(cmd.state, True, "already active")
-        if stricter(current, cmd.state):  # loosening: reset or HALTED -> REDUCE_ONLY
-            report = await self._tell_execution(
-                self.trading.record.seq + 1, cmd.state, False, cmd.deadline_ns
-            )
-            if not report.ok:
-                self.trading.audit_safely("reset_refused", None, reason=cmd.reason, detail=report.detail)
-                return wire.Reply(ok=False, detail=f"refused: {report.detail}")
-            try:
-                self.trading.change(cmd.state, source, who, cmd.reason)
-            except StatePersistError as exc:
-                return wire.Reply(ok=False, detail=str(exc))
-            return msgspec.structs.replace(report, seq=self.trading.record.seq)
-        record = self.trading.change(cmd.state, source, who, cmd.reason, flatten=cmd.flatten)
-        if cmd.state is TradingState.HALTED:
-            TRIPS.labels(source.value).inc()
-        report = await self._tell_execution(record.seq, cmd.state, cmd.flatten, cmd.deadline_ns)
-        took_us = (mono_ns() - arrived) // 1000
-        if report.ok and cmd.state is TradingState.HALTED:
-            # measured from the command's arrival here, not from execution's
-            report = msgspec.structs.replace(report, confirm_us=took_us)
-        self.trading.audit_safely(
-            "trip_result" if cmd.state is TradingState.HALTED else "enforced",
-            None,
-            seq=record.seq,
-            ok=report.ok,
-            canceled=report.canceled,
-            closed=report.closed,
-            open_orders=report.open_orders,
-            positions=report.positions,
-            venue_confirm_us=report.confirm_us,
-            took_us=took_us,
-            detail=report.detail,
-        )
-        return report
-
-    async def _tell_execution(
-        self, seq: int, state: TradingState, flatten: bool, deadline_ns: int
-    ) -> wire.TripReport:
-        """Have execution enforce ``state``. When a trip (HALTED, or a flatten) finds execution dead or
-        hung, risk empties the venue itself over REST, so no failure of execution leaves orders
-        working; execution, when it comes back, reads the halt from the state file."""
-        assert self._execution is not None, "start() not called"
-        remaining_ms = TRIP_WAIT_MS if not deadline_ns else max(1, (deadline_ns - wall_ns()) // 1_000_000)
-        trip = wire.Trip(state=state, seq=seq, flatten=flatten, deadline_ns=deadline_ns)
-        try:
-            reply = await self._execution.request(trip, timeout_ms=int(remaining_ms))
-        except RpcError as exc:
-            if state is TradingState.HALTED or flatten:
-                return await self._empty_venue_without_execution(state, flatten, f"{exc}")
-            return self._report(state, False, f"execution did not answer: {exc}")
-        if isinstance(reply, wire.TripReport):
-            return reply
-        detail = reply.detail if isinstance(reply, wire.Reply) else type(reply).__name__
-        return self._report(state, False, f"execution: {detail}")
-
-    async def _empty_venue_without_execution(
-        self, state: TradingState, flatten: bool, why: str
-    ) -> wire.TripReport:
-        from services.execution.venue.venue_kill import empty_venue_direct  # only on this rare path
-
-        log.error("execution did not answer a trip: risk empties the venue itself", extra=kv(error=why[:200]))
-        outcome = await empty_venue_direct(self.settings, flatten, TRIP_WAIT_MS / 1000)
-        detail = f"execution did not answer ({why[:200]}); risk emptied the venue directly: {outcome.detail}"
-        return wire.TripReport(
-            state=state,
-            seq=self.trading.record.seq,
-            ok=outcome.confirmed,
-            open_orders=outcome.open_orders,
-            positions=outcome.positions,
-            canceled=outcome.canceled,
-            closed=outcome.closed,
-            confirm_us=0,
-            detail=detail,
-        )
-
-    def _report(self, state: TradingState, ok: bool, detail: str) -> wire.TripReport:
-        return wire.TripReport(
-            state=state,
-            seq=self.trading.record.seq,
-            ok=ok,
-            open_orders=-1,
-            positions=-1,
-            canceled=0,
-            closed=0,
-            confirm_us=0,
-            detail=detail,
-        )
 
     def decide(self, intent: wire.OrderIntent) -> wire.RiskDecision:
         now = wall_ns()
