@@ -211,7 +211,7 @@ class Heartbeat(_Msg, tag="hb"):
     service: str
     pid: int
     seq: int
-    state: str  # service-specific, e.g. "ok", "degraded"; later the trading state
+    state: str  # service-specific: "ok", "degraded", "journal_failed"; risk: its trading state
     last_event_seq: int  # execution: newest order-event seq (lets subscribers see a lost tail)
     ts_ns: int
     # execution: names its sequence of order events; the same across its restarts (the seq continues
