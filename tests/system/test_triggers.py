@@ -224,8 +224,11 @@ def test_reject_storm_order_rate_trade_stream_down_and_execution_killed(tmp_path
     venue rejects 6 orders (beyond 5 a minute), reset; 31+ orders in a burst (beyond 30 a minute),
     reset; trade_updates refused by the venue for 3 s, reset; execution killed: HALTED after 3 s
     without heartbeats, and its working orders canceled once execution is back."""
+    # pacing and capacity limits open: a burst of probe orders (filled on the stream a moment after
+    # the POST reply) must reach the order-rate trigger, not pile up as max_open_orders rejects
     rates = {"order_rate_per_s": "1000", "order_rate_burst": 1000, "strategy_order_rate_per_s": "1000",
-             "strategy_order_rate_burst": 1000}  # fmt: skip
+             "strategy_order_rate_burst": 1000, "max_open_orders_per_symbol": 1000,
+             "max_open_orders": 10_000}  # fmt: skip
     config, sim_port, metrics = _up(
         tmp_path,
         [
