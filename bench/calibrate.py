@@ -1,6 +1,6 @@
 """Machine calibration printed next to benchmark results: the round trip of a bare blocking ZeroMQ
 REQ/REP over ipc between two processes. The reference machine measured ~111 us p50
-(reference/perf-baseline.md). Paced 1 ms apart, both processes sleep between messages, so the figure
+(docs/architecture.md, "Measured baselines"). Paced 1 ms apart, both processes sleep between messages, so the figure
 includes the cost of waking a process on this host, which dominates every hop of the pipeline."""
 
 from __future__ import annotations

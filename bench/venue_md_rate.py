@@ -6,7 +6,7 @@ warm-up and prints sustained msgs/s, frames/s, the inter-frame gap p50/p99 and t
 
     python -m bench.venue_md_rate [--seconds 10] [--rate 50000] [--batch-max 16]
 
-A benchmark, not a test: numbers depend on the machine (see shared/reference/perf-baseline.md).
+A benchmark, not a test: numbers depend on the machine (docs/architecture.md, "Measured baselines").
 """
 
 from __future__ import annotations

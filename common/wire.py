@@ -1,6 +1,6 @@
 """The wire contract: every message that crosses a ZeroMQ socket.
 
-Encoding (chosen by measurement, see docs/architecture.md and reference/perf-baseline.md):
+Encoding (chosen by measurement, see docs/architecture.md, "Wire format" and "Measured baselines"):
 msgspec msgpack with ``array_like`` structs (82 ns encode / 163 ns decode per message, schema-checked).
 
 A frame is ``topic + b"\\0" + VERSION byte + msgpack(list[Message])``. The topic prefix lets SUB
@@ -28,7 +28,7 @@ VERSION = 1
 SEP = b"\0"
 # A sequenced PUB frame: ``topic 0x00 0x02 <epoch u32> <first seq u64> <count u32> msgpack([...])``.
 # ``first seq`` numbers messages per topic and publisher instance (``epoch``), so a subscriber counts
-# exactly how many it never got (docs/bounded.md). Request/reply frames stay VERSION 1.
+# exactly how many it never got (docs/architecture.md, "Bounded queues"). Request/reply frames stay VERSION 1.
 SEQ_VERSION = 2
 _SEQ_HEADER = struct.Struct("<BIQI")  # version, epoch, first seq, count
 

@@ -2,10 +2,10 @@
 
 Sockets are plain (synchronous) pyzmq sockets driven by ``loop.add_reader`` on the socket's FD,
 drained with NOBLOCK. That is ~15x faster than ``zmq.asyncio``'s await-per-message
-(reference/perf-baseline.md). The ZeroMQ FD is edge-triggered: a drain reads at most ``DRAIN_BATCH``
+(docs/architecture.md, "Measured baselines"). The ZeroMQ FD is edge-triggered: a drain reads at most ``DRAIN_BATCH``
 messages, then yields to the loop and reschedules itself (``call_soon``) while more are waiting, so a
 flooded socket never starves the rest of the loop; ``zmq.EVENTS`` is re-checked after every send on a
-socket we also read from. Everything that queues is bounded (docs/bounded.md).
+socket we also read from. Everything that queues is bounded (docs/architecture.md, "Bounded queues").
 
 Request/reply never uses a lockstep REQ socket: a DEALER pipelines requests, each with an id, a
 timeout (the caller gets :class:`RpcTimeout`, never a hang) and, in the message, a deadline after
@@ -41,7 +41,7 @@ RequestHandler = Callable[[Any], "Any | Awaitable[Any]"]
 SocketSetup = Callable[[zmq.Socket], None]  # e.g. security options, applied before bind/connect
 
 
-# Messages one reader callback takes before it yields to the loop (measured in docs/bounded.md).
+# Messages one reader callback takes before it yields to the loop (measured: docs/architecture.md, "Bounded queues").
 DRAIN_BATCH = 256
 # A reply that meets its caller's full queue waits in that caller's outbox for at most this long
 # (longer than any caller waits: zmq.request_timeout_ms <= 60 s) and behind at most OUTBOX_PER_PEER

@@ -1,6 +1,6 @@
 """Alpaca market-data WebSockets: stocks at /v2/{iex,sip,test}, crypto at /v1beta3/crypto/us.
 
-Protocol (see shared/reference/alpaca-protocol.md §3-4): greeting, auth by message or upgrade
+Protocol (Alpaca's, as alpaca-py 0.44 speaks it; docs/architecture.md, "The venue"): greeting, auth by message or upgrade
 headers, additive subscribe/unsubscribe acked with the full set, batched data frames. msgpack
 binary frames (``t`` as msgpack Timestamp) unless the upgrade's Content-Type is
 ``application/json`` (text frames, ``t`` as an RFC 3339 ns string).

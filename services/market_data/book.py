@@ -2,7 +2,7 @@
 
 Layout per book: ``levels[side, i] = (price_nanos, size_nanos)`` for ``i < counts[side]``; side 0
 is bids (descending price), side 1 asks (ascending). Calling numba costs ~340 ns of dispatch while
-one update costs ~50 ns, so deltas are always handed over in batches (reference/perf-baseline.md §5).
+one update costs ~50 ns, so deltas are always handed over in batches (docs/architecture.md, "Measured baselines").
 
 Overflow: when a side is full, inserting a new level drops the WORST level of that side (or the new
 level itself if it is the worst). Depth beyond ``capacity`` is therefore lost until the next

@@ -1,4 +1,4 @@
-"""Bounded everything, end to end (docs/bounded.md).
+"""Bounded everything, end to end (docs/architecture.md, "Bounded queues").
 
 The venue, execution, risk and signal run as real processes; the test itself is market_data: it
 binds market_data's PUB and floods md.q.MSFT at 100k+ quotes/s (with signal stopped for 1.5 s in the
