@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # numba compiles once and caches here, not in the source tree
 export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 
-.PHONY: setup run down test lint bench clean
+.PHONY: setup run down test lint bench clean debian-packages
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PY) >/dev/null || { echo "python3.11 is required"; exit 1; }
@@ -22,7 +22,10 @@ run: $(STAMP)
 down: $(STAMP)
 	$(BIN)/zerotick down --config deploy/zerotick.toml
 
-test: $(STAMP)
+debian-packages:
+	scripts/install-debian-packages
+
+test: $(STAMP) debian-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
