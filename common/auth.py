@@ -5,9 +5,10 @@ reach its rpc socket; every other command (fail closed: also one nobody declared
 token, compared in constant time. A command that arrives after its ``deadline_ns`` is not run.
 
 Peers: execution takes orders only on its "orders" socket, where only risk can connect; risk takes
-intents only on its "intents" socket, where only signal can connect (``PRIVILEGED``). A peer proves
-its name with a password derived from the shared peer secret (``peer_password``); common.zap checks
-it once per connection.
+intents only on its "intents" socket, where only signal can connect (``PRIVILEGED``). Over ipc a
+peer proves its name with a password derived from the shared peer secret (``peer_password``); over
+tcp with its CURVE key, and every socket only takes the keys ``allowed_clients`` names. common.zap
+checks once per connection.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from common import wire
-from common.config import EndpointKind
+from common.config import SERVICES, EndpointKind
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ CONTROL_REFUSED = Counter(
 )
 PEER_REFUSED = Counter(
     "zt_peer_refused_total",
-    "Connections refused on a privileged socket (credentials: ZAP said no; protocol: no credentials)",
+    "Connections refused on an authenticated socket (credentials: ZAP said no to the name or key; "
+    "protocol: the handshake failed: no credentials, another mechanism, or the wrong server key)",
     ["service", "socket", "reason"],
 )
 REQUEST_REFUSED = Counter(
@@ -119,6 +121,16 @@ PRIVILEGED: dict[str, PrivilegedSocket] = {
     ),
     "risk": PrivilegedSocket("risk", "intents", "signal", (wire.OrderIntent,)),
 }
+
+
+def allowed_clients(service: str, kind: EndpointKind, operator: str) -> tuple[str, ...]:
+    """Whose keys may connect to ``service``'s ``kind`` socket over tcp: the one peer on a privileged
+    socket; every service and the operator's CLI on pub and rpc (the control token still guards
+    every command that changes something)."""
+    spec = PRIVILEGED.get(service)
+    if spec is not None and spec.kind == kind:
+        return (spec.peer,)
+    return (*SERVICES, operator)
 
 
 def peer_password(secret: str, service: str) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -118,7 +119,9 @@ class AlpacaConfig(Section):
 class SimConfig(Section):
     """The embedded Alpaca-compatible venue (used when no Alpaca keys are configured)."""
 
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # where the venue binds (0.0.0.0 in a container)
+    # how the services reach the venue (a compose service name, another machine); None = host
+    connect_host: str | None = None
     port: int = Field(default=8765, ge=0, le=65535)  # 0 = ephemeral
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     key_id: str = "zerotick-sim-key"
@@ -150,14 +153,37 @@ class SimConfig(Section):
     state_flush_ms: float = Field(default=50.0, ge=1, le=60_000)
 
 
+class ServiceHost(Section):
+    """Where one service's sockets live over tcp: ``bind`` is the address it binds (0.0.0.0 in a
+    container), ``connect`` the name or address the others (and the CLI) reach it by. None =
+    ``zmq.tcp_host``."""
+
+    bind: str | None = None
+    connect: str | None = None
+
+
+class ZmqHosts(Section):
+    market_data: ServiceHost = Field(default_factory=ServiceHost)
+    signal: ServiceHost = Field(default_factory=ServiceHost)
+    risk: ServiceHost = Field(default_factory=ServiceHost)
+    execution: ServiceHost = Field(default_factory=ServiceHost)
+
+
 class ZmqConfig(Section):
     """Sockets. Every service binds one PUB (events) and one ROUTER (requests and control); execution
-    and risk also bind a privileged ROUTER ("orders", "intents") that only their one peer may use."""
+    and risk also bind a privileged ROUTER ("orders", "intents") that only their one peer may use.
+    Over tcp every socket is CURVE-encrypted and authenticated with the keys in ``curve_dir``."""
 
     run_dir: Path = Path("run")
     transport: Literal["ipc", "tcp"] = "ipc"
-    tcp_host: str = "127.0.0.1"
+    tcp_host: str = (
+        "127.0.0.1"  # bind and connect host of every service without its own [zmq.hosts.<service>]
+    )
     tcp_base_port: int = Field(default=5550, ge=1024, le=65000)
+    hosts: ZmqHosts = Field(default_factory=ZmqHosts)
+    # CURVE keys (`zerotick keys generate --dir`): public/<name>.key, private/<name>.key_secret;
+    # required over tcp; relative = relative to the config file's folder
+    curve_dir: Path | None = None
     sndhwm: int = Field(default=100_000, ge=1)
     rcvhwm: int = Field(default=100_000, ge=1)
     request_timeout_ms: int = Field(default=250, ge=1, le=60_000)
@@ -166,9 +192,31 @@ class ZmqConfig(Section):
     # the secret the peers' credentials derive from; None = <run_dir>/peer.key (made on first use)
     peer_secret: SecretStr | None = None
 
+    @model_validator(mode="after")
+    def _tcp_needs_keys(self) -> ZmqConfig:
+        if self.transport == "tcp" and self.curve_dir is None:
+            raise ValueError(
+                "transport 'tcp' needs CURVE keys: set zmq.curve_dir to a folder made by "
+                "`zerotick keys generate --dir DIR` (ZT_ZMQ__CURVE_DIR)"
+            )
+        return self
+
+    def bind_host(self, service: str) -> str:
+        return getattr(self.hosts, _known(service)).bind or self.tcp_host
+
+    def connect_host(self, service: str) -> str:
+        return getattr(self.hosts, _known(service)).connect or self.tcp_host
+
     def endpoint(self, service: str, kind: EndpointKind) -> str:
-        if service not in SERVICES:
-            raise ValueError(f"unknown service {service!r}")
+        """Where a client reaches ``service``'s ``kind`` socket."""
+        return self._endpoint(service, kind, self.connect_host)
+
+    def bind_endpoint(self, service: str, kind: EndpointKind) -> str:
+        """Where ``service`` binds its ``kind`` socket."""
+        return self._endpoint(service, kind, self.bind_host)
+
+    def _endpoint(self, service: str, kind: EndpointKind, host_of: Callable[[str], str]) -> str:
+        _known(service)
         if kind in PRIVILEGED_KINDS and PRIVILEGED_KINDS[kind] != service:
             raise ValueError(f"{service} has no {kind!r} socket")
         if kind not in ("pub", "rpc", *PRIVILEGED_KINDS):
@@ -179,11 +227,18 @@ class ZmqConfig(Section):
             port = self.tcp_base_port + 2 * len(SERVICES) + SERVICES.index(service)
         else:
             port = self.tcp_base_port + 2 * SERVICES.index(service) + (1 if kind == "rpc" else 0)
-        return f"tcp://{self.tcp_host}:{port}"
+        host = host_of(service)
+        return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+
+def _known(service: str) -> str:
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}")
+    return service
 
 
 class MetricsConfig(Section):
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # where /metrics binds (0.0.0.0 in a container); the venue's binds on sim.host
     base_port: int = Field(default=9101, ge=0, le=65000)  # service i gets base_port + i; 0 = off
 
     def port(self, service: str) -> int:
@@ -556,8 +611,13 @@ class Settings(BaseSettings):
             return self.zmq.peer_secret.get_secret_value()
         return create_secret(self.peer_key_path())
 
+    def sim_connect_host(self) -> str:
+        """How the services reach the venue: ``sim.connect_host``, else the host it binds."""
+        host = self.sim.connect_host or self.sim.host
+        return f"[{host}]" if ":" in host else host
+
     def sim_origin(self) -> str:
-        return f"http://{self.sim.host}:{self.sim.port}"
+        return f"http://{self.sim_connect_host()}:{self.sim.port}"
 
     def trading_base_url(self) -> str:
         if self.alpaca.base_url:
@@ -572,7 +632,7 @@ class Settings(BaseSettings):
 
     def _data_origin(self) -> str:
         if self.venue == "sim" and not self.alpaca.base_url:
-            return f"ws://{self.sim.host}:{self.sim.port}"
+            return f"ws://{self.sim_connect_host()}:{self.sim.port}"
         return DATA_STREAM_ORIGIN
 
     def stock_stream_url(self) -> str:
@@ -639,6 +699,8 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     finally:
         _config_file = None
     settings.zmq.run_dir = _absolute_run_dir(settings.zmq.run_dir, path, overrides)
+    if settings.zmq.curve_dir is not None:
+        settings.zmq.curve_dir = _absolute_path(settings.zmq.curve_dir, path, "ZT_ZMQ__CURVE_DIR", overrides)
     return settings
 
 
@@ -646,8 +708,12 @@ def _absolute_run_dir(run_dir: Path, config_file: Path | None, overrides: dict[s
     """A relative run_dir from the config file (or its default) is relative to the file's folder, so
     every command finds the running system from any working folder; one from the environment or the
     caller is relative to the current folder."""
-    if run_dir.is_absolute():
-        return run_dir
-    from_env = any(k.upper() == "ZT_ZMQ__RUN_DIR" for k in os.environ) or "zmq" in overrides
+    return _absolute_path(run_dir, config_file, "ZT_ZMQ__RUN_DIR", overrides)
+
+
+def _absolute_path(path: Path, config_file: Path | None, env_var: str, overrides: dict[str, Any]) -> Path:
+    if path.is_absolute():
+        return path
+    from_env = any(k.upper() == env_var for k in os.environ) or "zmq" in overrides
     base = config_file.resolve().parent if config_file is not None and not from_env else Path.cwd()
-    return (base / run_dir).resolve()
+    return (base / path).resolve()

@@ -27,11 +27,12 @@ from common import topics, wire
 from common.auth import PRIVILEGED, REQUEST_REFUSED, ControlGuard, LogLimiter
 from common.bounds import InboundFilter
 from common.clock import wall_ns
-from common.config import Settings
+from common.config import EndpointKind, Settings
+from common.curve import CurveKeyError
 from common.enums import ControlCmd
 from common.log import redact_obj, register_secret, setup_logging
 from common.metrics import HEARTBEATS, SERVICE_UP, serve_metrics
-from common.peer_link import PeerServer, credentials
+from common.peer_link import LinkSecurity, PeerServer
 from common.private_files import ensure_private_dir
 from common.tasks import TaskSupervisor
 from common.zmq_io import Publisher, RpcClient, RpcServer, Subscriber, new_context
@@ -110,11 +111,28 @@ class Service:
             self.name, self.CONTROL_READ_ONLY, self.CONTROL_MUTATING, settings.control_token()
         )
         self._refusal_logs = LogLimiter()
-        self.pub = Publisher(self.ctx, z.endpoint(self.name, "pub"), self.name, z.sndhwm)
-        self.rpc = RpcServer(self.ctx, self.loop, z.endpoint(self.name, "rpc"), self._dispatch, self.name)
+        try:
+            self.security = LinkSecurity(settings, self.name)
+        except CurveKeyError as exc:  # over tcp a service without its keys does not start
+            log.error("CURVE keys unusable: not starting", extra={"fields": {"error": str(exc)}})
+            raise
+        kinds: tuple[EndpointKind, ...] = ("pub", "rpc")
+        self._guards = [g for k in kinds if (g := self.security.guard(self.ctx, self.loop, self.name, k))]
+        setups = {g.policy.socket: g.setup for g in self._guards}
+        self.pub = Publisher(
+            self.ctx, z.bind_endpoint(self.name, "pub"), self.name, z.sndhwm, setup=setups.get("pub")
+        )
+        self.rpc = RpcServer(
+            self.ctx,
+            self.loop,
+            z.bind_endpoint(self.name, "rpc"),
+            self._dispatch,
+            self.name,
+            setup=setups.get("rpc"),
+        )
         spec = PRIVILEGED.get(self.name)
         self.peer_server = (
-            PeerServer(self.ctx, self.loop, settings, spec, self._dispatch_privileged) if spec else None
+            PeerServer(self.ctx, self.loop, self.security, spec, self._dispatch_privileged) if spec else None
         )
 
     # ---- for subclasses ---------------------------------------------------------------------
@@ -173,6 +191,7 @@ class Service:
             self.name,
             z.rcvhwm,
             conflate=conflate,
+            setup=self.security.client(service, "pub"),
         )
         self._subs.append(sub)
         self._sub_sources.append(service)
@@ -189,6 +208,7 @@ class Service:
             timeout_ms=timeout_ms or z.request_timeout_ms,
             heartbeat_ms=z.heartbeat_interval_ms,
             dead_after_ms=z.peer_dead_after_ms,
+            setup=self.security.client(service, "rpc"),
         )
         self._clients.append(c)
         return c
@@ -208,7 +228,7 @@ class Service:
             timeout_ms=timeout_ms or z.request_timeout_ms,
             heartbeat_ms=z.heartbeat_interval_ms,
             dead_after_ms=z.peer_dead_after_ms,
-            setup=credentials(self.settings, self.name),
+            setup=self.security.client(service, spec.kind),
         )
         self._clients.append(c)
         return c
@@ -353,6 +373,8 @@ class Service:
             for c in self._clients:
                 c.close()
             self.pub.close()
+            for guard in self._guards:
+                guard.close()
             self.run_lock.release()
 
 

@@ -4,10 +4,11 @@ libzmq asks the handler bound at ``inproc://zeromq.zap.01`` of a context once pe
 connection on a socket with a security mechanism; nothing is checked per message. Each protected
 server socket registers a :class:`PeerPolicy` under its ZAP domain (its endpoint).
 
-Mechanism: PLAIN today (ipc, inside the owner-only run folder): the client's username is its service
-name, its password ``common.auth.peer_password``. Over tcp this is where CURVE goes: ``server_security``
-sets the server's secret key, ``client_security`` the client's key pair and the server's public key,
-and ``PeerPolicy`` checks the client's public key instead of a password.
+Mechanisms. PLAIN over ipc (inside the owner-only run folder), on the privileged sockets only: the
+client's username is its service name, its password ``common.auth.peer_password``. CURVE over tcp, on
+every socket: ``curve_server`` gives the server its secret key, ``curve_client`` gives the client its
+key pair and the server's public key (a client with another server key cannot even complete the
+handshake), and the policy accepts only the client public keys it names.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import zmq
+from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
 from common.auth import PEER_REFUSED, LogLimiter
@@ -30,22 +33,54 @@ ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 
 @dataclass(frozen=True)
 class PeerPolicy:
-    """Who may connect to one server socket."""
+    """Who may connect to one server socket: PLAIN usernames with their passwords, or CURVE client
+    public keys (Z85) with the name each belongs to."""
 
     service: str  # metric/log labels
     socket: str
-    peer: str  # the only username accepted
-    password: bytes = field(repr=False)
+    plain: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    curve: Mapping[bytes, str] = field(default_factory=dict)
+    # every public key this process knows, allowed here or not: a refusal names whose key it was
+    known: Mapping[bytes, str] = field(default_factory=dict)
+
+    def check(self, mechanism: bytes, creds: list[bytes]) -> tuple[str | None, str]:
+        """(the authenticated name, or None; the name claimed, for the log of a refusal)."""
+        if mechanism == b"PLAIN" and len(creds) == 2:
+            user, password = creds
+            claimed = user.decode(errors="replace")
+            expected = self.plain.get(claimed)
+            # compare even for an unknown name: the time taken says nothing about which names exist
+            ok = hmac.compare_digest(password, expected if expected is not None else b"\0" * 64)
+            return (claimed if ok and expected is not None else None), claimed
+        if mechanism == b"CURVE" and len(creds) == 1 and len(creds[0]) == 32:
+            key = z85.encode(creds[0])
+            name = self.curve.get(key)
+            return name, name or self.known.get(key, "unknown key")
+        return None, mechanism.decode(errors="replace")[:16]
 
 
 def server_security(sock: zmq.Socket, domain: str) -> None:
+    """PLAIN server (ipc)."""
     sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
     sock.setsockopt(zmq.PLAIN_SERVER, 1)
 
 
 def client_security(sock: zmq.Socket, username: str, password: bytes) -> None:
+    """PLAIN client (ipc)."""
     sock.setsockopt(zmq.PLAIN_USERNAME, username.encode())
     sock.setsockopt(zmq.PLAIN_PASSWORD, password)
+
+
+def curve_server(sock: zmq.Socket, domain: str, secret_key: bytes) -> None:
+    sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
+    sock.setsockopt(zmq.CURVE_SERVER, 1)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, secret_key)
+
+
+def curve_client(sock: zmq.Socket, public_key: bytes, secret_key: bytes, server_key: bytes) -> None:
+    sock.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, public_key)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, secret_key)
 
 
 class ZapHandler:
@@ -110,18 +145,16 @@ class ZapHandler:
         if policy is None:
             log.error("ZAP request for an unknown domain refused")
             return [*envelope, version, req_id, b"400", b"unknown domain", b"", b""]
-        user = creds[0] if mechanism == b"PLAIN" and len(creds) == 2 else b""
-        password = creds[1] if user else b""
-        user_ok = hmac.compare_digest(user, policy.peer.encode())
-        password_ok = hmac.compare_digest(password, policy.password)
-        if user_ok and password_ok:
-            return [*envelope, version, req_id, b"200", b"OK", user, b""]
-        refused(policy, "credentials", user.decode(errors="replace"), self._logs)
+        name, claimed = policy.check(mechanism, creds)
+        if name is not None:
+            return [*envelope, version, req_id, b"200", b"OK", name.encode(), b""]
+        refused(policy, "credentials", claimed, self._logs)
         return [*envelope, version, req_id, b"400", b"not allowed", b"", b""]
 
 
 def refused(policy: PeerPolicy, reason: str, claimed: str, logs: LogLimiter) -> None:
-    """Count a refused peer; log the name it claimed (never a password), at most once a second."""
+    """Count a refused peer; log the name it claimed or whose key it used (never a password or a
+    key), at most once a second."""
     PEER_REFUSED.labels(policy.service, policy.socket, reason).inc()
     if logs.allow(f"{policy.socket}/{reason}"):
         log.warning(
@@ -131,7 +164,8 @@ def refused(policy: PeerPolicy, reason: str, claimed: str, logs: LogLimiter) -> 
 
 
 class HandshakeMonitor:
-    """Counts connections refused before ZAP is asked (no or another mechanism: no credentials)."""
+    """Counts connections refused before ZAP is asked: no or another mechanism, or (CURVE) a client
+    that does not hold this server's public key."""
 
     EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 

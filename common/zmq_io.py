@@ -149,10 +149,19 @@ class _Reader:
 class Publisher:
     """PUB. Every frame is numbered per topic (``wire.encode_seq_batch``) so subscribers count gaps."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, service: str, sndhwm: int = 100_000):
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        endpoint: str,
+        service: str,
+        sndhwm: int = 100_000,
+        setup: SocketSetup | None = None,
+    ):
         self.sock = ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.SNDHWM, sndhwm)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if setup is not None:
+            setup(self.sock)
         _bind_private(self.sock, endpoint)
         self.endpoint = endpoint
         self.epoch = random.getrandbits(32)  # a restarted publisher numbers from 0 again
@@ -215,12 +224,15 @@ class Subscriber:
         rcvhwm: int = 100_000,
         conflate: tuple[bytes, ...] = (),
         batch: int = DRAIN_BATCH,
+        setup: SocketSetup | None = None,
     ):
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, rcvhwm)
         self.sock.setsockopt(zmq.LINGER, 0)
         for t in topics:
             self.sock.setsockopt(zmq.SUBSCRIBE, t)
+        if setup is not None:  # before connect: e.g. the publisher's CURVE key (one publisher per setup)
+            setup(self.sock)
         for ep in endpoints:
             self.sock.connect(ep)
         self._handler = handler

@@ -9,6 +9,8 @@ zerotick ctl SERVICE CMD [k=v ...]  send a control command over the service's re
 zerotick kill --reason R [--flatten] HALT: cancel every order (close every position) and confirm at the venue
 zerotick reduce-only --reason R     only orders that shrink a position may go out
 zerotick reset --reason R           back to ACTIVE (refused while the venue holds orders zerotick does not know)
+zerotick keys generate --dir D      CURVE keys for tcp: one per service and one for this CLI
+zerotick probe TARGET [--as NAME]   exit 0 when a service (or the venue) is up and ready: healthchecks
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import orjson
 
 from common.config import SERVICES, ConfigError, Settings, load_settings
 from common.enums import ControlCmd
-from zerotick import supervisor
+from zerotick import keys, probe, supervisor
 from zerotick.control import ControlError, send_control
 
 # `zerotick kill` must be fast when everything else is hung: modules only some commands need
@@ -277,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--reason", required=True)
     reset.add_argument("--timeout", type=float, default=5.0)
     reset.set_defaults(func=cmd_reset)
+    keys.add_parser(sub)
+    probe.add_parser(sub)
     sub.add_parser(
         "sim",
         help="run the Alpaca-compatible venue in the foreground (see `zerotick sim --help`)",

@@ -1,7 +1,8 @@
 """A synchronous control client for the CLI: one request over a DEALER, bounded by a timeout.
 
 The command carries the control token and a deadline (now + timeout): a service that receives it
-after the CLI gave up refuses it instead of acting on it later."""
+after the CLI gave up refuses it instead of acting on it later. Over tcp the CLI authenticates with
+the operator's CURVE key (``common.curve``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import msgspec
 import orjson
 import zmq
 
-from common import fixed, wire
+from common import curve, fixed, wire
 from common.clock import wall_ns
 from common.config import Settings
+from common.curve import OPERATOR
+from common.zap import curve_client
 
 _ids = itertools.count(1)
 
@@ -28,14 +31,21 @@ class NotRunning(ControlError):
 
 
 def request(
-    settings: Settings, service: str, msg: Any, timeout_ms: int = 1000, connect_timeout_ms: int | None = None
+    settings: Settings,
+    service: str,
+    msg: Any,
+    timeout_ms: int = 1000,
+    connect_timeout_ms: int | None = None,
+    identity: str = OPERATOR,
 ) -> Any:
-    """Send one request to ``service``; return the decoded reply message."""
+    """Send one request to ``service``; return the decoded reply message. Over tcp the socket is
+    CURVE with ``identity``'s key (the operator's; a service's own for its health probe)."""
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IMMEDIATE, 1)
     try:
+        _secure(sock, settings, service, identity)
         sock.connect(settings.zmq.endpoint(service, "rpc"))
         req_id = next(_ids).to_bytes(8, "little")
         connect_ms = timeout_ms if connect_timeout_ms is None else connect_timeout_ms
@@ -56,13 +66,28 @@ def request(
         sock.close(0)
 
 
+def _secure(sock: zmq.Socket, settings: Settings, service: str, identity: str) -> None:
+    if settings.zmq.transport != "tcp":
+        return  # ipc: the owner-only run folder is the boundary
+    try:
+        keys = curve.load(settings.zmq.curve_dir, identity)
+    except curve.CurveKeyError as exc:  # kill goes on out of band: it catches ControlError
+        raise ControlError(str(exc)) from None
+    curve_client(sock, keys.public, keys.secret, keys.publics[service])
+
+
 def send_control(
-    settings: Settings, service: str, cmd: str, args: dict[str, str] | None = None, timeout_ms: int = 1000
+    settings: Settings,
+    service: str,
+    cmd: str,
+    args: dict[str, str] | None = None,
+    timeout_ms: int = 1000,
+    identity: str = OPERATOR,
 ) -> Any:
     """Send ``Control(cmd, args)`` to ``service``; return the reply as plain data (for JSON output)."""
     deadline_ns = wall_ns() + timeout_ms * 1_000_000
     msg = wire.Control(cmd=cmd, args=args or {}, token=settings.control_token(), deadline_ns=deadline_ns)
-    reply = request(settings, service, msg, timeout_ms)
+    reply = request(settings, service, msg, timeout_ms, identity=identity)
     if isinstance(reply, wire.Reply):
         if not reply.ok:
             raise ControlError(reply.detail)

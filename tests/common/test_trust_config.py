@@ -127,7 +127,7 @@ def test_privileged_endpoints(tmp_path: Path) -> None:
     assert s.zmq.endpoint("risk", "intents") == f"ipc://{tmp_path}/risk.intents"
     with pytest.raises(ValueError):
         s.zmq.endpoint("signal", "orders")
-    tcp = Settings(zmq={"transport": "tcp", "tcp_base_port": 6000}).zmq
+    tcp = Settings(zmq={"transport": "tcp", "tcp_base_port": 6000, "curve_dir": tmp_path}).zmq
     ports = {
         tcp.endpoint(svc, kind)
         for svc in ("market_data", "signal", "risk", "execution")
