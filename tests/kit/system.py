@@ -29,6 +29,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_block(n: int, avoid: tuple[int, ...] = ()) -> int:
+    """A base port such that base .. base+n-1 are all free now and none is in ``avoid``."""
+    for _ in range(100):
+        base = free_port()
+        ports = range(base, base + n)
+        if not set(avoid) & set(ports) and all(_bindable(p) for p in ports):
+            return base
+    raise AssertionError(f"no {n} consecutive free ports")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
