@@ -169,6 +169,18 @@ _TERMINAL = frozenset(
 TERMINAL_STATUS_VALUES: frozenset[str] = frozenset(s.value for s in _TERMINAL)
 
 
+class VenueRejectReason(_Vocab):
+    """Why the venue refused an order (``zt_exec_venue_rejects_total{reason}``)."""
+
+    HTTP_4XX = "http_4xx"  # the order POST answered 4xx (not a duplicate id, not rate limited)
+    HTTP_OTHER = "http_other"  # another status that proves the order was not placed
+    REJECTED_EVENT = "rejected_event"  # accepted, then rejected (trade_updates or a reconcile)
+
+    @classmethod
+    def of_status(cls, status: int) -> VenueRejectReason:
+        return cls.HTTP_4XX if 400 <= status < 500 else cls.HTTP_OTHER
+
+
 class FeedState(_Vocab):
     CONNECTING = "connecting"
     CONNECTED = "connected"

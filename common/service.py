@@ -27,13 +27,15 @@ from common import topics, wire
 from common.auth import PRIVILEGED, REQUEST_REFUSED, ControlGuard, LogLimiter
 from common.bounds import InboundFilter
 from common.clock import wall_ns
-from common.config import Settings
+from common.config import SERVICES, Settings
 from common.enums import ControlCmd
 from common.log import redact_obj, register_secret, setup_logging
-from common.metrics import HEARTBEATS, SERVICE_UP, serve_metrics
+from common.loop_lag import LoopLagProbe
+from common.metrics import HEARTBEATS, SERVICE_READY, SERVICE_UP, serve_metrics
 from common.peer_link import PeerServer, credentials
+from common.peer_watch import PeerWatch
 from common.private_files import ensure_private_dir
-from common.tasks import TaskSupervisor
+from common.tasks import TASK_FAILURES, TaskSupervisor
 from common.zmq_io import Publisher, RpcClient, RpcServer, Subscriber, new_context
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ class Service:
         self._subs: list[Subscriber] = []
         self._sub_sources: list[str] = []
         self._clients: list[RpcClient] = []
+        self._peer_sub: Subscriber | None = None
         self._hb_seq = 0
         self._stopping = asyncio.Event()
         self.started_ns = wall_ns()
@@ -103,6 +106,10 @@ class Service:
         self.exit_code = 0  # non-zero after a fatal task failure: supervisord restarts the process
         # every background task of the service runs under it (common/tasks.py): none dies silently
         self.tasks = TaskSupervisor(self.name, on_fatal=self._fail)
+        self.peers = PeerWatch(self.name, SERVICES, settings.zmq.peer_dead_after_ms)
+        self.loop_lag = LoopLagProbe(self.name)
+        self._ready_gauge = SERVICE_READY.labels(self.name)
+        self._metric_errors = LogLimiter()
 
     def _bind(self, settings: Settings) -> None:
         z = settings.zmq
@@ -138,6 +145,13 @@ class Service:
 
     def heartbeat_state(self) -> str:
         return "ok"
+
+    def is_ready(self) -> bool:
+        """What ``zt_service_ready`` shows: started and able to do its job (subclasses narrow it)."""
+        return True
+
+    def refresh_metrics(self) -> None:
+        """Gauges computed from the service's state, on the loop, every heartbeat interval."""
 
     def incarnation(self) -> str:
         """Execution: the name of its order-event sequence (Heartbeat.incarnation); others: ""."""
@@ -291,7 +305,34 @@ class Service:
             )
             self.pub.publish(topic, [hb])
             hb_count.inc()
+            self._refresh_gauges()
             await asyncio.sleep(interval)
+
+    def _refresh_gauges(self) -> None:
+        """The ready and peer gauges and the service's own; a failure is logged, never fatal to the
+        heartbeats."""
+        try:
+            self._ready_gauge.set(1 if self.is_ready() else 0)
+            self.peers.refresh()
+            self.refresh_metrics()
+        except Exception as exc:
+            TASK_FAILURES.labels(self.name, "refresh_metrics").inc()
+            if self._metric_errors.allow(type(exc).__name__):
+                log.exception("refreshing metrics failed")
+
+    def _watch_peers(self) -> None:
+        """One SUB socket on every other service's heartbeats (``zt_peer_alive``)."""
+        z = self.settings.zmq
+        sub = Subscriber(
+            self.ctx,
+            self.loop,
+            [z.endpoint(p, "pub") for p in self.peers.peers],
+            [topics.HEARTBEAT],
+            self.peers.on_heartbeats,
+            self.name,
+            z.rcvhwm,
+        )
+        self._peer_sub = sub
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -311,13 +352,16 @@ class Service:
         try:
             if not await self._start_unless_stopped():
                 return
+            self._watch_peers()
             self.tasks.spawn("heartbeats", self._heartbeats)
+            self.tasks.spawn("loop_lag", self.loop_lag.run)
             SERVICE_UP.labels(self.name).set(1)
             log.info("service ready", extra={"fields": {"pid": os.getpid(), "venue": self.settings.venue}})
             await self._stopping.wait()
         finally:
             log.info("service stopping")
             SERVICE_UP.labels(self.name).set(0)
+            self._ready_gauge.set(0)
             await self._shutdown()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self.loop.remove_signal_handler(sig)
@@ -344,6 +388,8 @@ class Service:
             self.peer_server.close()
         for s in self._subs:
             s.close()
+        if self._peer_sub is not None:
+            self._peer_sub.close()
         try:
             await self.stop()
         except Exception:

@@ -31,7 +31,16 @@ import zmq
 from common import wire
 from common.clock import mono_ns
 from common.enums import ControlCmd
-from common.metrics import RPC_LATENCY, RPC_OUTCOMES, WIRE_ERRORS, ZMQ_CONFLATED, ZMQ_DROPS, ZMQ_GAPS
+from common.metrics import (
+    RPC_LATENCY,
+    RPC_OUTCOMES,
+    WIRE_ERRORS,
+    ZMQ_CONFLATED,
+    ZMQ_DROPS,
+    ZMQ_GAPS,
+    ZMQ_PUBLISHED,
+    ZMQ_RECEIVED,
+)
 from common.private_files import ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -146,8 +155,19 @@ class _Reader:
             pass
 
 
+class _TopicOut:
+    """One published topic: its next sequence number and its family's counter (looked up once)."""
+
+    __slots__ = ("published", "seq")
+
+    def __init__(self, service: str, topic: bytes) -> None:
+        self.seq = 0
+        self.published = ZMQ_PUBLISHED.labels(service, topic_family(topic))
+
+
 class Publisher:
-    """PUB. Every frame is numbered per topic (``wire.encode_seq_batch``) so subscribers count gaps."""
+    """PUB. Every frame is numbered per topic (``wire.encode_seq_batch``) so subscribers count gaps,
+    and counted per topic family (``zt_zmq_published_total``)."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str, service: str, sndhwm: int = 100_000):
         self.sock = ctx.socket(zmq.PUB)
@@ -156,17 +176,23 @@ class Publisher:
         _bind_private(self.sock, endpoint)
         self.endpoint = endpoint
         self.epoch = random.getrandbits(32)  # a restarted publisher numbers from 0 again
-        self._seqs: dict[bytes, int] = {}
+        self._service = service
+        self._topics: dict[bytes, _TopicOut] = {}
         self._drops = ZMQ_DROPS.labels(service, "pub")
 
     def publish(self, topic: bytes, msgs: list[Any]) -> None:
         n = len(msgs)
-        seq = self._seqs.get(topic, 0)
-        self._seqs[topic] = seq + n
+        out = self._topics.get(topic)
+        if out is None:
+            out = self._topics[topic] = _TopicOut(self._service, topic)
+        seq = out.seq
+        out.seq = seq + n
         try:
             self.sock.send(wire.encode_seq_batch(topic, self.epoch, seq, msgs), zmq.NOBLOCK)
         except zmq.Again:
             self._drops.inc(n)
+            return
+        out.published.inc(n)
 
     def close(self) -> None:
         self.sock.close(0)
@@ -180,7 +206,17 @@ def topic_family(topic: bytes) -> str:
 class _TopicTrack:
     """One topic's sequence and what became of its messages in this subscriber."""
 
-    __slots__ = ("cfl_metric", "conflate", "conflated", "epoch", "gap_metric", "gaps", "next_seq", "received")
+    __slots__ = (
+        "cfl_metric",
+        "conflate",
+        "conflated",
+        "epoch",
+        "gap_metric",
+        "gaps",
+        "next_seq",
+        "received",
+        "recv_metric",
+    )
 
     def __init__(self, service: str, topic: bytes, conflate: bool) -> None:
         self.epoch = -1
@@ -192,6 +228,7 @@ class _TopicTrack:
         family = topic_family(topic)
         self.gap_metric = ZMQ_GAPS.labels(service, family)
         self.cfl_metric = ZMQ_CONFLATED.labels(service, family)
+        self.recv_metric = ZMQ_RECEIVED.labels(service, family)
 
 
 class Subscriber:
@@ -283,6 +320,7 @@ class Subscriber:
                 self._malformed(exc)
                 continue
             track.received += len(msgs)
+            track.recv_metric.inc(len(msgs))
             try:
                 handler(topic, msgs)
             except Exception:

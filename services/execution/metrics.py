@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from common.enums import OrderStatus, VenueRejectReason
+from common.metric_labels import OTHER, LabelFold
 from common.metrics import LATENCY_BUCKETS
 
 ORDERS = Counter("zt_exec_orders_total", "Orders by outcome", ["outcome"])  # submitted/acked/rejected/filled
@@ -30,3 +32,40 @@ ADOPTED = Counter("zt_exec_adopted_orders_total", "Venue orders zerotick did not
 BOOK_REBASED = Counter(
     "zt_exec_positions_rebased_total", "Positions book re-based on the venue's (it differed after reconcile)"
 )
+ORDER_UPDATES = Counter(
+    "zt_exec_order_updates_total", "Order updates by the status they put the order in", ["status"]
+)
+OPEN_ORDERS = Gauge("zt_exec_open_orders", "Orders open at the venue as execution tracks them")
+FILLS = Counter("zt_exec_fills_total", "Fills", ["strategy", "symbol", "side"])
+VENUE_REJECTS = Counter("zt_exec_venue_rejects_total", "Orders the venue refused", ["reason"])
+JOURNAL_WRITE = Histogram(
+    "zt_exec_journal_write_seconds", "One durable order-journal write", buckets=LATENCY_BUCKETS
+)
+_STATUSES = frozenset(OrderStatus.values())
+
+
+class OrderEventCounters:
+    """The order-event counters, labelled from configuration only (common.metric_labels); each
+    labelled child is looked up once and cached."""
+
+    def __init__(self, symbols: LabelFold | None = None, strategies: LabelFold | None = None) -> None:
+        self._symbols = symbols or LabelFold(())
+        self._strategies = strategies or LabelFold(())
+        self._updates: dict[str, Counter] = {}
+        self._fills: dict[tuple[str, str, str], Counter] = {}
+
+    def update(self, status: str) -> None:
+        label = status if status in _STATUSES else OTHER
+        child = self._updates.get(label)
+        if child is None:
+            child = self._updates[label] = ORDER_UPDATES.labels(label)
+        child.inc()
+        if label == OrderStatus.REJECTED:
+            VENUE_REJECTS.labels(VenueRejectReason.REJECTED_EVENT.value).inc()
+
+    def fill(self, strategy: str, symbol: str, side: str) -> None:
+        key = (self._strategies(strategy), self._symbols(symbol), side if side in ("buy", "sell") else OTHER)
+        child = self._fills.get(key)
+        if child is None:
+            child = self._fills[key] = FILLS.labels(*key)
+        child.inc()

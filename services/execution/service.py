@@ -25,9 +25,10 @@ from common.clock import tick_age_error, wall_ns
 from common.config import Settings, is_alpaca_live
 from common.enums import ControlCmd, RejectReason
 from common.log import kv
+from common.metric_labels import LabelFold, configured_strategies, configured_symbols
 from common.metrics import STAGE_LATENCY
 from common.service import Service
-from services.execution.metrics import ORDERS, STALE_BLOCKED
+from services.execution.metrics import OPEN_ORDERS, ORDERS, STALE_BLOCKED, OrderEventCounters
 from services.execution.orders.event_log import MAX_REPLAY, EventLog
 from services.execution.orders.gate import OpenExposure, TradingGate
 from services.execution.orders.journal import JOURNAL_FILE, JournalError, SqliteJournal
@@ -94,7 +95,10 @@ class ExecutionService(Service):
             ex.reconnect_min_s,
             ex.reconnect_max_s,
         )
-        self.tracker = OrderTracker(self.events, self.journal, self.pub, ex.event_log_size)
+        counters = OrderEventCounters(
+            LabelFold(configured_symbols(settings)), LabelFold(configured_strategies(settings))
+        )
+        self.tracker = OrderTracker(self.events, self.journal, self.pub, ex.event_log_size, counters)
         self.placer = OrderPlacer(
             self.submitter,
             self.bucket,
@@ -380,6 +384,12 @@ class ExecutionService(Service):
 
     def last_event_seq(self) -> int:
         return self.events.last_seq
+
+    def is_ready(self) -> bool:
+        return self.ready and self.journal.ok
+
+    def refresh_metrics(self) -> None:
+        OPEN_ORDERS.set(self.open_orders())
 
     def incarnation(self) -> str:
         return self.journal.incarnation

@@ -21,8 +21,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from common.backoff import Backoff
 from common.clock import wall_ns
 from common.enums import FeedState
+from common.metrics import RECONNECTS
 from services.market_data import decode as d
-from services.market_data.metrics import RECONNECTS
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class FeedConnection:
         self._on_state = on_state
         self.backoff = Backoff(reconnect_min_s, reconnect_max_s, rng)
         self.reconnects = 0
+        self._reconnects = RECONNECTS.labels("market_data", feed)
         self._ws: ClientConnection | None = None
 
     def data_seen(self) -> None:
@@ -100,7 +101,7 @@ class FeedConnection:
             self._ws = None
             delay = self.next_delay(long)
             self.reconnects += 1
-            RECONNECTS.labels(self.feed, reason).inc()
+            self._reconnects.inc()
             self._on_state(FeedState.DISCONNECTED, f"{reason}; retry in {delay:.2f}s")
             log.warning(
                 "feed disconnected",

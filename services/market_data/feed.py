@@ -18,7 +18,7 @@ from common.metrics import STAGE_LATENCY
 from services.market_data import decode as d
 from services.market_data.alpaca_ws import FeedConnection
 from services.market_data.capture import FrameCapture
-from services.market_data.metrics import FEED_STATE, FRAMES, MALFORMED, MESSAGES, STATE_CODES
+from services.market_data.metrics import FEED_STATE, FRAMES, MALFORMED, MESSAGES
 from services.market_data.normalize import Normalizer
 from services.market_data.ratelog import RateLimitedLog
 
@@ -69,7 +69,11 @@ class Feed:
         self._unsubscribed_msg = MALFORMED.labels(feed, "unsubscribed_symbol")
         self._msg_counters: dict[str, Any] = {}
         self._latency = STAGE_LATENCY.labels("market_data", "md_publish")
-        self._gauge = FEED_STATE.labels(feed)
+        self._state_metric = FEED_STATE.labels(feed)
+        self._state_metric.state(FeedState.DISCONNECTED.value)
+        # quote topic -> symbol, for the last quote's exchange time (zt_md_last_quote_age_seconds)
+        self._quote_topics = {topics.sym(topics.MD_QUOTE, s): s for s in self.symbols}
+        self.last_quote_exch_ns: dict[str, int] = {}
         self._bad_log = RateLimitedLog(log)
         self._unsubscribed_log = RateLimitedLog(log)
         self._task: asyncio.Task[None] | None = None
@@ -91,7 +95,7 @@ class Feed:
         if state == self.state and detail == self.detail:
             return
         self.state, self.detail = state, detail
-        self._gauge.set(STATE_CODES[state])
+        self._state_metric.state(state.value)
         self.publish_status()
         log.info("feed state", extra={"fields": {"feed": self.feed, "state": state, "detail": detail}})
 
@@ -129,9 +133,13 @@ class Feed:
             return []
         publish = self._publish
         allowed = self._topics
+        quote_topics = self._quote_topics
         for topic, msgs in result.batches.items():
             if topic in allowed or self._wildcard:
                 publish(topic, msgs)
+                symbol = quote_topics.get(topic)
+                if symbol is not None:
+                    self.last_quote_exch_ns[symbol] = msgs[-1].exch_ns
             else:
                 self._unsubscribed(topic, len(msgs))
         if len(self.normalizer.books) > len(self._symbol_set) and not self._wildcard:

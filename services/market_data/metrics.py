@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
+from prometheus_client import Enum as PromEnum
 
 from common.enums import FeedState
+from common.metrics import AgeGauge
 
 FRAMES = Counter("zt_md_frames_total", "WebSocket frames received from the venue", ["feed"])
 MESSAGES = Counter("zt_md_messages_total", "Venue messages normalized, by type", ["feed", "type"])
@@ -12,17 +14,14 @@ MALFORMED = Counter("zt_md_malformed_total", "Frames or messages that could not 
 REJECTED = Counter(
     "zt_md_rejected_total", "Venue messages rejected for a value out of range, by reason", ["feed", "reason"]
 )
-RECONNECTS = Counter("zt_md_reconnects_total", "Stream reconnect attempts, by cause", ["feed", "reason"])
-FEED_STATE = Gauge(
+FEED_STATE = PromEnum(
     "zt_md_feed_state",
-    "Feed state: 0 disconnected, 1 connecting, 2 connected, 3 subscribed, 4 stale, 5 error",
+    "Feed state (one series per state, 1 = current)",
     ["feed"],
+    states=list(FeedState.values()),
 )
-STATE_CODES = {
-    FeedState.DISCONNECTED: 0,
-    FeedState.CONNECTING: 1,
-    FeedState.CONNECTED: 2,
-    FeedState.SUBSCRIBED: 3,
-    FeedState.STALE: 4,
-    FeedState.ERROR: 5,
-}
+LAST_QUOTE_AGE = AgeGauge(
+    "zt_md_last_quote_age_seconds",
+    "Now minus the exchange time of the last quote published, per configured symbol",
+    "symbol",
+)

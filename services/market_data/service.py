@@ -13,6 +13,7 @@ from common.service import Service
 from services.market_data.book import warm_up
 from services.market_data.capture import FrameCapture
 from services.market_data.feed import Feed
+from services.market_data.metrics import LAST_QUOTE_AGE
 from services.market_data.normalize import Normalizer
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,15 @@ class MarketDataService(Service):
             self.feeds[feed_name] = feed
             self.tasks.spawn(f"feed_{feed_name}", feed.conn.run, on_failure=_show_failure(feed))
         self.tasks.spawn("stale_watchdog", self._stale_watchdog)
+        LAST_QUOTE_AGE.watch([*md.stocks, *md.crypto], self.last_quote_exch_ns)
+
+    def last_quote_exch_ns(self, symbol: str) -> int | None:
+        """Exchange time of the last quote published for ``symbol`` (None: none yet)."""
+        for feed in self.feeds.values():
+            ts = feed.last_quote_exch_ns.get(symbol)
+            if ts is not None:
+                return ts
+        return None
 
     async def _stale_watchdog(self) -> None:
         """Turns silent feeds stale, and re-publishes every feed's status for late subscribers."""
@@ -95,6 +105,9 @@ class MarketDataService(Service):
         if not self.feeds:
             return "ok"
         return "ok" if all(f.state is FeedState.SUBSCRIBED for f in self.feeds.values()) else "degraded"
+
+    def is_ready(self) -> bool:
+        return self.heartbeat_state() == "ok"
 
     def status(self) -> dict[str, Any]:
         return {"feeds": {name: f.status() for name, f in self.feeds.items()}}

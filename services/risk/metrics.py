@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
+
+from common.metrics import LATENCY_BUCKETS, AgeGauge
 
 DECISIONS = Counter("zt_risk_decisions_total", "Risk decisions by reason code", ["reason"])
-POSITION = Gauge("zt_risk_position", "Signed position in units (display only)", ["symbol"])
+CHECK_LATENCY = Histogram(
+    "zt_risk_check_seconds", "The pre-trade check of one intent", buckets=LATENCY_BUCKETS
+)
+QUOTE_AGE = AgeGauge(
+    "zt_risk_quote_age_seconds",
+    "Now minus the exchange time of the quote risk would judge an order by, per configured symbol",
+    "symbol",
+)
+# Display only: the exact figures live in risk's position books (services/risk/book_metrics.py).
+POSITION_QTY = Gauge(
+    "zt_position_qty", "Signed position in units (strategy all = the account)", ["symbol", "strategy"]
+)
+POSITION_VALUE = Gauge("zt_position_value_usd", "The account's position at the quote mid, in USD", ["symbol"])
+PNL_REALIZED = Gauge(
+    "zt_pnl_realized_usd", "Realized P&L in USD (strategy all = the account)", ["symbol", "strategy"]
+)
+PNL_UNREALIZED = Gauge(
+    "zt_pnl_unrealized_usd", "Unrealized P&L at the quote mid in USD", ["symbol", "strategy"]
+)
+EQUITY = Gauge(
+    "zt_equity_usd",
+    "Equity in USD: venue = the account snapshot's, model = its cash plus positions at the mid",
+    ["source"],
+)
 RECONCILED = Counter(
     "zt_risk_position_reconciled_total", "Fills whose venue position differed from ours", ["symbol"]
 )

@@ -7,23 +7,26 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from fractions import Fraction
 from typing import Any
 
 from common import topics, wire
 from common.clock import tick_age_error, wall_ns
 from common.config import Settings
 from common.enums import ControlCmd, RejectReason, TradingState
-from common.fixed import to_float, to_str
+from common.fixed import to_str
 from common.ids import client_order_id
 from common.log import kv
-from common.metrics import MESSAGES, STAGE_LATENCY
+from common.metric_labels import LabelFold, configured_strategies, configured_symbols
+from common.metrics import STAGE_LATENCY
 from common.order_events import OrderEvent, OrderEventReceiver
 from common.service import Service
 from common.zmq_io import RpcClient, RpcError, RpcTimeout
 from services.risk import checks
+from services.risk.book_metrics import BookFigures, BookGauges, StrategyBooks, book_figures
 from services.risk.kill_switch import SET_TRADING_STATE, KillSwitch
 from services.risk.limits import RiskLimits
-from services.risk.metrics import DECISIONS, POSITION, RECONCILED
+from services.risk.metrics import CHECK_LATENCY, DECISIONS, QUOTE_AGE, RECONCILED
 from services.risk.state import RiskState
 from services.risk.trading_state import TradingStateOwner
 from services.risk.trigger_runner import TriggerRunner
@@ -47,6 +50,11 @@ class RiskService(Service):
         self.risk = RiskState(RiskLimits.from_config(r), known_symbols=frozenset(configured))
         self._risk_config = r
         self._account_ts_ns = 0  # wall ns of the account snapshot in force (0: none)
+        self.account: wire.Account | None = None  # the venue's latest account snapshot
+        self._symbol_labels = LabelFold(configured_symbols(settings))
+        self.strategy_books = StrategyBooks(LabelFold(configured_strategies(settings)))
+        self._book_gauges = BookGauges()
+        QUOTE_AGE.watch(self._symbol_labels.configured, self.quote_exch_ns)
         self.trading = TradingStateOwner(settings.zmq.run_dir, self.risk.enforce, self._publish_trading_state)
         self.kill_switch = KillSwitch(self.trading, self.guard, settings)
         self.decisions: Counter[str] = Counter()
@@ -56,9 +64,8 @@ class RiskService(Service):
         self._early_fills: list[wire.Fill] = []  # fills seen before the positions snapshot arrived
         self._prefix = settings.execution.client_order_id_prefix
         self._max_age_ns = r.intent_max_age_ms * 1_000_000
-        self._check_lat = STAGE_LATENCY.labels(self.name, "risk_check")
+        self._check_lat = CHECK_LATENCY
         self._s2r_lat = STAGE_LATENCY.labels(self.name, "signal_to_risk")
-        self._intents = MESSAGES.labels(self.name, "intent")
         self._execution: RpcClient | None = None
         self._snapshots: RpcClient | None = None  # positions requests (a longer timeout)
         self._events: OrderEventReceiver | None = None
@@ -141,7 +148,6 @@ class RiskService(Service):
 
     def decide(self, intent: wire.OrderIntent) -> wire.RiskDecision:
         now = wall_ns()
-        self._intents.inc()
         if intent.signal_ns:
             self._s2r_lat.observe(max(now - intent.signal_ns, 0) / 1e9)
         stale = self._staleness(intent, now)
@@ -256,12 +262,14 @@ class RiskService(Service):
         for m in msgs:
             if isinstance(m, wire.Account) and m.ts_ns >= self._account_ts_ns:
                 self._account_ts_ns = m.ts_ns
+                self.account = m
                 self.risk.set_buying_power(max(m.buying_power, 0))
 
     def _expire_account(self, now_ns: int) -> None:
         """A buying power nobody refreshed for a while is not known any more (the check skips it)."""
         if self._account_ts_ns and now_ns - self._account_ts_ns > ACCOUNT_MAX_AGE_NS:
             self._account_ts_ns = 0
+            self.account = None
             self.risk.set_buying_power(None)
             log.warning("venue account not refreshed: buying-power check off until it is")
 
@@ -291,6 +299,7 @@ class RiskService(Service):
 
     def _apply_fill(self, ev: wire.Fill) -> None:
         pos, reconciled = self.risk.on_fill(ev)
+        self.strategy_books.on_fill(ev)
         if reconciled:
             RECONCILED.labels(ev.symbol).inc()
             log.warning(
@@ -300,7 +309,6 @@ class RiskService(Service):
 
     def _publish_position(self, symbol: str) -> None:
         pos = self.risk.positions.get(symbol)
-        POSITION.labels(symbol).set(to_float(pos.qty))
         self.pub.publish(topics.sym(topics.RK_POSITION, symbol), [pos.to_wire(wall_ns())])
 
     async def _load_positions(self, generation: int) -> None:
@@ -332,6 +340,32 @@ class RiskService(Service):
             return
 
     # ---- reporting --------------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        return self.trading_ready
+
+    def quote_exch_ns(self, symbol: str) -> int | None:
+        """Exchange time of the quote the check holds for ``symbol`` (None: none). Read by scrapes."""
+        i = self.risk.index.get(symbol)
+        return None if i is None else int(self.risk.state[i, checks.QUOTE_NS])
+
+    def mid(self, symbol: str) -> Fraction | None:
+        """The exact mid of the quote the check holds for ``symbol`` (price nanos), None: no quote."""
+        i = self.risk.index.get(symbol)
+        if i is None:
+            return None
+        bid, ask = int(self.risk.state[i, checks.BID]), int(self.risk.state[i, checks.ASK])
+        return Fraction(bid + ask, 2) if bid > 0 and ask > 0 else None
+
+    def book_figures(self) -> BookFigures:
+        cash = self.account.cash if self.account is not None else None
+        return book_figures(
+            self.risk.positions, self.strategy_books.books, self.mid, self._symbol_labels, cash
+        )
+
+    def refresh_metrics(self) -> None:
+        venue_equity = self.account.equity if self.account is not None else None
+        self._book_gauges.show(self.book_figures(), venue_equity)
 
     def _exposure(self) -> Exposure:
         holding = bool(self.risk.pending) or any(p.qty for p in self.risk.positions.all())

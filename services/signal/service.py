@@ -14,7 +14,7 @@ from common.config import Settings
 from common.enums import RejectReason, TradingState
 from common.ids import IntentIds
 from common.log import kv
-from common.metrics import MESSAGES, STAGE_LATENCY
+from common.metrics import STAGE_LATENCY
 from common.order_events import OrderEvent, OrderEventReceiver
 from common.service import Service
 from common.zmq_io import RpcClient, RpcTimeout, RpcUnavailable
@@ -72,7 +72,6 @@ class SignalService(Service):
         self.decisions: Counter[str] = Counter()
         self._md_lat = STAGE_LATENCY.labels(self.name, "md_to_signal")
         self._rtt = STAGE_LATENCY.labels(self.name, "signal_rtt")
-        self._md_count = MESSAGES.labels(self.name, "market_data")
         self._risk: RpcClient | None = None
         self._events: OrderEventReceiver | None = None
         # risk's trading state (None until heard: risk decides) and positions, to hold back intents
@@ -92,6 +91,10 @@ class SignalService(Service):
         self.tasks.spawn("strategy_timer", self._timer_loop)
         log.info("strategies loaded", extra=kv(strategies=list(self.host.slots)))
 
+    def is_ready(self) -> bool:
+        """Risk, the only way out for intents, answers."""
+        return self._risk is not None and self._risk.alive
+
     # ---- inputs -----------------------------------------------------------------------------
 
     def _on_market_data(self, topic: bytes, msgs: list[Any]) -> None:
@@ -101,7 +104,6 @@ class SignalService(Service):
             recv = getattr(m, "recv_ns", 0)
             if recv:
                 self._md_lat.observe(max(now - recv, 0) / 1e9)
-        self._md_count.inc(len(msgs))
         if intents:
             self.send(intents)
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import uvloop
 import zmq
+from prometheus_client import REGISTRY
 
 from common import wire
 from common.enums import ControlCmd
@@ -359,3 +360,43 @@ def test_replies_to_a_burst_beyond_the_queue_limits_wait_and_all_arrive(tmp_path
     details, dropped = uvloop.run(main())
     assert details == [str(i) for i in range(2000)]
     assert dropped == 0
+
+
+def test_messages_are_counted_per_topic_family_on_both_sides(tmp_path: Path) -> None:
+    published, received = "zt_zmq_published_total", "zt_zmq_received_total"
+
+    def count(name: str, service: str, topic: str) -> float:
+        return REGISTRY.get_sample_value(name, {"service": service, "topic": topic}) or 0.0
+
+    before = {
+        "pub": count(published, "famtest-pub", "md.q"),
+        "pub_t": count(published, "famtest-pub", "md.t"),
+        "sub": count(received, "famtest-sub", "md.q"),
+    }
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ctx = zmq.Context()
+        got: list[Any] = []
+        done = asyncio.Event()
+
+        def on_batch(topic: bytes, msgs: list[Any]) -> None:
+            got.extend(msgs)
+            if len(got) >= 5:
+                done.set()
+
+        pub = Publisher(ctx, _ep(tmp_path, "p"), "famtest-pub")
+        sub = Subscriber(ctx, loop, [_ep(tmp_path, "p")], [b"md.q."], on_batch, "famtest-sub")
+        await asyncio.sleep(0.2)  # slow joiner
+        pub.publish(b"md.q.AAPL", [_quote(1), _quote(2), _quote(3)])
+        pub.publish(b"md.q.MSFT", [_quote(4), _quote(5)])
+        pub.publish(b"md.t.AAPL", [_quote(6)])  # published, not subscribed
+        await asyncio.wait_for(done.wait(), 5)
+        sub.close()
+        pub.close()
+        ctx.term()
+
+    uvloop.run(main())
+    assert count(published, "famtest-pub", "md.q") - before["pub"] == 5
+    assert count(published, "famtest-pub", "md.t") - before["pub_t"] == 1
+    assert count(received, "famtest-sub", "md.q") - before["sub"] == 5

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter_ns
 from typing import Any, Protocol
 
 import msgspec
@@ -37,7 +38,7 @@ import orjson
 from common import wire
 from common.clock import wall_ns
 from common.log import kv
-from services.execution.metrics import JOURNAL_OK, JOURNAL_WRITE_ERRORS
+from services.execution.metrics import JOURNAL_OK, JOURNAL_WRITE, JOURNAL_WRITE_ERRORS
 from services.execution.orders.event_log import OrderEvent
 
 log = logging.getLogger(__name__)
@@ -167,10 +168,12 @@ class SqliteJournal:
         if not self.ok:
             raise JournalError(self.error)
         try:
+            t0 = perf_counter_ns()
             self._conn().execute(
                 "INSERT INTO submits (coid, attempt, ts_ns, body) VALUES (?, ?, ?, ?)",
                 (client_order_id, attempt, wall_ns(), orjson.dumps(body)),
             )
+            JOURNAL_WRITE.observe((perf_counter_ns() - t0) / 1e9)
         except (sqlite3.Error, OSError) as exc:
             self._failed(exc, "submit")
             raise JournalError(self.error) from exc
@@ -180,9 +183,11 @@ class SqliteJournal:
             self._backlog.append(event)  # keep the order: written by check() once the disk is back
             return
         try:
+            t0 = perf_counter_ns()
             self._conn().execute(
                 "INSERT OR REPLACE INTO events (seq, ev) VALUES (?, ?)", (event.seq, wire.encode(event))
             )
+            JOURNAL_WRITE.observe((perf_counter_ns() - t0) / 1e9)
         except (sqlite3.Error, OSError, JournalError) as exc:
             self._backlog.append(event)
             self._failed(exc, "event")

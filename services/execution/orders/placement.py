@@ -9,9 +9,10 @@ from typing import Any
 
 from common import wire
 from common.clock import wall_ns
+from common.enums import VenueRejectReason
 from common.log import kv
 from common.metrics import STAGE_LATENCY, TICK_TO_ORDER
-from services.execution.metrics import ORDERS, POST_LATENCY, RATE_TOKENS
+from services.execution.metrics import ORDERS, POST_LATENCY, RATE_TOKENS, VENUE_REJECTS
 from services.execution.orders.order_state import (
     SUBMIT_FAILED,
     UNKNOWN,
@@ -110,6 +111,8 @@ class OrderPlacer:
                 return
         if outcome.kind == "rejected":
             ORDERS.labels("rejected").inc()
+            if outcome.venue_status:
+                VENUE_REJECTS.labels(VenueRejectReason.of_status(outcome.venue_status).value).inc()
             log.warning("order not placed", extra=kv(coid=order.client_order_id, reason=outcome.reason))
             if order.mark(SUBMIT_FAILED, outcome.reason):
                 self.tracker.emit_update(order, "submit_failed", now)

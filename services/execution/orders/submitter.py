@@ -47,6 +47,7 @@ class SubmitOutcome:
     posts: int  # order POSTs written
     adopted: bool = False  # found by lookup rather than from the POST reply
     last_post_ns: int = 0  # wall ns when the last POST was handed to the network (0: none)
+    venue_status: int = 0  # rejected: the HTTP status the venue refused the last POST with (0: not the venue)
 
 
 def outcome_unknown(exc: RestError) -> bool:
@@ -98,11 +99,14 @@ class OrderSubmitter:
             if on_send is not None:
                 on_send()
 
-        def give_up(reason: str) -> SubmitOutcome:
+        def give_up(reason: str, venue_status: int = 0) -> SubmitOutcome:
             kind: Literal["rejected", "unknown"] = "unknown" if doubtful else "rejected"
             if doubtful:
                 reason += " (an earlier POST may still land: resolving by lookup)"
-            return SubmitOutcome(kind, None, reason, posts, last_post_ns=last_post_ns)
+                venue_status = 0
+            return SubmitOutcome(
+                kind, None, reason, posts, last_post_ns=last_post_ns, venue_status=venue_status
+            )
 
         while True:
             if posts and deadline_ns and wall_ns() > deadline_ns:
@@ -126,7 +130,7 @@ class OrderSubmitter:
             except RestError as exc:
                 posts += 1
                 if not outcome_unknown(exc):
-                    return give_up(str(exc))
+                    return give_up(str(exc), exc.status if isinstance(exc, RestStatusError) else 0)
                 doubtful = True
                 log.warning(
                     "order POST outcome unknown, looking it up",

@@ -11,7 +11,7 @@ from common.clock import wall_ns
 from common.log import kv
 from common.positions import PositionBook
 from common.zmq_io import Publisher
-from services.execution.metrics import ADOPTED, ORDERS
+from services.execution.metrics import ADOPTED, ORDERS, OrderEventCounters
 from services.execution.orders.event_log import EventLog, OrderEvent
 from services.execution.orders.journal import OrderJournal
 from services.execution.orders.order_state import (
@@ -29,8 +29,16 @@ log = logging.getLogger(__name__)
 class OrderTracker:
     """The orders execution knows, the positions book their fills move, and the event stream."""
 
-    def __init__(self, events: EventLog, journal: OrderJournal, pub: Publisher, max_tracked: int) -> None:
+    def __init__(
+        self,
+        events: EventLog,
+        journal: OrderJournal,
+        pub: Publisher,
+        max_tracked: int,
+        counters: OrderEventCounters | None = None,
+    ) -> None:
         self.events = events
+        self.counters = counters or OrderEventCounters()
         self.journal = journal
         self.pub = pub
         self.orders: dict[str, TrackedOrder] = {}
@@ -180,6 +188,7 @@ class OrderTracker:
             # Fill before the update: a position rises before the pending quantity that became it falls.
             self.positions.apply_fill(order.symbol, order.side, f.qty, f.px)
             self.fills_applied += 1
+            self.counters.fill(order.strategy, order.symbol, order.side)
             self._publish(fill, topics.sym(topics.EX_FILL, order.symbol))
         if tr.changed:
             if order.status == "filled" and not was_filled:
@@ -207,6 +216,7 @@ class OrderTracker:
             tick_recv_ns=order.tick_recv_ns,
             sent_ns=order.sent_ns,
         )
+        self.counters.update(order.status)
         self._publish(update, topics.sym(topics.EX_UPDATE, order.symbol))
 
     def _publish(self, event: OrderEvent, topic: bytes) -> None:

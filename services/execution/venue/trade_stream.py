@@ -18,6 +18,7 @@ from websockets.exceptions import WebSocketException
 
 from common.backoff import Backoff
 from common.log import kv
+from common.metrics import RECONNECTS
 from services.execution.metrics import STREAM_CONNECTED
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class TradeStream:
         self.backoff = Backoff(reconnect_min_s, reconnect_max_s, rng)
         self.connected = False
         self.connects = 0
+        self._reconnects = RECONNECTS.labels("execution", "trade_updates")
         self.updates = 0
         self.bad_frames = 0
         self._ws: ClientConnection | None = None
@@ -89,6 +91,7 @@ class TradeStream:
             finally:
                 self._ws = None
                 self._set_connected(False)
+            self._reconnects.inc()
             await asyncio.sleep(self.backoff.next_delay())
 
     async def _session(self) -> None:
