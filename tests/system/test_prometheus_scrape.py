@@ -210,8 +210,10 @@ def _panels_without_data(prom: Prometheus, families: str) -> list[str]:
         names = series_names(expr)
         allowed = all(n in FAULT_ONLY and _declared(families, n) for n in names if not _has_series(prom, n))
         if not allowed:
-            empty.append(f"{dashboard} / {title}: {expr}")
-    assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+            empty.append(f"panel {dashboard} / {title}: {expr}")
+        else:
+            print(f"no data, no fault of that kind here: {dashboard} / {title}: {expr}")
+    return empty
 
 
 def _has_series(prom: Prometheus, name: str) -> bool:
