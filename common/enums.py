@@ -211,3 +211,12 @@ class Trigger(_Vocab):
     EXECUTION_UNREACHABLE = "execution_unreachable"
     LATENCY = "latency"
     JOURNAL = "journal"  # execution cannot write its order journal
+
+
+class ServiceHealth(_Vocab):
+    """A service as `zerotick top` judges it from its endpoints."""
+
+    READY = "ready"  # answers and reports nothing wrong
+    UP = "up"  # answers, not ready yet (starting, positions not loaded)
+    DEGRADED = "degraded"  # answers with something wrong (a feed, the trade stream, a task, the journal)
+    DOWN = "down"  # answers on neither its control socket nor /metrics
