@@ -3,6 +3,7 @@ per-order transitions and the OrderUpdate / Fill events published on one gap-fre
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -187,6 +188,7 @@ class OrderTracker:
             self.emit_update(order, event, recv_ns)
 
     def emit_update(self, order: TrackedOrder, event: str, recv_ns: int) -> None:
+        order.updated_ns = recv_ns
         update = wire.OrderUpdate(
             seq=0,
             client_order_id=order.client_order_id,
@@ -213,6 +215,13 @@ class OrderTracker:
         stamped = self.events.append(event)
         self.journal.record_event(stamped)
         self.pub.publish(topic, [stamped])
+
+    def recent(self, limit: int) -> list[TrackedOrder]:
+        """Every open order, and the ``limit`` tracked last (oldest first)."""
+        latest = list(itertools.islice(reversed(self.orders.values()), limit))[::-1]
+        seen = {o.client_order_id for o in latest}
+        opened = [o for o in self.orders.values() if not o.terminal and o.client_order_id not in seen]
+        return opened + latest
 
     def prune(self) -> None:
         """Forget the oldest finished orders beyond the cap (down to 90% of it, so the scan is
