@@ -7,8 +7,9 @@ import itertools
 import logging
 from typing import Any
 
-from common import topics, wire
+from common import fixed, oplog, topics, wire
 from common.clock import wall_ns
+from common.enums import OpsEvent
 from common.log import kv
 from common.positions import PositionBook
 from common.zmq_io import Publisher
@@ -181,6 +182,17 @@ class OrderTracker:
             # Fill before the update: a position rises before the pending quantity that became it falls.
             self.positions.apply_fill(order.symbol, order.side, f.qty, f.px)
             self.fills_applied += 1
+            oplog.order_line(
+                OpsEvent.FILL,
+                symbol=order.symbol,
+                side=order.side,
+                qty=f.qty,
+                price=f.px,
+                client_order_id=order.client_order_id,
+                strategy=order.strategy,
+                cum_qty=fixed.to_str(f.cum_qty),
+                exec_id=f.exec_id[:64],
+            )
             self._publish(fill, topics.sym(topics.EX_FILL, order.symbol))
         if tr.changed:
             if order.status == "filled" and not was_filled:
@@ -189,6 +201,19 @@ class OrderTracker:
 
     def emit_update(self, order: TrackedOrder, event: str, recv_ns: int) -> None:
         order.updated_ns = recv_ns
+        if order.terminal:
+            oplog.order_line(
+                OpsEvent.ORDER_FINAL,
+                symbol=order.symbol,
+                side=order.side,
+                qty=order.qty,
+                price=order.filled_avg_px or order.limit_px,
+                client_order_id=order.client_order_id,
+                strategy=order.strategy,
+                reason=order.reason,
+                status=order.status,
+                filled_qty=fixed.to_str(order.filled_qty),
+            )
         update = wire.OrderUpdate(
             seq=0,
             client_order_id=order.client_order_id,
