@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 wall_ns = time.time_ns
 mono_ns = time.monotonic_ns
@@ -10,6 +11,13 @@ mono_ns = time.monotonic_ns
 
 def ns_to_s(ns: int) -> float:
     return ns / 1e9
+
+
+def iso_utc(ns: int) -> str | None:
+    """Wall-clock nanoseconds as ISO 8601 UTC to the microsecond (``2025-01-02T03:04:05.123456Z``)."""
+    if ns <= 0:
+        return None
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def tick_age_error(tick_exch_ns: int, now_ns: int, max_age_ns: int) -> str:

@@ -527,7 +527,15 @@ class HostConfig(Section):
 
 class LogConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    json_format: bool = True
+    # json: one object per line (log files, shippers); console: one readable line; auto: console when
+    # stderr is a terminal (`zerotick run` by hand), json otherwise (under supervisord)
+    format: Literal["auto", "json", "console"] = "auto"
+    json_format: bool | None = None  # the older spelling: true = json, false = console; wins when set
+
+    def use_json(self, stderr_is_terminal: bool) -> bool:
+        if self.json_format is not None:
+            return self.json_format
+        return self.format == "json" or (self.format == "auto" and not stderr_is_terminal)
 
 
 class Settings(BaseSettings):

@@ -223,3 +223,22 @@ class Trigger(_Vocab):
     EXECUTION_UNREACHABLE = "execution_unreachable"
     LATENCY = "latency"
     JOURNAL = "journal"  # execution cannot write its order journal
+
+
+class ServiceHealth(_Vocab):
+    """A service as `zerotick top` judges it from its endpoints."""
+
+    READY = "ready"  # answers and reports nothing wrong
+    UP = "up"  # answers, not ready yet (starting, positions not loaded)
+    DEGRADED = "degraded"  # answers with something wrong (a feed, the trade stream, a task, the journal)
+    DOWN = "down"  # answers on neither its control socket nor /metrics
+
+
+class OpsEvent(_Vocab):
+    """The operations log's events (``common.oplog``): one INFO line each."""
+
+    ORDER_SENT = "order sent"  # execution: the POST went out (logged once its answer is in)
+    ORDER_FINAL = "order final"  # execution: the order reached a final status
+    FILL = "fill"  # execution: an execution reported by the venue
+    RISK_REJECT = "risk reject"  # risk refused an intent
+    TRIP = "trading state trip"  # risk: the trading state changed (kill switch, reduce-only, reset)

@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -429,7 +430,7 @@ class Service:
 
 def run(service_cls: type[Service], settings: Settings) -> None:
     """Run one service in this process until SIGTERM/SIGINT."""
-    setup_logging(service_cls.name, settings.log.level, settings.log.json_format)
+    setup_logging(service_cls.name, settings.log.level, settings.log.use_json(sys.stderr.isatty()))
     for secret in (settings.alpaca.key_id, settings.alpaca.secret_key, settings.sim.secret_key):
         if secret is not None:
             register_secret(secret.get_secret_value())

@@ -173,7 +173,7 @@ def sim_config_from_args(args: argparse.Namespace) -> tuple[SimConfig, bool]:
     }
     data = settings.sim.model_dump()
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return SimConfig.model_validate(data), settings.log.json_format
+    return SimConfig.model_validate(data), settings.log.use_json(sys.stderr.isatty())
 
 
 async def _serve(cfg: SimConfig) -> None:

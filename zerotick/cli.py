@@ -11,6 +11,7 @@ zerotick reduce-only --reason R     only orders that shrink a position may go ou
 zerotick reset --reason R           back to ACTIVE (refused while the venue holds orders zerotick does not know)
 zerotick keys generate --dir D      CURVE keys for tcp: one per service and one for this CLI
 zerotick probe TARGET [--as NAME]   exit 0 when a service (or the venue) is up and ready: healthchecks
+zerotick top [--once]               live dashboard from the services' /metrics and control sockets
 """
 
 from __future__ import annotations
@@ -223,6 +224,12 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return _cmd_set_state(args, TradingState.ACTIVE)
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    from zerotick.top.main import run as run_top
+
+    return run_top(_settings(args), args.once, args.interval, args.window, args.timeout)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from common.service import run
 
@@ -281,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     reset.set_defaults(func=cmd_reset)
     keys.add_parser(sub)
     probe.add_parser(sub)
+    top = with_config(sub.add_parser("top", help="live dashboard (services, latency, orders, P&L)"))
+    top.add_argument("--once", action="store_true", help="print one plain-text frame and exit")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    top.add_argument(
+        "--window", type=float, default=10.0, help="seconds of history for rates and percentiles"
+    )
+    top.add_argument("--timeout", type=float, default=0.5, help="seconds to wait for each service")
+    top.set_defaults(func=cmd_top)
     sub.add_parser(
         "sim",
         help="run the Alpaca-compatible venue in the foreground (see `zerotick sim --help`)",

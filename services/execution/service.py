@@ -317,7 +317,11 @@ class ExecutionService(Service):
         if cmd.cmd == ControlCmd.VENUE_POSITIONS:
             return self._positions_reply()
         if cmd.cmd == ControlCmd.ORDERS:
-            docs = [o.as_dict() for o in self.tracker.orders.values()]
+            limit = cmd.args.get("limit", "")
+            if limit and not (limit.isdigit() and 0 < int(limit) <= 100_000):
+                return wire.Reply(ok=False, detail=f"orders: limit must be 1..100000, got {limit[:20]!r}")
+            orders = self.tracker.recent(int(limit)) if limit else self.tracker.orders.values()
+            docs = [o.as_dict() for o in orders]
             return wire.Reply(ok=True, detail=f"{len(docs)} orders", data=orjson.dumps(docs))
         if cmd.cmd == ControlCmd.CANCEL_ALL:
             return self._cancel_all()

@@ -10,10 +10,10 @@ from collections import Counter
 from fractions import Fraction
 from typing import Any
 
-from common import topics, wire
+from common import oplog, topics, wire
 from common.clock import tick_age_error, wall_ns
 from common.config import Settings
-from common.enums import ControlCmd, RejectReason, TradingState
+from common.enums import ControlCmd, OpsEvent, RejectReason, TradingState
 from common.fixed import to_str
 from common.ids import client_order_id
 from common.log import kv
@@ -211,15 +211,17 @@ class RiskService(Service):
 
     def _reject(self, intent: wire.OrderIntent, reason: RejectReason, detail: str) -> wire.RiskDecision:
         self.triggers.on_risk_reject(reason)
-        log.info(
-            "order rejected",
-            extra=kv(
-                intent_id=intent.intent_id,
-                strategy=intent.strategy,
-                symbol=intent.symbol,
-                reason=reason.value,
-                detail=detail,
-            ),
+        oplog.order_line(
+            OpsEvent.RISK_REJECT,
+            symbol=intent.symbol,
+            side=intent.side,
+            qty=intent.qty,
+            price=intent.limit_px,
+            client_order_id="",  # none yet: a rejected intent never becomes an order
+            strategy=intent.strategy,
+            reason=reason.value,
+            detail=detail,
+            intent_id=intent.intent_id,
         )
         decision = wire.RiskDecision(
             intent_id=intent.intent_id,

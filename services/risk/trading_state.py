@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import wire
+from common import oplog, wire
 from common.enums import TradingState, TripSource
 from common.log import kv
 from common.metrics import STATE_CHANGES, TRADING_STATE
@@ -114,9 +114,13 @@ class TradingStateOwner:
         self.record = record
         self._apply()
         STATE_CHANGES.labels(self._service, state.value, source.value).inc()
-        log.warning(
-            "trading state changed",
-            extra=kv(state=state, previous=previous, seq=record.seq, source=source, who=who, reason=reason),
+        oplog.trip_line(
+            state=state.value,
+            previous=previous.value,
+            source=source.value,
+            who=who,
+            reason=reason,
+            seq=record.seq,
         )
         self.audit_safely("change", record, previous=previous.value)
         return record

@@ -32,7 +32,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from common import bounds, fixed
-from common.clock import wall_ns
+from common.clock import iso_utc, wall_ns
 from common.order_events import TERMINAL_STATUSES
 
 SUBMITTING = "pending_submit"  # ours: queued, no venue answer yet
@@ -217,6 +217,8 @@ class TrackedOrder:
     tick_exch_ns: int = 0  # exchange time of the tick the order was built from (0: not from a tick)
     sent_ns: int = 0  # when its first POST was written (tick-to-order ends here)
     last_post_ns: int = 0  # when our last POST of it was written (an unknown outcome may land later)
+    created_ns: int = field(default_factory=wall_ns)  # when execution started tracking it
+    updated_ns: int = 0  # when execution last published an update of it
     history: list[str] = field(default_factory=list)
 
     @property
@@ -328,4 +330,7 @@ class TrackedOrder:
             "sent_ns": self.sent_ns,
             "posted_ns": self.last_post_ns,
             "venue_ns": self.venue_ns,
+            # ISO 8601 UTC for people: first seen (or first POST, after a restart), last changed
+            "created": iso_utc(min(self.created_ns, self.sent_ns or self.created_ns)),
+            "updated": iso_utc(max(self.updated_ns, self.venue_ns, self.created_ns)),
         }

@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from common import wire
+from common import oplog, wire
 from common.clock import wall_ns
-from common.enums import VenueRejectReason
+from common.enums import OpsEvent, VenueRejectReason
 from common.log import kv
 from common.metrics import STAGE_LATENCY, TICK_TO_ORDER
 from services.execution.metrics import ORDERS, POST_LATENCY, RATE_TOKENS, VENUE_REJECTS
@@ -85,6 +85,18 @@ class OrderPlacer:
         finally:
             if sent_ns:
                 self.posts_in_flight -= 1
+        if sent_ns:
+            oplog.order_line(
+                OpsEvent.ORDER_SENT,
+                symbol=order.symbol,
+                side=order.side,
+                qty=order.qty,
+                price=order.limit_px,
+                client_order_id=order.client_order_id,
+                strategy=order.strategy,
+                outcome=outcome.kind,
+                posts=outcome.posts,
+            )
         if sent_ns and outcome.kind == "placed" and not outcome.adopted:
             rtt = (wall_ns() - sent_ns) / 1e9
             self._venue_ack.observe(rtt)
@@ -110,10 +122,9 @@ class OrderPlacer:
                 self.tracker.apply(snap, "submitted", now)
                 return
         if outcome.kind == "rejected":
-            ORDERS.labels("rejected").inc()
+            ORDERS.labels("rejected").inc()  # its final update below is the log line
             if outcome.venue_status:
                 VENUE_REJECTS.labels(VenueRejectReason.of_status(outcome.venue_status).value).inc()
-            log.warning("order not placed", extra=kv(coid=order.client_order_id, reason=outcome.reason))
             if order.mark(SUBMIT_FAILED, outcome.reason):
                 self.tracker.emit_update(order, "submit_failed", now)
             return

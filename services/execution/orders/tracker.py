@@ -3,11 +3,13 @@ per-order transitions and the OrderUpdate / Fill events published on one gap-fre
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
-from common import topics, wire
+from common import fixed, oplog, topics, wire
 from common.clock import wall_ns
+from common.enums import OpsEvent
 from common.log import kv
 from common.positions import PositionBook
 from common.zmq_io import Publisher
@@ -189,6 +191,17 @@ class OrderTracker:
             self.positions.apply_fill(order.symbol, order.side, f.qty, f.px)
             self.fills_applied += 1
             self.counters.fill(order.strategy, order.symbol, order.side)
+            oplog.order_line(
+                OpsEvent.FILL,
+                symbol=order.symbol,
+                side=order.side,
+                qty=f.qty,
+                price=f.px,
+                client_order_id=order.client_order_id,
+                strategy=order.strategy,
+                cum_qty=fixed.to_str(f.cum_qty),
+                exec_id=f.exec_id[:64],
+            )
             self._publish(fill, topics.sym(topics.EX_FILL, order.symbol))
         if tr.changed:
             if order.status == "filled" and not was_filled:
@@ -196,6 +209,20 @@ class OrderTracker:
             self.emit_update(order, event, recv_ns)
 
     def emit_update(self, order: TrackedOrder, event: str, recv_ns: int) -> None:
+        order.updated_ns = recv_ns
+        if order.terminal:
+            oplog.order_line(
+                OpsEvent.ORDER_FINAL,
+                symbol=order.symbol,
+                side=order.side,
+                qty=order.qty,
+                price=order.filled_avg_px or order.limit_px,
+                client_order_id=order.client_order_id,
+                strategy=order.strategy,
+                reason=order.reason,
+                status=order.status,
+                filled_qty=fixed.to_str(order.filled_qty),
+            )
         update = wire.OrderUpdate(
             seq=0,
             client_order_id=order.client_order_id,
@@ -223,6 +250,13 @@ class OrderTracker:
         stamped = self.events.append(event)
         self.journal.record_event(stamped)
         self.pub.publish(topic, [stamped])
+
+    def recent(self, limit: int) -> list[TrackedOrder]:
+        """Every open order, and the ``limit`` tracked last (oldest first)."""
+        latest = list(itertools.islice(reversed(self.orders.values()), limit))[::-1]
+        seen = {o.client_order_id for o in latest}
+        opened = [o for o in self.orders.values() if not o.terminal and o.client_order_id not in seen]
+        return opened + latest
 
     def prune(self) -> None:
         """Forget the oldest finished orders beyond the cap (down to 90% of it, so the scan is
