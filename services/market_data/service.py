@@ -96,6 +96,13 @@ class MarketDataService(Service):
             return "ok"
         return "ok" if all(f.state is FeedState.SUBSCRIBED for f in self.feeds.values()) else "degraded"
 
+    def state_reason(self) -> str:
+        return "; ".join(
+            f"{name} feed {f.state}" + (f": {f.detail}" if f.detail else "")
+            for name, f in self.feeds.items()
+            if f.state is not FeedState.SUBSCRIBED
+        )
+
     def status(self) -> dict[str, Any]:
         return {"feeds": {name: f.status() for name, f in self.feeds.items()}}
 
