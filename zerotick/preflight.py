@@ -40,9 +40,10 @@ SERVICES_PACKAGE = Path(__file__).resolve().parents[1] / "services"
 def check(settings: Settings, config_file: Path | None) -> list[str]:
     """Every problem found, in the order a reader fixes them."""
     run_dir = settings.zmq.run_dir.resolve()
-    problems = strategy_paths(settings) + subscribed_symbols(settings)
+    problems = strategy_paths(settings)
     if not problems:  # a missing folder would only repeat itself as an import error
         problems += strategies(config_file, run_dir)
+    problems += subscribed_symbols(settings)
     return problems + run_folder(run_dir) + ports(settings) + ipc_sockets(settings) + venue(settings)
 
 
