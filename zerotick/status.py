@@ -38,7 +38,7 @@ def _program_reason(layout: supervisor.Layout, name: str, info: dict[str, Any]) 
     words = [info["state"]]
     if info.get("reason"):
         words.append(f"({info['reason']})")
-    tail = supervisor.log_tail(layout, name, max_lines=2)
+    tail = supervisor.log_tail(layout, name, max_lines=1)
     text = " ".join(words)
     return f"{text}: {' | '.join(tail)}" if tail else text
 
