@@ -76,13 +76,24 @@ def collect_status(settings: Settings, timeout_ms: int = 500) -> dict[str, Any]:
         row["ready"] = row["up"] and ready
         row["reason"] = reason
     return {
-        "venue": settings.venue,
+        "venue": _venue(settings, procs, rows),
         "trading_state": _trading_state(settings, rows),
         "supervisord_pid": supervisor.supervisord_pid(layout),
         "all_up": bool(rows) and all(r["up"] for r in rows.values()),
         "all_ready": bool(rows) and all(r["ready"] for r in rows.values()),
         "processes": rows,
     }
+
+
+def _venue(settings: Settings, procs: dict[str, Any], rows: dict[str, Any]) -> str:
+    """What the running system trades on: execution's own answer, else whether the embedded venue
+    runs; the settings (this caller's environment) only when nothing runs."""
+    answered = ((rows.get("execution") or {}).get("service") or {}).get("venue")
+    if answered:
+        return str(answered)
+    if procs:
+        return "sim" if supervisor.SIM_PROGRAM in procs else "alpaca"
+    return settings.venue
 
 
 def _trading_state(settings: Settings, rows: dict[str, Any]) -> dict[str, Any]:

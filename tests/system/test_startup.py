@@ -242,6 +242,7 @@ def test_concurrent_up_is_refused_and_down_waits_for_every_pid(tmp_path: Path) -
         for _ in "12"
     )
     outs = [p.communicate(timeout=180) for p in (first, second)]
+    keyed = env
     codes = sorted(p.returncode for p in (first, second))
     try:
         assert codes == [0, 1], outs
@@ -250,12 +251,16 @@ def test_concurrent_up_is_refused_and_down_waits_for_every_pid(tmp_path: Path) -
         assert "Traceback" not in refused
         again = _up(cfg, env)
         _refused(again, 1, "already running (pid ")
-        st = status_json(cfg, env)
-        assert st["all_ready"], read_logs(run_dir)
+        # what runs is read from the run folder: a caller with Alpaca keys in its environment still
+        # sees (and stops) the system that was started on the simulator
+        keyed = clean_env(APCA_API_KEY_ID="PKOTHER", APCA_API_SECRET_KEY=SECRET)
+        st = status_json(cfg, keyed)
+        assert st["all_ready"] and st["venue"] == "sim", read_logs(run_dir)
+        assert all(r["reason"] == "" for r in st["processes"].values()), st
         pids = [st["supervisord_pid"], *(p["pid"] for p in st["processes"].values())]
-        assert all(pids) and len(pids) == 6
+        assert all(pids) and len(pids) == 6 and "sim" in st["processes"]
     finally:
-        down = zerotick("down", "--config", str(cfg), env=env, timeout=120)
+        down = zerotick("down", "--config", str(cfg), env=keyed, timeout=120)
     assert down.returncode == 0, down.stderr
     assert not _alive(pids), "down returned while these still ran"
     assert zerotick("down", "--config", str(cfg), env=env).stdout.strip() == "zerotick down: was not running"
