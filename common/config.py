@@ -276,6 +276,8 @@ class StrategyConfig(Section):
 
 class SignalConfig(Section):
     strategies: list[StrategyConfig] = Field(default_factory=list)
+    # folders strategy modules ("module:Class" kinds) are imported from; relative: to the config file
+    strategy_paths: list[Path] = Field(default_factory=list)
     timer_interval_s: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
@@ -706,22 +708,25 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
     finally:
         _config_file = None
-    settings.zmq.run_dir = _absolute_run_dir(settings.zmq.run_dir, path, overrides)
+    settings.zmq.run_dir = _absolute(settings.zmq.run_dir, path, overrides, "zmq", "RUN_DIR")
     if settings.zmq.curve_dir is not None:
-        settings.zmq.curve_dir = _absolute_path(settings.zmq.curve_dir, path, "ZT_ZMQ__CURVE_DIR", overrides)
+        settings.zmq.curve_dir = _absolute(settings.zmq.curve_dir, path, overrides, "zmq", "CURVE_DIR")
+    paths = settings.signal.strategy_paths
+    settings.signal.strategy_paths = [
+        _absolute(p, path, overrides, "signal", "STRATEGY_PATHS") for p in paths
+    ]
     return settings
 
 
-def _absolute_run_dir(run_dir: Path, config_file: Path | None, overrides: dict[str, Any]) -> Path:
-    """A relative run_dir from the config file (or its default) is relative to the file's folder, so
+def _absolute(
+    folder: Path, config_file: Path | None, overrides: dict[str, Any], section: str, key: str
+) -> Path:
+    """A relative folder from the config file (or its default) is relative to the file's folder, so
     every command finds the running system from any working folder; one from the environment or the
     caller is relative to the current folder."""
-    return _absolute_path(run_dir, config_file, "ZT_ZMQ__RUN_DIR", overrides)
-
-
-def _absolute_path(path: Path, config_file: Path | None, env_var: str, overrides: dict[str, Any]) -> Path:
-    if path.is_absolute():
-        return path
-    from_env = any(k.upper() == env_var for k in os.environ) or "zmq" in overrides
+    if folder.is_absolute():
+        return folder
+    env_name = f"ZT_{section.upper()}__{key}"
+    from_env = any(k.upper() == env_name for k in os.environ) or section in overrides
     base = config_file.resolve().parent if config_file is not None and not from_env else Path.cwd()
-    return (base / path).resolve()
+    return (base / folder).resolve()

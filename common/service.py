@@ -46,13 +46,17 @@ log = logging.getLogger(__name__)
 class AlreadyRunning(SystemExit):
     """Another process runs this service on this run folder: refuse to start (exit status 1)."""
 
+    def __init__(self, message: str, holder: str = "unknown") -> None:
+        super().__init__(message)
+        self.holder = holder  # the pid in the lock file
+
 
 class RunLock:
     """``<run_dir>/<service>.lock``, flock'ed for the life of the process, so a second copy of a
     service on the same run folder cannot take over the first one's sockets. The kernel releases
     it when the process dies, however it dies; the file keeps the holder's pid for the message."""
 
-    def __init__(self, run_dir: Path, service: str) -> None:
+    def __init__(self, run_dir: Path, service: str, log_refusal: bool = True) -> None:
         self.path = run_dir / f"{service}.lock"
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -66,10 +70,15 @@ class RunLock:
                 f"{service} is already running on run folder {run_dir} (pid {holder} holds {self.path}); "
                 "refusing to start a second copy"
             )
-            log.error(msg)
-            raise AlreadyRunning(f"zerotick-{service}: {msg}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            if log_refusal:
+                log.error(msg)
+            raise AlreadyRunning(f"zerotick-{service}: {msg}", holder) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            os.close(fd)  # e.g. a full disk: no lock held, nothing left open
+            raise
         self._fd: int | None = fd
 
     def release(self) -> None:
@@ -171,6 +180,10 @@ class Service:
 
     def refresh_metrics(self) -> None:
         """Gauges computed from the service's state, on the loop, every heartbeat interval."""
+
+    def state_reason(self) -> str:
+        """Why ``heartbeat_state()`` is not "ok" (empty when it is): `zerotick status` shows it."""
+        return ""
 
     def incarnation(self) -> str:
         """Execution: the name of its order-event sequence (Heartbeat.incarnation); others: ""."""
@@ -293,6 +306,7 @@ class Service:
             "service": self.name,
             "pid": os.getpid(),
             "state": self.heartbeat_state(),
+            "state_reason": self.state_reason(),
             "uptime_s": round((wall_ns() - self.started_ns) / 1e9, 3),
             "venue": self.settings.venue,
             "tasks": self.tasks.status(),

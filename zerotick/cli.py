@@ -1,8 +1,9 @@
 """``zerotick``: run, stop and inspect the system.
 
-zerotick up [--config F] [--live]   all services as daemons under supervisord (+ the venue without keys)
-zerotick down                       stop everything
-zerotick status [--json]            one line per process: supervisor state, pid, control-channel answer
+zerotick up [--config F] [--live]   check, then all services as daemons under supervisord (+ the venue
+                                    without keys); returns once every one is ready, or stops them all
+zerotick down                       stop everything; returns once every process has ended
+zerotick status [--json]            one line per process: supervisor state, pid, control answer, reason
 zerotick sim [...]                  the Alpaca-compatible venue in the foreground
 zerotick run SERVICE                one service in the foreground
 zerotick ctl SERVICE CMD [k=v ...]  send a control command over the service's request socket
@@ -48,6 +49,8 @@ def _layout(settings: Settings) -> supervisor.Layout:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from zerotick import startup
+
     if args.live:
         os.environ["ZT_ALPACA__LIVE"] = "true"
     settings = _settings(args)
@@ -55,15 +58,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("refusing to trade real money without `zerotick up --live`", file=sys.stderr)
         return 2
     layout = _layout(settings)
-    pid = supervisor.start(settings, layout, _config_path(args))
+    code = startup.up(settings, layout, _config_path(args), args.wait)
+    if code != startup.EXIT_OK:
+        return code
     venue = {
         "sim": f"the simulator at {settings.trading_base_url()}",
         "paper": "Alpaca PAPER",
         "live": "Alpaca LIVE (real money)",
         "custom": f"the venue at {settings.trading_base_url()}",
     }[settings.venue]
-    print(f"zerotick up: supervisord pid {pid}, trading on {venue}")
-    print(f"  programs: {', '.join(supervisor.programs(settings))}")
+    print(f"zerotick up: supervisord pid {supervisor.supervisord_pid(layout)}, trading on {venue}")
+    print(f"  programs: {', '.join(supervisor.programs(settings))} (all ready)")
     print(f"  logs:     {layout.logs}/")
     print("  `zerotick status` to check, `zerotick down` to stop")
     return 0
@@ -71,75 +76,22 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     layout = _layout(_settings(args))
-    if supervisor.stop(layout):
-        print("zerotick down: stopped")
-    else:
+    stopped = supervisor.stop(layout)
+    if not stopped:
         print("zerotick down: was not running")
+        return 0
+    left = [p.pid for p in stopped if p.alive()]
+    if left:
+        print(f"zerotick down: could not stop pids {left}", file=sys.stderr)
+        return 1
+    print(f"zerotick down: stopped (pids {', '.join(str(p.pid) for p in stopped)})")
     return 0
 
 
-def _venue_healthy(settings: Settings, timeout_ms: int) -> bool:
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"{settings.sim_origin()}/sim/health", timeout=timeout_ms / 1000) as resp:
-            return bool(resp.status == 200)
-    except (OSError, ValueError):
-        return False
-
-
 def collect_status(settings: Settings, timeout_ms: int = 500) -> dict[str, Any]:
-    layout = _layout(settings)
-    procs = supervisor.process_info(layout)
-    rows: dict[str, Any] = {}
-    for name in supervisor.programs(settings):
-        info = procs.get(name, {"state": "NOT RUNNING", "pid": None, "uptime_s": 0})
-        row: dict[str, Any] = {"supervisor": info["state"], "pid": info["pid"], "uptime_s": info["uptime_s"]}
-        if name in SERVICES:
-            try:
-                row["service"] = send_control(settings, name, "status", timeout_ms=timeout_ms)
-                row["rpc"] = "ok"
-            except ControlError as exc:
-                row["service"] = None
-                row["rpc"] = "down"
-                row["rpc_error"] = str(exc)
-            row["up"] = row["supervisor"] == "RUNNING" and row["rpc"] == "ok"
-        elif name == supervisor.SIM_PROGRAM:
-            row["rpc"] = "ok" if _venue_healthy(settings, timeout_ms) else "down"
-            row["up"] = row["supervisor"] == "RUNNING" and row["rpc"] == "ok"
-        else:
-            row["up"] = row["supervisor"] == "RUNNING"
-        rows[name] = row
-    return {
-        "venue": settings.venue,
-        "trading_state": _trading_state(settings, rows),
-        "supervisord_pid": supervisor.supervisord_pid(layout),
-        "all_up": bool(rows) and all(r["up"] for r in rows.values()),
-        "processes": rows,
-    }
+    from zerotick.status import collect_status as collect
 
-
-def _trading_state(settings: Settings, rows: dict[str, Any]) -> dict[str, Any]:
-    """Risk's answer when it gives one, else the persisted record (what a restart would come back in)."""
-    from common.trading_state import StateStore
-
-    record = StateStore(settings.zmq.run_dir).load()
-    risk = (rows.get("risk") or {}).get("service") or {}
-    execution = (rows.get("execution") or {}).get("service") or {}
-    return {
-        "state": risk.get("trading_state") or record.state.value,
-        "persisted": {
-            "state": record.state.value,
-            "seq": record.seq,
-            "source": record.source.value,
-            "who": record.who,
-            "reason": record.reason,
-            "ts_ns": record.ts_ns,
-        },
-        "execution_gate": execution.get("trading_state"),
-        "trip_pending": execution.get("trip_pending"),
-    }
+    return collect(settings, timeout_ms)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -151,12 +103,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         pending = "   TRIP NOT CONFIRMED BY THE VENUE" if ts["trip_pending"] else ""
         print(f"venue: {st['venue']}   supervisord pid: {st['supervisord_pid'] or '-'}")
         print(f"trading state: {ts['state'].upper()} ({ts['persisted']['reason']}){pending}")
-        print(f"{'PROCESS':<12} {'SUPERVISOR':<12} {'PID':>7} {'UPTIME':>9}  {'CONTROL':<10} STATE")
+        print(
+            f"{'PROCESS':<12} {'SUPERVISOR':<12} {'PID':>7} {'UPTIME':>9}  {'CONTROL':<10} {'STATE':<12} REASON"
+        )
         for name, r in st["processes"].items():
             svc = r.get("service") or {}
             print(
                 f"{name:<12} {r['supervisor']:<12} {r['pid'] or '-':>7} {r['uptime_s']:>8}s  "
-                f"{r.get('rpc', '-'):<10} {svc.get('state', '-')}"
+                f"{r.get('rpc', '-'):<10} {svc.get('state', '-'):<12} {r['reason'] or '-'}"
             )
     return 0 if st["all_up"] else 1
 
@@ -259,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = with_config(sub.add_parser("up", help="start every service under supervisord"))
     up.add_argument("--live", action="store_true", help="allow trading real money on Alpaca live")
+    up.add_argument(
+        "--wait", type=float, default=90.0, help="seconds every program gets to become ready (default 90)"
+    )
     up.set_defaults(func=cmd_up)
     with_config(sub.add_parser("down", help="stop everything")).set_defaults(func=cmd_down)
     st = with_config(sub.add_parser("status", help="show what runs"))

@@ -1,5 +1,10 @@
 """Running the services as daemons under supervisord: config generation, start, stop, query.
 
+``zerotick up`` starts supervisord itself (in the foreground of its own session, ``-n``), so it knows
+its pid without a pid file, and stops it by that pid on any failure. ``status`` and ``down`` find it
+from the run folder alone: the pid file when it names a live supervisord of this run folder's
+config, else the process whose command line holds that config's path.
+
 The supervisord config is generated into ``<run_dir>/supervisord.conf`` from
 ``deploy/supervisor/supervisord.conf.tmpl``-equivalent text below, so paths, the Python interpreter
 and the programs (the venue only when no Alpaca keys are configured) always match the settings.
@@ -20,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from common.config import SERVICES, Settings
 from common.private_files import FILE_MODE, create_secret, ensure_private_dir
+from zerotick import procs
 
 SIM_PROGRAM = "sim"
 IDLE_POLL_PROGRAM = "idle_poll"
@@ -36,6 +44,17 @@ PRIORITY = {
     "market_data": 40,
     "signal": 50,
 }
+
+
+# A program counts as started once it has run this long: longer than a service's imports (~1-2 s
+# here), so one that dies while importing or configuring counts as a failed start, and after
+# START_RETRIES quick failures in a row it is FATAL instead of crash-looping forever.
+START_SECS = 5
+START_RETRIES = 3
+
+
+class StartError(RuntimeError):
+    """supervisord could not be started; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,11 @@ class Layout:
     def logs(self) -> Path:
         return self.run_dir / "logs"
 
+    @property
+    def stderr_file(self) -> Path:
+        """supervisord's own stderr: what it says when it cannot start (before its log is open)."""
+        return self.logs / "supervisord.stderr"
+
 
 def programs(settings: Settings) -> list[str]:
     names = list(SERVICES)
@@ -76,8 +100,8 @@ directory={layout.run_dir}
 priority={priority}
 autostart=true
 autorestart=true
-startsecs=1
-startretries=5
+startsecs={START_SECS}
+startretries={START_RETRIES}
 stopsignal=TERM
 stopwaitsecs={stopwait}
 stopasgroup=true
@@ -102,7 +126,8 @@ chmod=0700
 logfile={layout.logs}/supervisord.log
 pidfile={layout.pidfile}
 childlogdir={layout.logs}
-nodaemon=false
+nodaemon=true
+silent=true
 minfds=1024
 umask=077
 environment=ZT_ZMQ__RUN_DIR="{layout.run_dir}",PYTHONUNBUFFERED="1"
@@ -132,24 +157,34 @@ def rpc(layout: Layout) -> Any:
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
 
-def supervisord_pid(layout: Layout) -> int | None:
+def _is_supervisord_of(pid: int, layout: Layout) -> bool:
+    args = procs.cmdline(pid)
+    return any("supervisord" in a for a in args[:3]) and str(layout.conf) in args
+
+
+def find_supervisord(layout: Layout) -> procs.Proc | None:
+    """The supervisord running this run folder's config, found from the run folder alone: its pid
+    file when that names it, else by its command line (the pid file may be stale, or unwritten on a
+    full disk)."""
     try:
         pid = int(layout.pidfile.read_text().strip())
     except (OSError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return pid
+        pid = 0
+    if pid > 0 and _is_supervisord_of(pid, layout) and (p := procs.proc(pid)) is not None:
+        return p
+    for pid in procs.all_pids():
+        if _is_supervisord_of(pid, layout) and (p := procs.proc(pid)) is not None:
+            return p
+    return None
 
 
-def start(settings: Settings, layout: Layout, config_file: Path | None, timeout_s: float = 30.0) -> int:
-    """Start supervisord (daemonized) with every program. Returns supervisord's pid."""
-    if (pid := supervisord_pid(layout)) is not None:
-        raise RuntimeError(f"zerotick is already running (supervisord pid {pid}); `zerotick down` first")
+def supervisord_pid(layout: Layout) -> int | None:
+    found = find_supervisord(layout)
+    return found.pid if found else None
+
+
+def prepare(settings: Settings, layout: Layout, config_file: Path | None) -> None:
+    """The run folder's files supervisord and the services need: control token, peer key, config."""
     ensure_private_dir(layout.run_dir)
     ensure_private_dir(layout.logs)
     if settings.control.token is None:
@@ -158,46 +193,74 @@ def start(settings: Settings, layout: Layout, config_file: Path | None, timeout_
     layout.conf.touch(mode=FILE_MODE)
     os.chmod(layout.conf, FILE_MODE)
     layout.conf.write_text(render_conf(settings, layout, config_file))
+
+
+def spawn(layout: Layout) -> subprocess.Popen[bytes]:
+    """supervisord in its own session, in the foreground (``-n``): its pid is the Popen's, whatever
+    happens to its pid file. It outlives ``zerotick up``."""
     env = dict(os.environ, ZT_ZMQ__RUN_DIR=str(layout.run_dir))
-    subprocess.run(
-        [sys.executable, "-m", "supervisor.supervisord", "-c", str(layout.conf)],
-        check=True,
-        env=env,
-        umask=0o077,  # its own log is opened before the config's umask applies
-    )
+    with open(layout.stderr_file, "wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(layout.conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+            cwd=layout.run_dir,
+            start_new_session=True,  # no terminal signal (Ctrl-C on `up`) reaches it
+            umask=0o077,  # with -n supervisord does not apply the config's umask itself
+        )
+
+
+def wait_answering(layout: Layout, sup: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """Until supervisord answers on its socket; StartError (with its own words) when it exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pid = supervisord_pid(layout)
-        if pid is not None and layout.sock.exists():
+        if sup.poll() is not None:
+            raise StartError(f"supervisord exited ({sup.returncode}): {_last_words(layout.stderr_file)}")
+        if layout.sock.exists():
             try:
                 rpc(layout).supervisor.getState()
-                return pid
+                return
             except (OSError, xmlrpc.client.Fault):
                 pass
-        time.sleep(0.1)
-    raise RuntimeError(f"supervisord did not come up within {timeout_s}s; see {layout.logs}/supervisord.log")
+        time.sleep(0.05)
+    raise StartError(f"supervisord did not answer within {timeout_s:.0f}s; see {layout.logs}/supervisord.log")
 
 
-def stop(layout: Layout, timeout_s: float = 30.0) -> bool:
-    """Stop every program and supervisord. Returns False when it was not running."""
-    pid = supervisord_pid(layout)
-    if pid is None:
-        return False
+def _last_words(path: Path) -> str:
     try:
-        rpc(layout).supervisor.shutdown()
-    except (OSError, xmlrpc.client.Fault):
-        os.kill(pid, 15)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and supervisord_pid(layout) is not None:
-        time.sleep(0.1)
-    if supervisord_pid(layout) is not None:
-        os.kill(pid, 9)
-    return True
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError as exc:
+        return f"(cannot read {path}: {exc.strerror})"
+    return lines[-1] if lines else "(no message)"
+
+
+def stop(layout: Layout, timeout_s: float = 60.0, known: list[procs.Proc] | None = None) -> list[procs.Proc]:
+    """Stop supervisord, every program it runs, and any zerotick program left on the run folder
+    (e.g. after supervisord itself was killed). Returns once every one of them has ended, checked
+    by pid and start time; returns what it stopped (empty: nothing ran)."""
+    sup = find_supervisord(layout)
+    targets: dict[int, procs.Proc] = {p.pid: p for p in known or () if p.alive()}
+    if sup is not None:
+        targets[sup.pid] = sup
+        targets.update((p.pid, p) for p in procs.descendants(sup.pid))
+    targets.update((p.pid, p) for p in procs.programs_on(layout.run_dir))
+    if not targets:
+        return []
+    if sup is not None:
+        try:
+            rpc(layout).supervisor.shutdown()  # stops the programs in order (signal first, venue last)
+        except (OSError, xmlrpc.client.Fault):
+            procs.signal_all([sup], 15)
+        procs.wait_gone([sup], timeout_s)
+    procs.end(targets.values())  # stragglers, and programs that outlived a killed supervisord
+    return list(targets.values())
 
 
 def process_info(layout: Layout) -> dict[str, dict[str, Any]]:
-    """supervisord's view: name -> {state, pid, uptime_s, exitstatus}. Empty when not running."""
-    if supervisord_pid(layout) is None:
+    """supervisord's view: name -> {state, pid, uptime_s, exitstatus, reason}. Empty when not running."""
+    if find_supervisord(layout) is None:
         return {}
     try:
         infos = rpc(layout).supervisor.getAllProcessInfo()
@@ -205,10 +268,46 @@ def process_info(layout: Layout) -> dict[str, dict[str, Any]]:
         return {}
     out: dict[str, dict[str, Any]] = {}
     for p in infos:
+        running = p["statename"] == "RUNNING"
         out[p["name"]] = {
             "state": p["statename"],
             "pid": p["pid"] or None,
-            "uptime_s": (p["now"] - p["start"]) if p["statename"] == "RUNNING" else 0,
+            "uptime_s": (p["now"] - p["start"]) if running else 0,
             "exitstatus": p["exitstatus"],
+            # why it is not running: "Exited too quickly (process log may have details)", "spawn error", ...
+            "reason": "" if running else (p.get("spawnerr") or p.get("description") or ""),
         }
     return out
+
+
+def log_tail(layout: Layout, program: str, max_lines: int = 3) -> list[str]:
+    """The last lines a program wrote that say what went wrong: its JSON log lines at ERROR or
+    CRITICAL (as their message) and its plain lines (a traceback, a refusal on stderr)."""
+    path = layout.logs / f"{program}.log"
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+    notes: list[str] = []
+    for line in (ln.strip() for ln in lines):
+        if not line:
+            continue
+        try:
+            doc = orjson.loads(line) if line.startswith("{") else None
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict):
+            notes.append(line)
+        elif str(doc.get("level", "")).upper() in ("ERROR", "CRITICAL"):
+            notes.append(_log_message(doc))
+    return notes[-max_lines:]
+
+
+def _log_message(doc: dict[str, Any]) -> str:
+    msg = str(doc.get("msg") or doc.get("message") or "")
+    exc = doc.get("exc") or doc.get("exc_info") or ""
+    if exc:
+        msg += f": {str(exc).strip().splitlines()[-1]}"
+    return msg

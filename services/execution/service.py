@@ -386,6 +386,17 @@ class ExecutionService(Service):
             return "starting"
         return "ok" if self.stream.connected else "degraded"
 
+    def state_reason(self) -> str:
+        if not self.journal.ok:
+            return f"order journal failed: {self.journal.error}"
+        if not self.ready:
+            last = self.reconciler.last_error
+            return "reconciling with the venue" + (f": {last}" if last else "")
+        if not self.stream.connected:
+            last = self.stream.last_error
+            return "trade_updates not connected" + (f": {last}" if last else "")
+        return ""
+
     def last_event_seq(self) -> int:
         return self.events.last_seq
 

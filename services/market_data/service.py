@@ -109,6 +109,13 @@ class MarketDataService(Service):
     def is_ready(self) -> bool:
         return self.heartbeat_state() == "ok"
 
+    def state_reason(self) -> str:
+        return "; ".join(
+            f"{name} feed {f.state}" + (f": {f.detail}" if f.detail else "")
+            for name, f in self.feeds.items()
+            if f.state is not FeedState.SUBSCRIBED
+        )
+
     def status(self) -> dict[str, Any]:
         return {"feeds": {name: f.status() for name, f in self.feeds.items()}}
 

@@ -377,6 +377,13 @@ class RiskService(Service):
         """The trading state, or ``not_ready`` while risk rejects everything for lack of positions."""
         return self.trading.state.value if self.trading_ready else "not_ready"
 
+    def state_reason(self) -> str:
+        if self.trading_ready:
+            return ""
+        if not self.positions_loaded:
+            return "waiting for execution's positions"
+        return "catching up with execution's order events"
+
     def status(self) -> dict[str, Any]:
         return {
             "trading_state": self.trading.state.value,

@@ -65,7 +65,8 @@ class SignalService(Service):
         )
         # Strategies first: a bad strategy config fails before any socket is bound.
         self.host = StrategyHost(
-            build_strategies(settings.signal.strategies, ctx), settings.execution.client_order_id_prefix
+            build_strategies(settings.signal.strategies, ctx, settings.signal.strategy_paths),
+            settings.execution.client_order_id_prefix,
         )
         super().__init__(settings)
         self.intents_sent = 0

@@ -158,3 +158,43 @@ def system_up(config: Path, env: dict[str, str], run_dir: Path) -> Iterator[dict
         for pid in pids:  # supervisord stops them; any straggler is stopped by its PID
             kill_pid(pid)
         assert down.returncode == 0, down.stderr
+
+
+def processes_pointing_at(folder: Path) -> list[int]:
+    """Live processes (not zombies) whose working folder or command line is in ``folder``."""
+    found = []
+    text = str(folder)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if (entry / "stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                continue
+            where = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if where == text or where.startswith(text + "/") or text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def recorded_pids(run_dir: Path) -> list[int]:
+    """The pids the run folder records: supervisord's pid file and every `<name>.lock`."""
+    pids = []
+    for f in [run_dir / "supervisord.pid", *run_dir.glob("*.lock")]:
+        with contextlib.suppress(OSError, ValueError):
+            pids.append(int(f.read_text().strip()))
+    return pids
+
+
+def assert_nothing_left(folder: Path, run_dir: Path) -> None:
+    """No process of the test's run: none the run folder records is alive on it, and none works in or
+    names ``folder`` (the test's temporary folder)."""
+    alive = [
+        pid
+        for pid in recorded_pids(run_dir)
+        if Path(f"/proc/{pid}").exists() and pid in processes_pointing_at(folder)
+    ]
+    assert not alive, f"recorded pids still running: {alive}"
+    assert not processes_pointing_at(folder), f"processes left on {folder}: {processes_pointing_at(folder)}"

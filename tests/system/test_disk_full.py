@@ -5,12 +5,7 @@ order reaches the venue afterwards."""
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,48 +13,11 @@ import pytest
 
 from bench.limits import OPEN_RISK
 from tests.kit import ledger
+from tests.kit.disk import fill, tmpfs
 from tests.kit.system import clean_env, free_port, status_json, system_up, write_toml
 from tests.kit.waiting import wait_until
 
 TMPFS_SIZE = "48m"
-
-
-@contextmanager
-def tmpfs(path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs for the run folder needs root")
-    path.mkdir(mode=0o700)
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(path)], check=False)  # still busy: detach it lazily
-
-
-def fill(folder: Path) -> int:
-    """Write one file until the filesystem refuses (ENOSPC); returns the bytes written."""
-    written = 0
-    chunk = b"\0" * (1 << 20)
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            try:
-                written += os.write(fd, chunk)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                if len(chunk) == 1:
-                    return written
-                chunk = chunk[: len(chunk) // 2]
-    finally:
-        os.close(fd)
 
 
 def _doc(run_dir: Path, sim_port: int) -> dict[str, Any]:
@@ -87,7 +45,7 @@ def test_disk_full_on_the_run_folder_halts_trading_and_says_why(tmp_path: Path) 
     config = write_toml(tmp_path / "zerotick.toml", _doc(tmp_path / "run", port))
     env = clean_env()
     c = ledger.client(port)
-    with tmpfs(tmp_path / "run") as run_dir, system_up(config, env, run_dir):
+    with tmpfs(tmp_path / "run", TMPFS_SIZE) as run_dir, system_up(config, env, run_dir):
         wait_until(lambda: len(ledger.venue_orders(c)) >= 10, 60, "trading")
         filled = fill(run_dir)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from common.config import Settings
-from zerotick.supervisor import Layout, programs, render_conf
+from zerotick.supervisor import START_RETRIES, START_SECS, Layout, log_tail, programs, render_conf
 
 
 def _priorities(conf: str) -> dict[str, int]:
@@ -67,3 +67,28 @@ def test_idle_poll_holds_the_latency_request_until_stopped() -> None:
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_a_program_that_dies_at_start_is_given_up_after_a_few_tries(tmp_path: Path) -> None:
+    conf = render_conf(Settings(zmq={"run_dir": tmp_path}), Layout(tmp_path), None)
+    assert START_SECS >= 5 and 1 <= START_RETRIES <= 3  # longer than an import; FATAL in seconds, not never
+    assert conf.count(f"startsecs={START_SECS}\n") == conf.count("[program:")
+    assert conf.count(f"startretries={START_RETRIES}\n") == conf.count("[program:")
+    assert "nodaemon=true" in conf  # `zerotick up` starts it in its own session and knows its pid
+
+
+def test_log_tail_keeps_what_went_wrong(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "risk.log").write_text(
+        '{"level": "INFO", "msg": "service ready"}\n'
+        '{"level": "ERROR", "msg": "venue unreachable", "exc": "Traceback...\\nOSError: refused"}\n'
+        '{"level": "INFO", "msg": "service stopping"}\n'
+        "Traceback (most recent call last):\n"
+        "ValueError: bad\n"
+    )
+    assert log_tail(Layout(tmp_path), "risk", max_lines=3) == [
+        "venue unreachable: OSError: refused",
+        "Traceback (most recent call last):",
+        "ValueError: bad",
+    ]
+    assert log_tail(Layout(tmp_path), "signal") == []  # no log yet

@@ -46,6 +46,7 @@ class TradeStream:
         self._on_connected = on_connected
         self.backoff = Backoff(reconnect_min_s, reconnect_max_s, rng)
         self.connected = False
+        self.last_error = ""  # why the last session ended (empty while connected)
         self.connects = 0
         self._reconnects = RECONNECTS.labels("execution", "trade_updates")
         self.updates = 0
@@ -76,6 +77,8 @@ class TradeStream:
 
     def _set_connected(self, value: bool) -> None:
         self.connected = value
+        if value:
+            self.last_error = ""
         STREAM_CONNECTED.set(1 if value else 0)
 
     async def _run(self) -> None:
@@ -85,6 +88,7 @@ class TradeStream:
             except asyncio.CancelledError:
                 raise
             except (OSError, WebSocketException, StreamAuthError, TimeoutError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("trade stream disconnected", extra=kv(error=f"{type(exc).__name__}: {exc}"[:300]))
             except Exception:
                 log.exception("trade stream failed")
