@@ -15,12 +15,12 @@ from common import topics, wire
 from common.clock import mono_ns, wall_ns
 from common.enums import FeedState
 from common.metrics import STAGE_LATENCY
+from common.ratelog import RateLimitedLog
 from services.market_data import decode as d
 from services.market_data.alpaca_ws import FeedConnection
 from services.market_data.capture import FrameCapture
 from services.market_data.metrics import FEED_STATE, FRAMES, MALFORMED, MESSAGES, STATE_CODES
 from services.market_data.normalize import Normalizer
-from services.market_data.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -68,7 +68,7 @@ def build_strategies(configs: list[StrategyConfig], ctx: StrategyContext) -> lis
             cls = resolve(cfg.kind)
             strategy = cls(cfg.name, cfg.symbols, cfg.params, ctx)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"invalid configuration:\n  signal.strategies[{cfg.name}]: {exc}") from None
+            raise ConfigError.of([f"signal.strategies[{cfg.name}]: {exc}"]) from None
         if not strategy.kind:
             strategy.kind = cfg.kind
         out.append(strategy)
