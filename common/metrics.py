@@ -54,6 +54,9 @@ RPC_LATENCY = Histogram(
 RPC_OUTCOMES = Counter("zt_rpc_requests_total", "Request outcomes", ["service", "peer", "outcome"])
 SERVICE_UP = Gauge("zt_service_up", "1 while the service runs", ["service"])
 HEARTBEATS = Counter("zt_heartbeats_total", "Heartbeats published", ["service"])
+LINK_FAILURES = Counter(
+    "zt_link_failures_total", "Failed attempts on a link to the venue, by class", ["service", "link", "kind"]
+)
 
 
 class RedactingRegistry:

@@ -151,9 +151,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{'PROCESS':<12} {'SUPERVISOR':<12} {'PID':>7} {'UPTIME':>9}  {'CONTROL':<10} STATE")
         for name, r in st["processes"].items():
             svc = r.get("service") or {}
+            why = f" ({svc['not_ready_reason']})" if svc.get("not_ready_reason") else ""
             print(
                 f"{name:<12} {r['supervisor']:<12} {r['pid'] or '-':>7} {r['uptime_s']:>8}s  "
-                f"{r.get('rpc', '-'):<10} {svc.get('state', '-')}"
+                f"{r.get('rpc', '-'):<10} {svc.get('state', '-')}{why}"
             )
     return 0 if st["all_up"] else 1
 

@@ -25,6 +25,7 @@ from services.market_data.normalize import Normalizer
 log = logging.getLogger(__name__)
 
 Publish = Callable[[bytes, list[Any]], None]
+_RETRY_LOOP_STATES = frozenset({FeedState.CONNECTING, FeedState.DISCONNECTED, FeedState.ERROR})
 
 
 class Feed:
@@ -90,10 +91,14 @@ class Feed:
             self.last_data_mono_ns = mono_ns()  # the stale clock starts at subscription
         if state == self.state and detail == self.detail:
             return
+        changed = state != self.state
         self.state, self.detail = state, detail
         self._gauge.set(STATE_CODES[state])
         self.publish_status()
-        log.info("feed state", extra={"fields": {"feed": self.feed, "state": state, "detail": detail}})
+        # the reconnect loop's states (connecting / error / disconnected) are logged by the link's
+        # LinkHealth when the failure changes, not on every attempt
+        if changed and state not in _RETRY_LOOP_STATES:
+            log.info("feed state", extra={"fields": {"feed": self.feed, "state": state, "detail": detail}})
 
     def publish_status(self) -> None:
         """Also called periodically, so a subscriber that joins late learns the state."""
@@ -176,5 +181,6 @@ class Feed:
             "last_message_age_s": self.last_message_age_s(),
             "frames": self.frames,
             "reconnects": self.conn.reconnects,
+            "link": self.conn.health.status(),
             "unsubscribed_dropped": self.unsubscribed,
         }
