@@ -180,20 +180,18 @@ class ExecutionService(Service):
 
     def _startup_failed(self, exc: Exception) -> None:
         """Not ready: say why in status (``not_ready_reason``) and in the log, once per kind of
-        failure. A link failure is logged by the REST client's LinkHealth in its own words."""
+        failure. A link failure is said in full by the REST client's LinkHealth; here only its class."""
         self.reconciler.last_error = str(exc)[:300]
         link = self.rest.health.last if isinstance(exc, RestError) and exc.link_failure else None
         if link is not None:
             self.not_ready_reason = f"{link.kind.value}: {link.message}"
-            key = link.kind.value
+            key, why = link.kind.value, {"failure": link.kind.value}
         else:
             self.not_ready_reason = f"venue reconciliation failed: {exc}"[:300]
-            key = type(exc).__name__
+            key, why = type(exc).__name__, {"reason": self.not_ready_reason}
         retry_s = self.rest.health.retry_delay(STARTUP_RETRY_S)
-        self._startup_log.report(
-            key, "execution not ready: orders refused until the venue answers", logging.ERROR,
-            reason=self.not_ready_reason, retry_s=retry_s,
-        )  # fmt: skip
+        msg = "execution not ready: orders refused until the venue answers"
+        self._startup_log.report(key, msg, logging.ERROR, retry_s=retry_s, **why)
 
     async def _retry_startup(self) -> None:
         """Until the venue answers: every STARTUP_RETRY_S, or every AUTH_RETRY_S after the venue

@@ -3,12 +3,24 @@ traceback, no secret; and ``sim.port = 0`` (ephemeral) running the whole system.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.kit.system import clean_env, system_up, write_toml, zerotick
+from tests.kit.system import (
+    clean_env,
+    free_port,
+    kill_pid,
+    read_logs,
+    status_json,
+    system_up,
+    write_toml,
+    zerotick,
+)
+from tests.kit.waiting import wait_until
 
 SECRET = "s3cr3t-never-printed-42"
 
@@ -99,3 +111,59 @@ def test_sim_port_zero_runs_the_system_on_a_port_chosen_by_zerotick_up(tmp_path:
         assert st["processes"]["market_data"]["service"]["feeds"]["stocks"]["url"].startswith(
             f"ws://127.0.0.1:{port}/"
         )
+
+
+@pytest.mark.timeout(180)
+def test_rejected_keys_show_the_reason_in_status_without_log_floods(tmp_path: Path) -> None:
+    port = free_port()
+    venue = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--port", str(port), "--metrics-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=clean_env(),
+        text=True,
+    )
+    run_dir = tmp_path / "run"
+    origin = f"127.0.0.1:{port}"
+    config = write_toml(
+        tmp_path / "zerotick.toml",
+        {
+            "alpaca": {
+                "base_url": f"http://{origin}",
+                "stock_stream_url": f"ws://{origin}/v2/iex",
+                "crypto_stream_url": f"ws://{origin}/v1beta3/crypto/us",
+            },
+            "zmq": {"run_dir": str(run_dir)},
+            "metrics": {"base_port": 0},
+            "market_data": {"stocks": ["AAPL"], "crypto": []},
+        },
+    )
+    env = clean_env(APCA_API_KEY_ID="PKWRONGKEY", APCA_API_SECRET_KEY=SECRET)
+    try:
+        assert venue.stdout is not None and venue.stdout.readline().startswith("zerotick-sim ready")
+        with system_up(config, env, run_dir):
+            st = wait_until(
+                lambda: (
+                    (s := status_json(config, env))["processes"]["execution"]["service"]["uptime_s"] > 5 and s
+                ),
+                60,
+                "execution up for 5 s (risk has asked for its positions every second)",
+            )
+            execution = st["processes"]["execution"]["service"]
+            assert execution["ready"] is False
+            reason = execution["not_ready_reason"]
+            assert reason.startswith(
+                f"auth_rejected: the venue at 127.0.0.1 rejected the API keys (HTTP 401) at http://{origin}; check APCA_API_KEY_ID/APCA_API_SECRET_KEY"
+            )
+            assert execution["venue_link"]["kind"] == "auth_rejected"
+            md = st["processes"]["market_data"]["service"]
+            assert md["feeds"]["stocks"]["link"]["kind"] == "auth_rejected"
+            table = zerotick("status", "--config", str(config), env=env)
+            assert "rejected the API keys" in table.stdout
+            assert SECRET not in table.stdout + str(st)
+            logs = read_logs(run_dir)
+            assert SECRET not in logs
+            assert logs.count("rejected the API keys (HTTP 401)") == 1  # execution: once, not per retry
+            assert logs.count("execution's positions reply not usable") == 1  # risk: once, not every second
+    finally:
+        kill_pid(venue.pid)
