@@ -30,7 +30,6 @@ class ConditionLog:
         self._clock = clock
         self.key: str | None = None  # the active condition, None when all is well
         self.repeats = 0  # reports left out since the last line
-        self.reports = 0  # reports of the active condition, logged or not
         self._last_ns = 0
         self._since_ns = 0
 
@@ -43,14 +42,12 @@ class ConditionLog:
         now = self._clock()
         if key == self.key and now - self._last_ns < self._reminder_ns:
             self.repeats += 1
-            self.reports += 1
             return False
         if key == self.key:
             fields["repeats"] = self.repeats
             fields["ongoing_s"] = round((now - self._since_ns) / 1e9, 1)
         else:
-            self.key, self._since_ns, self.reports = key, now, 0
-        self.reports += 1
+            self.key, self._since_ns = key, now
         self.repeats = 0
         self._last_ns = now
         self._log.log(level, msg, extra={"fields": fields})
@@ -62,7 +59,7 @@ class ConditionLog:
             return False
         fields.setdefault("after_s", round((self._clock() - self._since_ns) / 1e9, 1))
         fields.setdefault("was", self.key)
-        self.key, self.repeats, self.reports = None, 0, 0
+        self.key, self.repeats = None, 0
         if msg:
             self._log.log(level, msg, extra={"fields": fields})
         return True
