@@ -30,9 +30,11 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
+from common import config_errors, sim_port
 from common.enums import TradingState
 from common.private_files import create_secret, read_secret
 
@@ -151,6 +153,11 @@ class SimConfig(Section):
     # None = a restarted venue starts empty. Written when changed, at most every state_flush_ms.
     state_file: Path | None = None
     state_flush_ms: float = Field(default=50.0, ge=1, le=60_000)
+
+    @field_validator("starting_cash")
+    @classmethod
+    def _cash(cls, v: Decimal) -> Decimal | None:
+        return _nanos(v, _MAX_MONEY, allow_zero=True)
 
 
 class ServiceHost(Section):
@@ -289,20 +296,29 @@ class SignalConfig(Section):
         return self
 
 
+NANO = Decimal("1e-9")
 _MAX_QTY = Decimal("1e9")  # units: far beyond any order, well inside int64 nanos
 _MAX_MONEY = Decimal("1e12")
 
 
-def _nanos(v: Decimal | None, upper: Decimal) -> Decimal | None:
-    """A positive quantity or amount that is exact in nanos (9 decimals) and at most ``upper``."""
+def _nanos(v: Decimal | None, upper: Decimal, allow_zero: bool = False) -> Decimal | None:
+    """A quantity or amount that is exact in nanos (9 decimals), positive (or zero where allowed) and
+    at most ``upper``. A value that would round in the conversion to int nanos is refused, never
+    rounded: ``1e-10`` would silently become 0."""
     if v is None:
         return v
-    if not v.is_finite() or v <= 0:
-        raise ValueError("must be a positive, finite number")
+    if not v.is_finite():
+        raise ValueError("must be a finite number")
+    if v < 0 or (v == 0 and not allow_zero):
+        raise ValueError("must be positive" if not allow_zero else "must not be negative")
     if v > upper:
         raise ValueError(f"must be at most {upper}")
-    if v != v.quantize(Decimal("1e-9")):
-        raise ValueError("must have at most 9 decimal places (it would round in nanos)")
+    exact = v.quantize(NANO)  # within 28 digits: v is at most 1e12 here
+    if v != exact:
+        becomes = format(exact.normalize(), "f") if exact else "0"
+        raise ValueError(
+            f"{format(v, 'f')} is not exact to 9 decimal places (int nanos): it would become {becomes}"
+        )
     return v
 
 
@@ -621,13 +637,22 @@ class Settings(BaseSettings):
             return self.zmq.peer_secret.get_secret_value()
         return create_secret(self.peer_key_path())
 
+    def sim_port(self) -> int:
+        """``sim.port``, or for 0 (ephemeral) the port `zerotick up` chose and recorded in the run
+        folder; 0 when none is recorded yet (``common.sim_port``)."""
+        return self.sim.port or sim_port.recorded(self.zmq.run_dir.resolve())
+
+    def sim_port_unresolved(self) -> bool:
+        """The services would dial the venue at port 0: ``sim.port = 0`` and no port recorded."""
+        return self.venue == "sim" and not self.alpaca.base_url and self.sim_port() == 0
+
     def sim_connect_host(self) -> str:
         """How the services reach the venue: ``sim.connect_host``, else the host it binds."""
         host = self.sim.connect_host or self.sim.host
         return f"[{host}]" if ":" in host else host
 
     def sim_origin(self) -> str:
-        return f"http://{self.sim_connect_host()}:{self.sim.port}"
+        return f"http://{self.sim_connect_host()}:{self.sim_port()}"
 
     def trading_base_url(self) -> str:
         if self.alpaca.base_url:
@@ -642,7 +667,7 @@ class Settings(BaseSettings):
 
     def _data_origin(self) -> str:
         if self.venue == "sim" and not self.alpaca.base_url:
-            return f"ws://{self.sim_connect_host()}:{self.sim.port}"
+            return f"ws://{self.sim_connect_host()}:{self.sim_port()}"
         return DATA_STREAM_ORIGIN
 
     def stock_stream_url(self) -> str:
@@ -686,26 +711,46 @@ class _AlpacaEnvSource(PydanticBaseSettingsSource):
 
 
 class ConfigError(SystemExit):
-    """Raised (and exits non-zero) when the configuration is invalid; the message names the fields."""
+    """The configuration is invalid. Each line of the message is one problem, complete on its own
+    (``file:line:col``, the environment variable or the dotted field, and what is wrong), and never
+    carries a secret. Entry points print it and exit with status 2."""
+
+    EXIT_CODE = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lines = message.splitlines()
+
+    @classmethod
+    def of(cls, problems: list[str]) -> ConfigError:
+        return cls("\n".join(f"config error: {p}" for p in problems))
+
+
+SIM_PORT_ZERO = (
+    "sim.port: 0 (ephemeral) but no venue port is recorded in {path}; `zerotick up` chooses and "
+    "records one; or set a port"
+)
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Load and validate. ``config_file`` wins over ``ZEROTICK_CONFIG``."""
+    """Load and validate. ``config_file`` wins over ``ZEROTICK_CONFIG``. Any problem is a
+    :class:`ConfigError`: TOML syntax, an environment value that cannot be parsed, a field out of range."""
     global _config_file
     path = Path(config_file) if config_file is not None else None
     if path is None and os.environ.get("ZEROTICK_CONFIG"):
         path = Path(os.environ["ZEROTICK_CONFIG"])
     if path is not None and not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError.of([f"config file not found: {path}"])
+    if path is not None and (problems := config_errors.check_toml(path)):
+        raise ConfigError.of(problems)
     _config_file = str(path) if path else None
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(settings)"
-            lines.append(f"  {loc}: {err['msg']}")
-        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+        raise ConfigError.of(config_errors.validation_lines(exc)) from None
+    except SettingsError as exc:
+        prefix = str(Settings.model_config.get("env_prefix", ""))
+        raise ConfigError.of(config_errors.env_lines(exc, Settings, prefix, os.environ)) from None
     finally:
         _config_file = None
     settings.zmq.run_dir = _absolute(settings.zmq.run_dir, path, overrides, "zmq", "RUN_DIR")
@@ -716,6 +761,13 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         _absolute(p, path, overrides, "signal", "STRATEGY_PATHS") for p in paths
     ]
     return settings
+
+
+def require_dialable_venue(settings: Settings) -> None:
+    """For the services: refuse to start dialling the venue at port 0."""
+    if settings.sim_port_unresolved():
+        path = settings.zmq.run_dir.resolve() / sim_port.SIM_PORT_FILE
+        raise ConfigError.of([SIM_PORT_ZERO.format(path=path)])
 
 
 def _absolute(

@@ -242,3 +242,18 @@ class OpsEvent(_Vocab):
     FILL = "fill"  # execution: an execution reported by the venue
     RISK_REJECT = "risk reject"  # risk refused an intent
     TRIP = "trading state trip"  # risk: the trading state changed (kill switch, reduce-only, reset)
+
+
+class LinkFailure(_Vocab):
+    """Why a connection to the venue (REST, trade_updates, market data) failed, as logged, counted
+    (``zt_link_failures_total``) and shown in ``zerotick status``."""
+
+    AUTH_REJECTED = "auth_rejected"  # the venue refused the API keys (HTTP 401, stream auth failure)
+    DNS_FAILURE = "dns_failure"  # the host name does not resolve
+    CONNECTION_REFUSED = "connection_refused"  # nothing listens there
+    CONNECTION_LOST = "connection_lost"  # reset or closed under us
+    TIMEOUT = "timeout"  # no (complete) answer in time
+    TLS_ERROR = "tls_error"  # handshake or certificate
+    HTTP_ERROR = "http_error"  # the venue answered with an error status (5xx, 429, a refused upgrade)
+    PROTOCOL_ERROR = "protocol_error"  # an answer that is not the protocol expected
+    VENUE_ERROR = "venue_error"  # the venue's own error message on a stream (connection limit, plan)

@@ -30,6 +30,20 @@ def to_fixed(value: str | int | float | Decimal) -> int:
     return int((d * SCALE).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
+def to_fixed_exact(value: str | int | float | Decimal) -> int:
+    """Like :func:`to_fixed`, but a value with more than 9 decimals is refused instead of rounded
+    (for configuration: ``1e-10`` must not quietly become 0)."""
+    nanos = to_fixed(value)
+    given = (
+        value
+        if isinstance(value, Decimal)
+        else Decimal(repr(value) if isinstance(value, float) else str(value))
+    )
+    if Decimal(nanos) != given * SCALE:
+        raise ValueError(f"{value!r} is not exact to 9 decimal places: it would become {to_str(nanos)}")
+    return nanos
+
+
 def to_decimal(nanos: int) -> Decimal:
     return (Decimal(nanos) / SCALE).quantize(_Q).normalize() if nanos else Decimal(0)
 

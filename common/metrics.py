@@ -85,6 +85,9 @@ LOOP_LAG = Histogram(
     buckets=LOOP_LAG_BUCKETS,
 )
 HEARTBEATS = Counter("zt_heartbeats_total", "Heartbeats published", ["service"])
+LINK_FAILURES = Counter(
+    "zt_link_failures_total", "Failed attempts on a link to the venue, by class", ["service", "link", "kind"]
+)
 
 
 class RedactingRegistry:

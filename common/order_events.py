@@ -27,6 +27,7 @@ from typing import Any
 from common import topics, wire
 from common.bounds import MAX_NANOS, InboundFilter, message_error
 from common.clock import wall_ns
+from common.ratelog import ConditionLog
 from common.zmq_io import RpcClient, RpcError
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class OrderEventReceiver:
         self._peer_incarnation = ""
         self._peer_boot = 0
         self.restarts = 0  # execution restarts seen (boot changed)
+        self._replay_log = ConditionLog(log)  # a replay retried every RETRY_S: logged on change
         self.resets = 0
         self._epoch = 0  # bumped on every reset: a replay answer from before it is of the old sequence
         self.bad_replies = 0
@@ -155,8 +157,8 @@ class OrderEventReceiver:
                 try:
                     reply = await self._client.request(wire.Replay(after_seq=self.last_seq))
                 except RpcError as exc:
-                    log.warning(
-                        "order event replay failed, will retry", extra={"fields": {"error": str(exc)}}
+                    self._replay_log.report(
+                        "rpc", "order event replay failed, will retry", error=str(exc)[:300]
                     )
                     await asyncio.sleep(RETRY_S)
                     self._want_replay = True
@@ -177,6 +179,7 @@ class OrderEventReceiver:
                     self.skipped += events[0].seq - 1 - self.last_seq
                     self.last_seq = events[0].seq - 1
                     self._buffer = {k: v for k, v in self._buffer.items() if k > self.last_seq}
+                self._replay_log.clear("order event replay works again")
                 for ev in events:
                     self._accept(ev)
                 if self.last_seq > before:
@@ -206,7 +209,7 @@ class OrderEventReceiver:
         else:
             detail = reply.detail if isinstance(reply, wire.Reply) else type(reply).__name__
         self.bad_replies += 1
-        log.warning(
-            "execution's replay answer not usable, will retry", extra={"fields": {"error": detail[:300]}}
+        self._replay_log.report(
+            f"bad:{detail[:80]}", "execution's replay answer not usable, will retry", error=detail[:300]
         )
         return None

@@ -28,7 +28,7 @@ from common import topics, wire
 from common.auth import PRIVILEGED, REQUEST_REFUSED, ControlGuard, LogLimiter
 from common.bounds import InboundFilter
 from common.clock import wall_ns
-from common.config import SERVICES, EndpointKind, Settings
+from common.config import SERVICES, ConfigError, EndpointKind, Settings, require_dialable_venue
 from common.curve import CurveKeyError
 from common.enums import ControlCmd
 from common.log import redact_obj, register_secret, setup_logging
@@ -444,6 +444,7 @@ class Service:
 
 def run(service_cls: type[Service], settings: Settings) -> None:
     """Run one service in this process until SIGTERM/SIGINT."""
+    require_dialable_venue(settings)
     setup_logging(service_cls.name, settings.log.level, settings.log.use_json(sys.stderr.isatty()))
     for secret in (settings.alpaca.key_id, settings.alpaca.secret_key, settings.sim.secret_key):
         if secret is not None:
@@ -472,4 +473,8 @@ def main(service_cls: type[Service], argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog=f"zerotick-{service_cls.name}")
     p.add_argument("--config", help="TOML config file (default: $ZEROTICK_CONFIG)")
     args = p.parse_args(argv)
-    run(service_cls, load_settings(args.config))
+    try:
+        run(service_cls, load_settings(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(ConfigError.EXIT_CODE) from None

@@ -25,8 +25,10 @@ from typing import Any
 
 import uvloop
 from aiohttp import web
+from pydantic import ValidationError
 
-from common.config import SimConfig, load_settings
+from common.config import ConfigError, SimConfig, load_settings
+from common.config_errors import validation_lines
 from common.log import kv, register_secret, setup_logging
 from common.metrics import serve_metrics
 from simulator.control import Control, add_control_routes
@@ -163,7 +165,7 @@ def sim_config_from_args(args: argparse.Namespace) -> tuple[SimConfig, bool]:
     settings = load_settings(args.config)
     overrides: dict[str, Any] = {
         "host": args.host,
-        "port": args.port,
+        "port": args.port if args.port is not None else settings.sim_port(),
         "seed": args.seed,
         "message_rate": args.rate,
         "replay_file": args.replay,
@@ -197,9 +199,12 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     try:
         cfg, json_logs = sim_config_from_args(args)
-    except Exception as exc:  # pydantic's ValidationError or ConfigError: one clear line, exit 2
-        print(f"zerotick sim: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(ConfigError.EXIT_CODE) from None
+    except ValidationError as exc:  # an override out of range: one line per field, exit 2
+        print(ConfigError.of([f"sim.{line}" for line in validation_lines(exc)]), file=sys.stderr)
+        raise SystemExit(ConfigError.EXIT_CODE) from None
     setup_logging("sim", cfg.log_level, json_logs)
     register_secret(cfg.secret_key.get_secret_value())
     try:

@@ -66,7 +66,7 @@ def collect_status(settings: Settings, timeout_ms: int = 500) -> dict[str, Any]:
             if not reason and row["rpc"] == "down" and info["state"] == "RUNNING":
                 reason = f"control socket does not answer: {row['rpc_error']}"
             elif not reason and not ready and svc:
-                reason = svc.get("state_reason") or f"state {svc.get('state')}"
+                reason = svc.get("state_reason") or svc.get("not_ready_reason") or f"state {svc.get('state')}"
         elif name == supervisor.SIM_PROGRAM:
             row["rpc"] = "ok" if _venue_healthy(settings, timeout_ms) else "down"
             if not reason and row["rpc"] == "down" and info["state"] == "RUNNING":

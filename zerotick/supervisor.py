@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from common import sim_port
 from common.config import SERVICES, Settings
 from common.private_files import FILE_MODE, create_secret, ensure_private_dir
 from zerotick import procs
@@ -190,6 +191,8 @@ def prepare(settings: Settings, layout: Layout, config_file: Path | None) -> Non
     if settings.control.token is None:
         create_secret(settings.control_token_path())
     settings.peer_secret()  # creates peer.key when none is configured, before the peers race for it
+    if SIM_PROGRAM in programs(settings) and settings.sim.port == 0:  # ephemeral: chosen once, here
+        sim_port.record(layout.run_dir, sim_port.pick_free_port(settings.sim.host))
     layout.conf.touch(mode=FILE_MODE)
     os.chmod(layout.conf, FILE_MODE)
     layout.conf.write_text(render_conf(settings, layout, config_file))

@@ -27,6 +27,7 @@ from common.enums import ControlCmd, RejectReason
 from common.log import kv
 from common.metric_labels import LabelFold, configured_strategies, configured_symbols
 from common.metrics import STAGE_LATENCY
+from common.ratelog import ConditionLog
 from common.service import Service
 from services.execution.metrics import OPEN_ORDERS, ORDERS, STALE_BLOCKED, OrderEventCounters
 from services.execution.orders.event_log import MAX_REPLAY, EventLog
@@ -122,6 +123,8 @@ class ExecutionService(Service):
             self.rest, self.gate, self.tracker, self.placer, ex.client_order_id_prefix, self._spawn
         )
         self.ready = False
+        self.not_ready_reason = "venue reconciliation pending"
+        self._startup_log = ConditionLog(log)
         self.start_positions: list[wire.Position] = []
         self._risk_to_exec = STAGE_LATENCY.labels(self.name, "risk_to_exec")
 
@@ -137,8 +140,7 @@ class ExecutionService(Service):
         try:
             await self._startup_reconcile()
         except (RestError, ValueError, JournalError) as exc:
-            self.reconciler.last_error = str(exc)
-            log.error("venue not reachable at start, orders refused until it is", extra=kv(error=str(exc)))
+            self._startup_failed(exc)
             self._spawn(self._retry_startup())
 
     async def stop(self) -> None:
@@ -172,19 +174,38 @@ class ExecutionService(Service):
             self.reconciler.since_ns = wall_ns() - 60 * 1_000_000_000
             self._restored = True
         self.ready = True
+        self.not_ready_reason = ""
+        self._startup_log.clear("execution ready after venue failures")
         self.stream.start()  # only now: every update it brings is news relative to the snapshot
         self.tasks.spawn("account_poll", self.account.run)
         log.info(
             "execution ready", extra=kv(positions=len(self.start_positions), open_orders=self.open_orders())
         )
 
+    def _startup_failed(self, exc: Exception) -> None:
+        """Not ready: say why in status (``not_ready_reason``) and in the log, once per kind of
+        failure. A link failure is said in full by the REST client's LinkHealth; here only its class."""
+        self.reconciler.last_error = str(exc)[:300]
+        link = self.rest.health.last if isinstance(exc, RestError) and exc.link_failure else None
+        if link is not None:
+            self.not_ready_reason = f"{link.kind.value}: {link.message}"
+            key, why = link.kind.value, {"failure": link.kind.value}
+        else:
+            self.not_ready_reason = f"venue reconciliation failed: {exc}"[:300]
+            key, why = type(exc).__name__, {"reason": self.not_ready_reason}
+        retry_s = self.rest.health.retry_delay(STARTUP_RETRY_S)
+        msg = "execution not ready: orders refused until the venue answers"
+        self._startup_log.report(key, msg, logging.ERROR, retry_s=retry_s, **why)
+
     async def _retry_startup(self) -> None:
+        """Until the venue answers: every STARTUP_RETRY_S, or every AUTH_RETRY_S after the venue
+        rejected the keys (no tight loop against an auth failure)."""
         while not self.ready:
-            await asyncio.sleep(STARTUP_RETRY_S)
+            await asyncio.sleep(self.rest.health.retry_delay(STARTUP_RETRY_S))
             try:
                 await self._startup_reconcile()
             except (RestError, ValueError, JournalError) as exc:
-                self.reconciler.last_error = str(exc)
+                self._startup_failed(exc)
 
     async def _watch_journal(self) -> None:
         """Disk full, read-only or gone is found here too when no order is being written."""
@@ -248,7 +269,7 @@ class ExecutionService(Service):
             return wire.OrderAck(
                 client_order_id=coid, accepted=False, detail="duplicate client_order_id", ts_ns=recv
             )
-        reason = "" if self.ready else "not_ready: venue reconciliation pending"
+        reason = "" if self.ready else f"not_ready: {self.not_ready_reason}"
         if not self.journal.ok:
             reason = f"journal_failed: {self.journal.error}"
         reason = reason or invalid_request(req)
@@ -349,6 +370,9 @@ class ExecutionService(Service):
     def status(self) -> dict[str, Any]:
         return {
             "ready": self.ready,
+            "not_ready_reason": self.not_ready_reason,
+            "venue_link": self.rest.health.status(),
+            "trade_stream_link": self.stream.health.status(),
             "trading_base_url": self.settings.trading_base_url(),
             "trade_stream_connected": self.stream.connected,
             "trade_stream_connects": self.stream.connects,

@@ -20,8 +20,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from common.backoff import Backoff
 from common.clock import wall_ns
-from common.enums import FeedState
+from common.enums import FeedState, LinkFailure
 from common.metrics import RECONNECTS
+from common.netfail import Failure, LinkHealth, os_detail
 from services.market_data import decode as d
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,20 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024  # orderbook snapshots of many symbols exceed
 LONG_BACKOFF_CODES = frozenset({402, 406, 409})  # auth failed, connection limit, insufficient subscription
 
 
+AUTH_CODES = frozenset({401, 402})  # not authenticated, auth failed
+
+
 class StreamError(Exception):
-    """The venue sent ``{"T":"error"}`` during the handshake, or broke the protocol."""
+    """The venue sent ``{"T":"error"}`` during the handshake (``code`` > 0), or broke the protocol."""
 
     def __init__(self, code: int, msg: str) -> None:
         super().__init__(f"{code} {msg}")
         self.code = code
+        self.detail = f"error {code} {msg[:120]}" if code else msg[:160]
+        if code in AUTH_CODES:
+            self.link_failure = LinkFailure.AUTH_REJECTED
+        else:
+            self.link_failure = LinkFailure.VENUE_ERROR if code else LinkFailure.PROTOCOL_ERROR
 
 
 def subscribe_action(channels: dict[str, list[str]]) -> bytes:
@@ -71,6 +80,7 @@ class FeedConnection:
         self.backoff = Backoff(reconnect_min_s, reconnect_max_s, rng)
         self.reconnects = 0
         self._reconnects = RECONNECTS.labels("market_data", feed)
+        self.health = LinkHealth("market_data", feed, url, log)
         self._ws: ClientConnection | None = None
 
     def data_seen(self) -> None:
@@ -81,33 +91,35 @@ class FeedConnection:
         return self.backoff.next_delay(longest=long)
 
     async def run(self) -> None:
-        """Connect and keep connected until cancelled."""
+        """Connect and keep connected until cancelled. Each failure is classified, counted and
+        logged when its class changes (``self.health``); the feed's state detail says it in full."""
         while True:
             long = False
             try:
                 await self._session()
-                reason = "closed"
+                failure = self.health.failed(LinkFailure.CONNECTION_LOST, "closed by the venue")
             except StreamError as exc:
-                reason = f"venue_error_{exc.code}"
                 long = exc.code in LONG_BACKOFF_CODES
-                self._on_state(FeedState.ERROR, str(exc)[:200])
+                failure = self.health.failed(exc.link_failure, exc.detail)
+                self._on_state(FeedState.ERROR, failure.message)
             except websockets.InvalidStatus as exc:
                 status = exc.response.status_code
-                reason = f"http_{status}"
                 long = status == 429
-                self._on_state(FeedState.ERROR, f"upgrade refused with HTTP {status}")
+                failure = self._failed(exc)
+                self._on_state(FeedState.ERROR, failure.message)
             except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-                reason = type(exc).__name__
+                failure = self._failed(exc)
             self._ws = None
-            delay = self.next_delay(long)
+            delay = self.health.retry_delay(self.next_delay(long))
             self.reconnects += 1
             self._reconnects.inc()
-            self._on_state(FeedState.DISCONNECTED, f"{reason}; retry in {delay:.2f}s")
-            log.warning(
-                "feed disconnected",
-                extra={"fields": {"feed": self.feed, "reason": reason, "retry_s": round(delay, 3)}},
+            self._on_state(
+                FeedState.DISCONNECTED, f"{failure.kind.value}: {failure.message}; retry in {delay:.1f}s"
             )
             await asyncio.sleep(delay)
+
+    def _failed(self, exc: BaseException) -> Failure:
+        return self.health.failed_exc(exc) or self.health.failed(LinkFailure.CONNECTION_LOST, os_detail(exc))
 
     async def close(self) -> None:
         if self._ws is not None:
@@ -134,6 +146,7 @@ class FeedConnection:
             key, secret = self._credentials
             await ws.send(msgpack.packb({"action": "auth", "key": key, "secret": secret}))
             await self._expect(ws, "authenticated")
+            self.health.ok()
             await ws.send(subscribe_action(self.channels))
             async for frame in ws:
                 recv_ns = wall_ns()

@@ -15,16 +15,17 @@ from common import topics, wire
 from common.clock import mono_ns, wall_ns
 from common.enums import FeedState
 from common.metrics import STAGE_LATENCY
+from common.ratelog import RateLimitedLog
 from services.market_data import decode as d
 from services.market_data.alpaca_ws import FeedConnection
 from services.market_data.capture import FrameCapture
 from services.market_data.metrics import FEED_STATE, FRAMES, MALFORMED, MESSAGES
 from services.market_data.normalize import Normalizer
-from services.market_data.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[bytes, list[Any]], None]
+_RETRY_LOOP_STATES = frozenset({FeedState.CONNECTING, FeedState.DISCONNECTED, FeedState.ERROR})
 
 
 class Feed:
@@ -94,10 +95,14 @@ class Feed:
             self.last_data_mono_ns = mono_ns()  # the stale clock starts at subscription
         if state == self.state and detail == self.detail:
             return
+        changed = state != self.state
         self.state, self.detail = state, detail
         self._state_metric.state(state.value)
         self.publish_status()
-        log.info("feed state", extra={"fields": {"feed": self.feed, "state": state, "detail": detail}})
+        # the reconnect loop's states (connecting / error / disconnected) are logged by the link's
+        # LinkHealth when the failure changes, not on every attempt
+        if changed and state not in _RETRY_LOOP_STATES:
+            log.info("feed state", extra={"fields": {"feed": self.feed, "state": state, "detail": detail}})
 
     def publish_status(self) -> None:
         """Also called periodically, so a subscriber that joins late learns the state."""
@@ -184,5 +189,6 @@ class Feed:
             "last_message_age_s": self.last_message_age_s(),
             "frames": self.frames,
             "reconnects": self.conn.reconnects,
+            "link": self.conn.health.status(),
             "unsubscribed_dropped": self.unsubscribed,
         }

@@ -117,7 +117,13 @@ class MarketDataService(Service):
         )
 
     def status(self) -> dict[str, Any]:
-        return {"feeds": {name: f.status() for name, f in self.feeds.items()}}
+        down = [
+            f"{name}: {f.detail}" for name, f in self.feeds.items() if f.state is not FeedState.SUBSCRIBED
+        ]
+        return {
+            "feeds": {name: f.status() for name, f in self.feeds.items()},
+            "not_ready_reason": "; ".join(down),
+        }
 
 
 def _show_failure(feed: Feed) -> Callable[[BaseException], None]:

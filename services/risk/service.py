@@ -20,6 +20,7 @@ from common.log import kv
 from common.metric_labels import LabelFold, configured_strategies, configured_symbols
 from common.metrics import STAGE_LATENCY
 from common.order_events import OrderEvent, OrderEventReceiver
+from common.ratelog import ConditionLog
 from common.service import Service
 from common.zmq_io import RpcClient, RpcError, RpcTimeout
 from services.risk import checks
@@ -62,6 +63,7 @@ class RiskService(Service):
         self._positions_as_of = 0  # execution's event seq the loaded positions include
         self._positions_generation = 0  # bumped on every execution restart: older snapshots are void
         self._early_fills: list[wire.Fill] = []  # fills seen before the positions snapshot arrived
+        self._positions_log = ConditionLog(log)
         self._prefix = settings.execution.client_order_id_prefix
         self._max_age_ns = r.intent_max_age_ms * 1_000_000
         self._check_lat = CHECK_LATENCY
@@ -319,7 +321,9 @@ class RiskService(Service):
             try:
                 reply = await self._snapshots.request(wire.Control(cmd=ControlCmd.POSITIONS))
             except RpcError as exc:
-                log.info("waiting for execution's positions", extra=kv(error=str(exc)))
+                self._positions_log.report(
+                    "unreachable", "waiting for execution's positions", logging.INFO, error=str(exc)[:300]
+                )
                 await asyncio.sleep(POSITIONS_RETRY_S)
                 continue
             if generation != self._positions_generation:
@@ -327,7 +331,11 @@ class RiskService(Service):
             try:
                 positions, as_of = _parse_positions(reply)
             except ValueError as exc:
-                log.warning("execution's positions reply not usable", extra=kv(error=str(exc)[:300]))
+                # typically "not ready" (execution waits for the venue) and the same every second:
+                # logged when the answer changes, then as a reminder with the count of repeats
+                self._positions_log.report(
+                    str(exc)[:200], "execution's positions reply not usable", error=str(exc)[:300]
+                )
                 await asyncio.sleep(POSITIONS_RETRY_S)
                 continue
             self.risk.set_positions(positions)
@@ -335,6 +343,7 @@ class RiskService(Service):
             for p in positions:
                 self._publish_position(p.symbol)
             self.positions_loaded = True
+            self._positions_log.clear()
             early, self._early_fills = self._early_fills, []
             for f in early:
                 self._on_order_event(f)

@@ -16,8 +16,8 @@ from typing import Any
 
 from common import wire
 from common.enums import TradingState, TripSource
-from common.log import kv
 from common.metrics import TRIPS
+from common.ratelog import ConditionLog
 from services.risk.metrics import TRIGGER_FIRED
 from services.risk.trading_state import TradingStateOwner
 from services.risk.triggers import Exposure, Firing, Triggers
@@ -94,6 +94,7 @@ class TriggerRunner:
 
     async def _enforce(self, seq: int, f: Firing) -> None:
         attempts = 0
+        retry_log = ConditionLog(log, reminder_s=30.0)  # retried every second: logged on change
         while self.owner.record.seq == seq:
             attempts += 1
             report = await self._tell(seq, f.action, f.flatten, 0)
@@ -113,8 +114,12 @@ class TriggerRunner:
                     detail=report.detail,
                 )
                 return
-            log.warning(
+            retry_log.report(
+                report.detail[:120],
                 "trigger's trip not confirmed by execution yet, retrying",
-                extra=kv(trigger=f.trigger.value, seq=seq, attempts=attempts, detail=report.detail[:300]),
+                trigger=f.trigger.value,
+                seq=seq,
+                attempts=attempts,
+                detail=report.detail[:300],
             )
             await asyncio.sleep(RETRY_S)

@@ -101,5 +101,5 @@ def build_strategies(
         try:
             out.append(build_strategy(cfg, ctx, paths))
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"invalid configuration:\n  signal.strategies[{cfg.name}]: {exc}") from None
+            raise ConfigError.of([f"signal.strategies[{cfg.name}]: {exc}"]) from None
     return out

@@ -16,6 +16,7 @@ from common.ids import IntentIds
 from common.log import kv
 from common.metrics import STAGE_LATENCY
 from common.order_events import OrderEvent, OrderEventReceiver
+from common.ratelog import ConditionLog
 from common.service import Service
 from common.zmq_io import RpcClient, RpcTimeout, RpcUnavailable
 from services.signal.host import StrategyHost
@@ -58,6 +59,7 @@ class SignalService(Service):
 
     def __init__(self, settings: Settings) -> None:
         self.ids = IntentIds()
+        self._undecided_log = ConditionLog(log)
         ctx = StrategyContext(
             ids=self.ids,
             intent_max_age_ns=settings.risk.intent_max_age_ms * 1_000_000,
@@ -176,9 +178,15 @@ class SignalService(Service):
         self.decisions[outcome] += 1
         DECISIONS.labels(outcome).inc()
         if not decision.approved and decision.reason.startswith("risk_"):
-            log.warning(
-                "intent not decided by risk", extra=kv(intent_id=intent.intent_id, reason=decision.reason)
+            # while risk is down every intent lands here: one line per reason, then reminders
+            self._undecided_log.report(
+                decision.reason,
+                "intent not decided by risk",
+                intent_id=intent.intent_id,
+                reason=decision.reason,
             )
+        else:
+            self._undecided_log.clear("risk decides intents again")
         intents = self.host.on_decision(intent, decision)
         if intents:
             self.send(intents)

@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from common import wire
-from common.fixed import to_fixed
+from common.fixed import to_fixed_exact
 from common.ids import IntentIds
 
 Intents = list[wire.OrderIntent] | None
@@ -52,7 +52,10 @@ def fixed_param(params: dict[str, Any], key: str, default: str | int | Decimal) 
     raw = params.get(key, default)
     if isinstance(raw, float):
         raw = repr(raw)
-    value = to_fixed(raw)
+    try:
+        value = to_fixed_exact(raw)
+    except ValueError as exc:
+        raise ValueError(f"param {key!r}: {exc}") from None
     if value <= 0:
         raise ValueError(f"param {key!r} must be > 0, got {raw!r}")
     return value

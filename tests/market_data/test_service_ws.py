@@ -116,7 +116,7 @@ def test_connection_limit_406_is_reported_and_retried(tmp_path: Path, venue: Fak
             lambda t, m: isinstance(m, wire.FeedStatus) and m.feed == err.feed and m.state == "disconnected",
             what="disconnected",
         )
-        assert "venue_error_406" in retry.detail
+        assert retry.detail.startswith("venue_error: ") and "error 406" in retry.detail
         sub.wait_feed(err.feed, "subscribed")
     finally:
         stop_process(proc)

@@ -10,7 +10,7 @@ from typing import Any
 
 from common import fixed, topics, wire
 from common.clock import wall_ns
-from common.log import kv
+from common.ratelog import ConditionLog
 from common.zmq_io import Publisher
 from services.execution.metrics import ACCOUNT_ERRORS
 from services.execution.venue.rest_client import AlpacaRest, RestError
@@ -45,6 +45,7 @@ class AccountPoller:
         self._pub = pub
         self.interval_s = interval_s
         self.last: wire.Account | None = None
+        self._problem = ConditionLog(log)
 
     async def run(self) -> None:
         while True:
@@ -56,8 +57,10 @@ class AccountPoller:
             account = parse_account(await self._rest.account(), wall_ns())
         except (RestError, AccountParseError) as exc:
             ACCOUNT_ERRORS.inc()
-            log.warning("venue account not usable", extra=kv(error=str(exc)[:300]))
+            if not (isinstance(exc, RestError) and exc.link_failure):  # those: the REST link logs them
+                self._problem.report(type(exc).__name__, "venue account not usable", error=str(exc)[:300])
             return None
+        self._problem.clear("venue account usable again")
         self.last = account
         self._pub.publish(topics.ACCOUNT, [account])
         return account

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from typing import cast
 from urllib.parse import quote, urlsplit
 
+from common.enums import LinkFailure
+from common.netfail import classify_os_error, os_detail
+
 MAX_HEAD_BYTES = 64 * 1024  # status line + headers, and separately chunk-size lines + trailers
 _PATH_SAFE = "/:@-._~!$&'()*+,;="
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
@@ -27,11 +30,22 @@ _METHODS_WITH_BODY = frozenset(("POST", "PUT", "PATCH"))
 
 
 class HttpError(Exception):
-    """A request that failed without a usable HTTP response; see the subclasses."""
+    """A request that failed without a usable HTTP response; see the subclasses. ``link_failure``
+    classifies it, ``detail`` says what the operating system said (both for the operator)."""
+
+    link_failure = LinkFailure.CONNECTION_LOST
+
+    def __init__(self, message: str, link_failure: LinkFailure | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        if link_failure is not None:
+            self.link_failure = link_failure
+        self.detail = detail or message
 
 
 class HttpTimeout(HttpError):
     """No complete response in time: the request may or may not have taken effect."""
+
+    link_failure = LinkFailure.TIMEOUT
 
 
 class HttpConnectionError(HttpError):
@@ -40,6 +54,8 @@ class HttpConnectionError(HttpError):
 
 class HttpProtocolError(HttpConnectionError):
     """The peer sent something that is not a valid HTTP/1.1 response."""
+
+    link_failure = LinkFailure.PROTOCOL_ERROR
 
 
 @dataclass(slots=True)
@@ -393,11 +409,17 @@ class Http11Pool:
                 finally:
                     self._slots.release()
         except TimeoutError:
-            raise HttpTimeout(f"no complete response within {timeout_s}s") from None
+            raise HttpTimeout(
+                f"no complete response within {timeout_s}s",
+                detail=f"no complete response within {timeout_s:g}s",
+            ) from None
         except ssl.SSLError as exc:
-            raise HttpConnectionError(f"TLS error: {exc.reason or type(exc).__name__}") from None
+            reason = str(exc.reason or type(exc).__name__)
+            raise HttpConnectionError(f"TLS error: {reason}", LinkFailure.TLS_ERROR, reason) from None
         except OSError as exc:
-            raise HttpConnectionError(f"connection failed: {type(exc).__name__}") from None
+            raise HttpConnectionError(
+                f"connection failed: {type(exc).__name__}", classify_os_error(exc), os_detail(exc)
+            ) from None
 
     def _take_idle(self) -> _Connection | None:
         now = time.monotonic()

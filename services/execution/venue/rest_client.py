@@ -8,33 +8,52 @@ carry the HTTP status and Alpaca's ``code``/``message``, never the credentials.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from common.enums import LinkFailure
+from common.netfail import LinkHealth
 from services.execution.metrics import RATE_TOKENS, REST_ERRORS, REST_LATENCY
 from services.execution.venue.http11 import Http11Pool, HttpConnectionError, HttpTimeout
 from services.execution.venue.ratelimit import TokenBucket
 
+log = logging.getLogger(__name__)
+
 
 class RestError(Exception):
-    """A request whose outcome is known or must be looked up; see the subclasses."""
+    """A request whose outcome is known or must be looked up; see the subclasses. ``link_failure``
+    is set when the failure is the link's rather than the request's (common.netfail)."""
+
+    link_failure: LinkFailure | None = None
+    detail = ""
 
 
 class RestStatusError(RestError):
     def __init__(self, status: int, code: int | None, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}" + (f" (code {code})" if code else ""))
         self.status, self.code, self.message = status, code, message
+        if status == 401:
+            self.link_failure, self.detail = LinkFailure.AUTH_REJECTED, "HTTP 401"
+        elif status >= 500 or status == 429:  # the venue (or a proxy) cannot serve anyone right now
+            self.link_failure, self.detail = LinkFailure.HTTP_ERROR, f"HTTP {status} {message[:120]}".strip()
 
 
 class RestTimeout(RestError):
     """No answer in time: the request may or may not have taken effect."""
 
+    link_failure = LinkFailure.TIMEOUT
+
 
 class RestConnectionError(RestError):
     """The connection failed or broke: the request may or may not have taken effect."""
+
+    def __init__(self, message: str, link_failure: LinkFailure, detail: str) -> None:
+        super().__init__(message)
+        self.link_failure, self.detail = link_failure, detail
 
 
 class RateLimited(RestError):
@@ -65,8 +84,10 @@ class AlpacaRest:
         bucket: TokenBucket,
         timeout_s: float = 5.0,
         max_wait_s: float = 2.0,
+        service: str = "execution",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.health = LinkHealth(service, "rest", self.base_url, log)
         self.bucket = bucket
         self.max_wait_s = max_wait_s
         self.timeout_s = timeout_s
@@ -125,18 +146,32 @@ class AlpacaRest:
         try:
             resp = await self._pool.request(method, path, params, data, self.timeout_s, on_send)
             raw, status = resp.body, resp.status
-        except HttpTimeout:
+        except HttpTimeout as exc:
             REST_ERRORS.labels(endpoint, "timeout").inc()
-            raise RestTimeout(f"{endpoint} timed out") from None
+            err: RestError = RestTimeout(f"{endpoint} timed out")
+            err.detail = exc.detail
+            self.health.failed(LinkFailure.TIMEOUT, exc.detail)
+            raise err from None
         except HttpConnectionError as exc:
             REST_ERRORS.labels(endpoint, "connection").inc()
-            raise RestConnectionError(self._scrub(f"{endpoint} failed: {exc}")) from None
+            self.health.failed(exc.link_failure, exc.detail)
+            raise RestConnectionError(
+                self._scrub(f"{endpoint} failed: {self.health.last.message if self.health.last else exc}"),
+                exc.link_failure,
+                exc.detail,
+            ) from None
         finally:
             REST_LATENCY.labels(endpoint).observe(time.perf_counter() - t0)
         if status >= 300:
             REST_ERRORS.labels(endpoint, str(status)).inc()
             code, message = _error_fields(raw)
-            raise RestStatusError(status, code, self._scrub(message))
+            err = RestStatusError(status, code, self._scrub(message))
+            if err.link_failure is not None:
+                self.health.failed(err.link_failure, err.detail)
+            else:
+                self.health.ok()  # an answer about this request: the link itself works
+            raise err
+        self.health.ok()
         if not raw:
             return status, None
         try:

@@ -17,15 +17,20 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from common.backoff import Backoff
+from common.enums import LinkFailure
 from common.log import kv
 from common.metrics import RECONNECTS
+from common.netfail import LinkHealth
 from services.execution.metrics import STREAM_CONNECTED
 
 log = logging.getLogger(__name__)
 
 
 class StreamAuthError(Exception):
-    pass
+    """The venue did not authorize the keys on the stream."""
+
+    link_failure = LinkFailure.AUTH_REJECTED
+    detail = "trade_updates not authorized"
 
 
 class TradeStream:
@@ -45,6 +50,7 @@ class TradeStream:
         self._on_update = on_update
         self._on_connected = on_connected
         self.backoff = Backoff(reconnect_min_s, reconnect_max_s, rng)
+        self.health = LinkHealth("execution", "trade_updates", url, log)
         self.connected = False
         self.last_error = ""  # why the last session ended (empty while connected)
         self.connects = 0
@@ -82,21 +88,27 @@ class TradeStream:
         STREAM_CONNECTED.set(1 if value else 0)
 
     async def _run(self) -> None:
+        """Reconnect forever; each failure is classified and logged when its class changes (the
+        link's LinkHealth), and an auth rejection waits AUTH_RETRY_S before the next try."""
         while True:
             try:
                 await self._session()
+                self.health.failed(LinkFailure.CONNECTION_LOST, "closed by the venue")
             except asyncio.CancelledError:
                 raise
             except (OSError, WebSocketException, StreamAuthError, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("trade stream disconnected", extra=kv(error=f"{type(exc).__name__}: {exc}"[:300]))
+                if self.health.failed_exc(exc) is None:
+                    log.warning(
+                        "trade stream disconnected", extra=kv(error=f"{type(exc).__name__}: {exc}"[:300])
+                    )
             except Exception:
                 log.exception("trade stream failed")
             finally:
                 self._ws = None
                 self._set_connected(False)
             self._reconnects.inc()
-            await asyncio.sleep(self.backoff.next_delay())
+            await asyncio.sleep(self.health.retry_delay(self.backoff.next_delay()))
 
     async def _session(self) -> None:
         async with connect(
@@ -111,6 +123,7 @@ class TradeStream:
             await ws.send(orjson.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}).decode())
             self.connects += 1
             self.backoff.reset()
+            self.health.ok()
             self._set_connected(True)
             log.info("trade stream connected", extra=kv(url=self.url, connects=self.connects))
             if self._on_connected is not None:

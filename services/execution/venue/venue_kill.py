@@ -70,7 +70,9 @@ async def empty_venue_direct(settings: Settings, flatten: bool, timeout_s: float
     """The same, over a REST connection of its own: for callers that are not execution (``zerotick
     kill`` out of band, risk when execution does not answer a trip)."""
     key_id, secret = settings.credentials()
-    rest = AlpacaRest(settings.trading_base_url(), key_id, secret, TokenBucket(60, 1), timeout_s=2.0)
+    rest = AlpacaRest(
+        settings.trading_base_url(), key_id, secret, TokenBucket(60, 1), timeout_s=2.0, service="kill_switch"
+    )
     await rest.open()
     try:
         return await empty_venue(rest, flatten, mono_ns() + int(timeout_s * 1e9))
