@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from zerotick.dashboards import DASHBOARDS
 
@@ -15,8 +18,6 @@ ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
 PROMETHEUS_OWN = frozenset({"up"})
 
 _TABLE_NAMES = re.compile(r"`(zt_[a-z0-9_]+)`")
-_ALERT = re.compile(r"^\s*- alert: (\w+)\s*$")
-_EXPR_BLOCK = re.compile(r"^(\s*)expr: \|\s*$")
 
 
 def contract_names() -> set[str]:
@@ -29,29 +30,15 @@ def contract_names() -> set[str]:
     return names
 
 
+def alert_rules(text: str | None = None) -> list[dict[str, Any]]:
+    """Every alerting rule of alerts.yml, as Prometheus reads it."""
+    doc = yaml.safe_load(ALERTS.read_text() if text is None else text)
+    return [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
+
+
 def alert_exprs(text: str | None = None) -> dict[str, str]:
-    """alert name → expr, read from alerts.yml: our rules write every expr as a `|` block, which
-    this reads as YAML does (the lines indented deeper than ``expr:``)."""
-    lines = (ALERTS.read_text() if text is None else text).splitlines()
-    out: dict[str, str] = {}
-    name = ""
-    i = 0
-    while i < len(lines):
-        if m := _ALERT.match(lines[i]):
-            name = m.group(1)
-        elif (m := _EXPR_BLOCK.match(lines[i])) and name:
-            indent = len(m.group(1))
-            body = []
-            i += 1
-            while i < len(lines) and (
-                not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent
-            ):
-                body.append(lines[i].strip())
-                i += 1
-            out[name] = " ".join(b for b in body if b)
-            continue
-        i += 1
-    return out
+    """alert name → expr (whitespace folded)."""
+    return {rule["alert"]: " ".join(str(rule["expr"]).split()) for rule in alert_rules(text)}
 
 
 def panel_exprs() -> list[tuple[str, str, str]]:

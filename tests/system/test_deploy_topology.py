@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from common import curve
 from common.config import SERVICES, load_settings
@@ -193,15 +195,61 @@ def test_across_two_hosts_in_network_namespaces(tmp_path: Path) -> None:
             procs.stop_all()
 
 
-def test_the_compose_file_is_valid() -> None:
-    if shutil.which("docker-compose") is None:
-        pytest.skip("docker-compose is not installed")
-    env = {**os.environ, "ZT_ENV_FILE": "zerotick.env.example"}
+def _compose_config() -> dict[str, Any]:
+    """deploy/docker-compose.yml as docker-compose resolves it, with the example env files."""
+    assert shutil.which("docker-compose"), (
+        "docker-compose missing: scripts/install-debian-packages installs it"
+    )
+    env = {
+        **os.environ,
+        "ZT_ENV_FILE": "zerotick.env.example",
+        "ZT_GRAFANA_ENV_FILE": "grafana.env.example",
+    }
     out = subprocess.run(
         ["docker-compose", "-f", str(DEPLOY / "docker-compose.yml"),
          "--env-file", str(DEPLOY / "zerotick.env.example"), "config"],
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    for service in ("venue", *SERVICES, "prometheus", "grafana"):
-        assert f"  {service}:" in out.stdout, service
+    return yaml.safe_load(out.stdout)
+
+
+def _mounts(svc: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(source, target, read-only) of each volume, in either of compose's two spellings."""
+    out = []
+    for v in svc.get("volumes", []):
+        if isinstance(v, dict):
+            out.append((v.get("source", ""), v["target"], bool(v.get("read_only"))))
+        else:
+            source, target, *mode = v.split(":")
+            out.append((source, target, mode == ["ro"]))
+    return out
+
+
+def test_the_compose_file_is_valid_and_wires_what_the_code_expects() -> None:
+    services = _compose_config()["services"]
+    assert set(services) == {"venue", *SERVICES, "cli", "prometheus", "grafana"}
+    settings = load_settings(DEPLOY / "zerotick-compose.toml")
+    assert settings.zmq.transport == "tcp" and settings.metrics.host == "0.0.0.0"
+    for name in SERVICES:
+        svc = services[name]
+        assert svc["command"] == ["run", name]
+        assert svc["restart"] == "unless-stopped" and "zerotick" in " ".join(svc["healthcheck"]["test"])
+        secrets_mounted = [(t, ro) for _, t, ro in _mounts(svc) if "/private/" in t]
+        # each container holds its own CURVE secret and no other, read-only
+        assert [(Path(t).name, ro) for t, ro in secrets_mounted] == [(f"{name}.key_secret", True)]
+        assert getattr(settings.zmq.hosts, name).connect == name  # reached by its compose name
+    assert settings.sim.connect_host == "venue"
+    # Grafana reads its own env file: no trading secret reaches it
+    grafana_env = services["grafana"].get("environment", {})
+    assert "GF_SECURITY_ADMIN_PASSWORD" in grafana_env
+    assert not [k for k in grafana_env if k.startswith(("APCA_", "ZT_"))]
+    # what Prometheus and Grafana mount exists, and Prometheus scrapes every metrics port the config gives
+    for svc in ("prometheus", "grafana"):
+        for source, _, _ in _mounts(services[svc]):
+            if source.startswith("/"):  # a bind mount, not a named volume
+                assert Path(source).exists(), source
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    expected = {f"{name}:{settings.metrics.port(name)}" for name in SERVICES}
+    assert targets == expected | {f"venue:{settings.sim.metrics_port}"}
