@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 import msgpack
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from common import bounds, wire
@@ -102,6 +102,20 @@ def frames(draw: st.DrawFn) -> bytes:
     return data
 
 
+def _quote_frame(t: Any, bid: Any) -> bytes:
+    quote = {"T": "q", "S": "AAPL", "t": t, "bp": bid, "bs": 1, "ap": 190.5, "as": 2}
+    return msgpack.packb([quote], datetime=False)
+
+
+# Whatever the generator draws this run, each outcome the test asserts on is exercised at least once.
+GOOD_TS = msgpack.Timestamp(1_750_000_000, 123)
+KNOWN_OUTCOMES = (
+    _quote_frame(GOOD_TS, 190.25),  # published
+    _quote_frame("1600-01-01T00:00:00Z", 190.25),  # rejected: timestamp
+    _quote_frame(GOOD_TS, -1.0),  # rejected: price
+)
+
+
 def _feed(published: list[Any]) -> Feed:
     def publish(topic: bytes, msgs: list[Any]) -> None:
         frame = wire.encode_batch(topic, msgs)  # what the PUB socket does: must never raise
@@ -120,6 +134,9 @@ def test_feed_frame_handler_survives_any_venue_frame() -> None:
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
     @given(frames())
+    @example(KNOWN_OUTCOMES[0])
+    @example(KNOWN_OUTCOMES[1])
+    @example(KNOWN_OUTCOMES[2])
     def one(frame: bytes) -> None:
         seen["frames"] += 1
         start = len(published)
