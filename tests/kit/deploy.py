@@ -111,6 +111,10 @@ class Processes:
             except subprocess.TimeoutExpired:
                 pass
 
+    def tails_full(self) -> str:
+        """Everything every program logged."""
+        return "\n".join(f.read_text(errors="replace") for f in sorted(self.logs.glob("*.log")))
+
     def tails(self) -> str:
         out = []
         for f in sorted(self.logs.glob("*.log")):

@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from tests.kit.deploy import Processes
 from tests.kit.system import (
     clean_env,
     free_port,
     kill_pid,
-    read_logs,
-    status_json,
     system_up,
     write_toml,
     zerotick,
@@ -113,8 +113,17 @@ def test_sim_port_zero_runs_the_system_on_a_port_chosen_by_zerotick_up(tmp_path:
         )
 
 
+def _ctl_status(service: str, config: Path, env: dict[str, str]) -> dict[str, Any]:
+    out = zerotick("ctl", service, "status", "--config", str(config), env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return orjson.loads(out.stdout)
+
+
 @pytest.mark.timeout(180)
 def test_rejected_keys_show_the_reason_in_status_without_log_floods(tmp_path: Path) -> None:
+    """`zerotick up` refuses rejected keys before starting anything; services started on their own
+    (`zerotick run`, as each container of the compose deployment is) say why they are not ready, and
+    log it once, not per retry."""
     port = free_port()
     venue = subprocess.Popen(
         [sys.executable, "-m", "simulator", "--port", str(port), "--metrics-port", "0"],
@@ -136,34 +145,37 @@ def test_rejected_keys_show_the_reason_in_status_without_log_floods(tmp_path: Pa
             "zmq": {"run_dir": str(run_dir)},
             "metrics": {"base_port": 0},
             "market_data": {"stocks": ["AAPL"], "crypto": []},
+            "log": {"format": "json"},
         },
     )
     env = clean_env(APCA_API_KEY_ID="PKWRONGKEY", APCA_API_SECRET_KEY=SECRET)
+    procs = Processes(tmp_path / "logs")
     try:
         assert venue.stdout is not None and venue.stdout.readline().startswith("zerotick-sim ready")
-        with system_up(config, env, run_dir):
-            st = wait_until(
-                lambda: (
-                    (s := status_json(config, env))["processes"]["execution"]["service"]["uptime_s"] > 5 and s
-                ),
-                60,
-                "execution up for 5 s (risk has asked for its positions every second)",
-            )
-            execution = st["processes"]["execution"]["service"]
-            assert execution["ready"] is False
-            reason = execution["not_ready_reason"]
-            assert reason.startswith(
-                f"auth_rejected: the venue at 127.0.0.1 rejected the API keys (HTTP 401) at http://{origin}; check APCA_API_KEY_ID/APCA_API_SECRET_KEY"
-            )
-            assert execution["venue_link"]["kind"] == "auth_rejected"
-            md = st["processes"]["market_data"]["service"]
-            assert md["feeds"]["stocks"]["link"]["kind"] == "auth_rejected"
-            table = zerotick("status", "--config", str(config), env=env)
-            assert "rejected the API keys" in table.stdout
-            assert SECRET not in table.stdout + str(st)
-            logs = read_logs(run_dir)
-            assert SECRET not in logs
-            assert logs.count("rejected the API keys (HTTP 401)") == 1  # execution: once, not per retry
-            assert logs.count("execution's positions reply not usable") == 1  # risk: once, not every second
+        up = zerotick("up", "--config", str(config), env=env)
+        assert up.returncode == 2, up.stdout + up.stderr
+        assert f"Alpaca rejected the API keys (401) at http://{origin}" in up.stderr
+        assert SECRET not in up.stdout + up.stderr
+
+        for service in ("execution", "risk", "market_data"):
+            procs.start(service, ["run", service, "--config", str(config)], env)
+        execution = wait_until(
+            lambda: (s := _ctl_status("execution", config, env))["uptime_s"] > 5 and not procs.dead() and s,
+            60,
+            "execution up for 5 s (risk has asked for its positions every second)",
+        )
+        assert execution["ready"] is False
+        assert execution["not_ready_reason"].startswith(
+            f"auth_rejected: the venue at 127.0.0.1 rejected the API keys (HTTP 401) at http://{origin}; check APCA_API_KEY_ID/APCA_API_SECRET_KEY"
+        )
+        assert execution["venue_link"]["kind"] == "auth_rejected"
+        md = _ctl_status("market_data", config, env)
+        assert md["feeds"]["stocks"]["link"]["kind"] == "auth_rejected"
+        assert SECRET not in str(execution) + str(md)
+        logs = procs.tails_full()
+        assert SECRET not in logs
+        assert logs.count("rejected the API keys (HTTP 401)") == 1  # execution: once, not per retry
+        assert logs.count("execution's positions reply not usable") == 1  # risk: once, not every second
     finally:
+        procs.stop_all()
         kill_pid(venue.pid)
