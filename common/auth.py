@@ -23,6 +23,7 @@ from prometheus_client import Counter
 
 from common import wire
 from common.config import SERVICES, EndpointKind
+from common.enums import ControlRefusal
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,13 @@ class ControlGuard:
     mutating: frozenset[str]
     token: str = field(repr=False)
 
+    def __post_init__(self) -> None:
+        # the commands that change something have their series from the start (0): alerts and
+        # dashboards see the first refusal
+        for cmd in self.mutating:
+            for reason in ControlRefusal:
+                CONTROL_REFUSED.labels(self.service, cmd, reason)
+
     def _label(self, cmd: str) -> str:
         known = cmd in ALWAYS_READ_ONLY or cmd in self.read_only or cmd in self.mutating
         return cmd if known else "other"
@@ -89,18 +97,18 @@ class ControlGuard:
     def refusal_for(self, name: str, token: str, deadline_ns: int, now_ns: int) -> wire.Reply | None:
         """The same policy for a typed command (e.g. SetTradingState) carrying a token and a deadline."""
         if self.needs_token(name) and not token_ok(token, self.token):
-            self._refused(name, "token")
+            self._refused(name, ControlRefusal.TOKEN)
             return wire.Reply(ok=False, detail=f"refused: {name[:64]!r} needs a valid control token")
         if deadline_ns and now_ns > deadline_ns:
             late_ms = (now_ns - deadline_ns) / 1e6
-            self._refused(name, "expired")
+            self._refused(name, ControlRefusal.EXPIRED)
             return wire.Reply(
                 ok=False,
                 detail=f"refused: {name[:64]!r} arrived {late_ms:.1f} ms after its deadline; not run",
             )
         return None
 
-    def _refused(self, cmd: str, reason: str) -> None:
+    def _refused(self, cmd: str, reason: ControlRefusal) -> None:
         CONTROL_REFUSED.labels(self.service, self._label(cmd), reason).inc()
         log.warning("control command refused", extra={"fields": {"cmd": cmd[:64], "reason": reason}})
 

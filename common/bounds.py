@@ -21,6 +21,7 @@ from prometheus_client import Counter
 
 from common import wire
 from common.clock import mono_ns, wall_ns
+from common.enums import RangeReason
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,12 @@ INBOUND_REJECTED = Counter(
 class OutOfRange(ValueError):
     """``reason`` is a short metric label (``price``, ``size``, ``timestamp``, ``count``)."""
 
-    def __init__(self, reason: str, name: str, value: object) -> None:
+    def __init__(self, reason: RangeReason, name: str, value: object) -> None:
         super().__init__(f"{name} out of range: {value!r}"[:200])
         self.reason = reason
 
 
-def nanos(v: int, name: str, reason: str = "price", signed: bool = False) -> int:
+def nanos(v: int, name: str, reason: RangeReason = RangeReason.PRICE, signed: bool = False) -> int:
     low = -MAX_NANOS if signed else 0
     if not low <= v <= MAX_NANOS:
         raise OutOfRange(reason, name, v)
@@ -53,14 +54,14 @@ def nanos(v: int, name: str, reason: str = "price", signed: bool = False) -> int
 
 def count(v: int, name: str) -> int:
     if not 0 <= v <= MAX_NANOS:
-        raise OutOfRange("count", name, v)
+        raise OutOfRange(RangeReason.COUNT, name, v)
     return v
 
 
 def venue_ts(v: int, name: str, now_ns: int) -> int:
     """A timestamp from the venue: 2000-01-01 .. now + 1 day."""
     if not MIN_VENUE_TS_NS <= v <= now_ns + MAX_AHEAD_NS:
-        raise OutOfRange("timestamp", name, v)
+        raise OutOfRange(RangeReason.TIMESTAMP, name, v)
     return v
 
 
@@ -77,81 +78,81 @@ def _signed(v: int) -> bool:
 
 def _quote(m: wire.Quote, latest: int) -> str:
     if not (_px(m.bid_px) and _px(m.bid_sz) and _px(m.ask_px) and _px(m.ask_sz)):
-        return "price"
-    return "" if 0 <= m.exch_ns <= latest and 0 <= m.recv_ns <= latest else "timestamp"
+        return RangeReason.PRICE
+    return "" if 0 <= m.exch_ns <= latest and 0 <= m.recv_ns <= latest else RangeReason.TIMESTAMP
 
 
 def _trade(m: wire.Trade, latest: int) -> str:
     if not (_px(m.px) and _px(m.sz)):
-        return "price"
+        return RangeReason.PRICE
     if not _px(m.trade_id):
-        return "count"
-    return "" if 0 <= m.exch_ns <= latest and 0 <= m.recv_ns <= latest else "timestamp"
+        return RangeReason.COUNT
+    return "" if 0 <= m.exch_ns <= latest and 0 <= m.recv_ns <= latest else RangeReason.TIMESTAMP
 
 
 def _bar(m: wire.Bar, latest: int) -> str:
     if not all(_px(v) for v in (m.open, m.high, m.low, m.close, m.volume, m.vwap)):
-        return "price"
+        return RangeReason.PRICE
     if not _px(m.trades):
-        return "count"
-    return "" if 0 <= m.start_ns <= latest and 0 <= m.recv_ns <= latest else "timestamp"
+        return RangeReason.COUNT
+    return "" if 0 <= m.start_ns <= latest and 0 <= m.recv_ns <= latest else RangeReason.TIMESTAMP
 
 
 def _book(m: wire.Book, latest: int) -> str:
     for side in (m.bids, m.asks):
         for px, sz in side:
             if not (_px(px) and _px(sz)):
-                return "price"
-    return "" if 0 <= m.exch_ns <= latest and 0 <= m.recv_ns <= latest else "timestamp"
+                return RangeReason.PRICE
+    return "" if 0 <= m.exch_ns <= latest and 0 <= m.recv_ns <= latest else RangeReason.TIMESTAMP
 
 
 def _order_update(m: wire.OrderUpdate, latest: int) -> str:
     if not (_px(m.qty) and _px(m.filled_qty) and _px(m.filled_avg_px) and _px(m.limit_px)):
-        return "price"
+        return RangeReason.PRICE
     if not _px(m.seq):
-        return "count"
+        return RangeReason.COUNT
     for t in (m.venue_ns, m.recv_ns, m.intent_signal_ns, m.tick_recv_ns, m.sent_ns):
         if not 0 <= t <= latest:
-            return "timestamp"
+            return RangeReason.TIMESTAMP
     return ""
 
 
 def _fill(m: wire.Fill, latest: int) -> str:
     if not (_px(m.qty) and _px(m.px) and _px(m.cum_qty)):
-        return "price"
+        return RangeReason.PRICE
     if m.position_qty is not None and not _signed(m.position_qty):
-        return "price"
+        return RangeReason.PRICE
     if not _px(m.seq):
-        return "count"
-    return "" if 0 <= m.venue_ns <= latest and 0 <= m.recv_ns <= latest else "timestamp"
+        return RangeReason.COUNT
+    return "" if 0 <= m.venue_ns <= latest and 0 <= m.recv_ns <= latest else RangeReason.TIMESTAMP
 
 
 def _account(m: wire.Account, latest: int) -> str:
     if not all(_signed(v) for v in (m.cash, m.buying_power, m.equity, m.last_equity)):
-        return "price"
-    return "" if 0 <= m.ts_ns <= latest else "timestamp"
+        return RangeReason.PRICE
+    return "" if 0 <= m.ts_ns <= latest else RangeReason.TIMESTAMP
 
 
 def _position(m: wire.Position, latest: int) -> str:
     if not (_signed(m.qty) and _px(m.avg_px) and _signed(m.realized_pnl)):
-        return "price"
-    return "" if 0 <= m.ts_ns <= latest else "timestamp"
+        return RangeReason.PRICE
+    return "" if 0 <= m.ts_ns <= latest else RangeReason.TIMESTAMP
 
 
 def _heartbeat(m: wire.Heartbeat, latest: int) -> str:
     if not (_px(m.pid) and _px(m.seq) and _px(m.last_event_seq)):
-        return "count"
-    return "" if 0 <= m.ts_ns <= latest else "timestamp"
+        return RangeReason.COUNT
+    return "" if 0 <= m.ts_ns <= latest else RangeReason.TIMESTAMP
 
 
 def _trading_state(m: wire.TradingStateChanged, latest: int) -> str:
     if not _px(m.seq):
-        return "count"
-    return "" if 0 <= m.ts_ns <= latest else "timestamp"
+        return RangeReason.COUNT
+    return "" if 0 <= m.ts_ns <= latest else RangeReason.TIMESTAMP
 
 
 def _feed_status(m: wire.FeedStatus, latest: int) -> str:
-    return "" if 0 <= m.ts_ns <= latest else "timestamp"
+    return "" if 0 <= m.ts_ns <= latest else RangeReason.TIMESTAMP
 
 
 _CHECKS: dict[type, Callable[[Any, int], str]] = {
@@ -183,7 +184,8 @@ class InboundFilter:
     def __init__(self, service: str) -> None:
         self.service = service
         self.rejected = 0
-        self._counters: dict[str, Any] = {}
+        # every reason's series exists from the start (0), so rate() and alerts see the first one
+        self._counters: dict[str, Any] = {r: INBOUND_REJECTED.labels(service, r) for r in RangeReason}
         self._next_log_ns = 0
         self._suppressed = 0
 

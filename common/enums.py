@@ -257,3 +257,26 @@ class LinkFailure(_Vocab):
     HTTP_ERROR = "http_error"  # the venue answered with an error status (5xx, 429, a refused upgrade)
     PROTOCOL_ERROR = "protocol_error"  # an answer that is not the protocol expected
     VENUE_ERROR = "venue_error"  # the venue's own error message on a stream (connection limit, plan)
+
+
+class RangeReason(_Vocab):
+    """Why a value from outside was out of range (``common.bounds``): the metrics' reason label."""
+
+    PRICE = "price"  # a price or money amount
+    SIZE = "size"  # a quantity
+    TIMESTAMP = "timestamp"  # before the venue era or too far ahead of this host's clock
+    COUNT = "count"  # a count, sequence number or level count
+
+
+class PeerRefusal(_Vocab):
+    """Why an authenticated ZeroMQ socket refused a connection (``zt_peer_refused_total``)."""
+
+    CREDENTIALS = "credentials"  # ZAP said no to the name or the key
+    PROTOCOL = "protocol"  # the handshake failed: no credentials, another mechanism, a wrong server key
+
+
+class ControlRefusal(_Vocab):
+    """Why a control command was not run (``zt_control_refused_total``)."""
+
+    TOKEN = "token"  # missing or wrong control token
+    EXPIRED = "expired"  # arrived after its deadline

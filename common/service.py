@@ -151,6 +151,8 @@ class Service:
         self.peer_server = (
             PeerServer(self.ctx, self.loop, self.security, spec, self._dispatch_privileged) if spec else None
         )
+        for kind in spec.requests if spec else ():  # series from the start: alerts see the first refusal
+            REQUEST_REFUSED.labels(self.name, kind.__name__)
 
     # ---- for subclasses ---------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
 from common.auth import PEER_REFUSED, LogLimiter
+from common.enums import PeerRefusal
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ class ZapHandler:
             handler = cls._handlers[ctx] = cls(ctx)
         handler._attach(loop)
         handler.policies[domain.encode()] = policy
+        for reason in PeerRefusal:  # the series exist from the start (0): alerts see the first refusal
+            PEER_REFUSED.labels(policy.service, policy.socket, reason)
 
     @classmethod
     def unregister(cls, ctx: zmq.Context, domain: str) -> None:
@@ -148,11 +151,11 @@ class ZapHandler:
         name, claimed = policy.check(mechanism, creds)
         if name is not None:
             return [*envelope, version, req_id, b"200", b"OK", name.encode(), b""]
-        refused(policy, "credentials", claimed, self._logs)
+        refused(policy, PeerRefusal.CREDENTIALS, claimed, self._logs)
         return [*envelope, version, req_id, b"400", b"not allowed", b"", b""]
 
 
-def refused(policy: PeerPolicy, reason: str, claimed: str, logs: LogLimiter) -> None:
+def refused(policy: PeerPolicy, reason: PeerRefusal, claimed: str, logs: LogLimiter) -> None:
     """Count a refused peer; log the name it claimed or whose key it used (never a password or a
     key), at most once a second."""
     PEER_REFUSED.labels(policy.service, policy.socket, reason).inc()
@@ -186,7 +189,7 @@ class HandshakeMonitor:
             except zmq.Again:
                 break
             if event["event"] & self.EVENTS:
-                refused(self.policy, "protocol", "", self._logs)
+                refused(self.policy, PeerRefusal.PROTOCOL, "", self._logs)
 
     def close(self) -> None:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter
 from prometheus_client import Enum as PromEnum
 
-from common.enums import FeedState
+from common.enums import FeedState, RangeReason
 from common.metrics import AgeGauge
 
 FRAMES = Counter("zt_md_frames_total", "WebSocket frames received from the venue", ["feed"])
@@ -25,3 +25,9 @@ LAST_QUOTE_AGE = AgeGauge(
     "Now minus the exchange time of the last quote published, per configured symbol",
     "symbol",
 )
+
+
+def declare_feed_series(feed: str) -> None:
+    """Every rejection reason's series exists from the start (0) for ``feed``."""
+    for reason in RangeReason:
+        REJECTED.labels(feed, reason)

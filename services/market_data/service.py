@@ -13,7 +13,7 @@ from common.service import Service
 from services.market_data.book import warm_up
 from services.market_data.capture import FrameCapture
 from services.market_data.feed import Feed
-from services.market_data.metrics import LAST_QUOTE_AGE
+from services.market_data.metrics import LAST_QUOTE_AGE, declare_feed_series
 from services.market_data.normalize import Normalizer
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class MarketDataService(Service):
                 self._capture,
             )
             self.feeds[feed_name] = feed
+            declare_feed_series(feed_name)
             self.tasks.spawn(f"feed_{feed_name}", feed.conn.run, on_failure=_show_failure(feed))
         self.tasks.spawn("stale_watchdog", self._stale_watchdog)
         LAST_QUOTE_AGE.watch([*md.stocks, *md.crypto], self.last_quote_exch_ns)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from common.metrics import LATENCY_BUCKETS, AgeGauge
+from common.enums import Trigger, TripSource
+from common.metrics import LATENCY_BUCKETS, TRIPS, AgeGauge
 
 DECISIONS = Counter("zt_risk_decisions_total", "Risk decisions by reason code", ["reason"])
 CHECK_LATENCY = Histogram(
@@ -41,3 +42,12 @@ QUOTES_REFUSED = Counter(
     "zt_risk_quotes_refused_total",
     "Quotes not kept: a symbol outside the allow list, or beyond the cap on unconfigured symbols",
 )
+
+
+def declare_kill_switch_series() -> None:
+    """Every trip cause's and trigger's series exists from the start (0), so a dashboard shows them
+    and an alert's increase() sees the first trip."""
+    for cause in (TripSource.CLI, TripSource.CONTROL, *Trigger):  # who counts a trip: kill_switch, triggers
+        TRIPS.labels(cause)
+    for trigger in Trigger.values():
+        TRIGGER_FIRED.labels(trigger)

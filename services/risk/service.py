@@ -27,7 +27,7 @@ from services.risk import checks
 from services.risk.book_metrics import BookFigures, BookGauges, StrategyBooks, book_figures
 from services.risk.kill_switch import SET_TRADING_STATE, KillSwitch
 from services.risk.limits import RiskLimits
-from services.risk.metrics import CHECK_LATENCY, DECISIONS, QUOTE_AGE, RECONCILED
+from services.risk.metrics import CHECK_LATENCY, DECISIONS, QUOTE_AGE, RECONCILED, declare_kill_switch_series
 from services.risk.state import RiskState
 from services.risk.trading_state import TradingStateOwner
 from services.risk.trigger_runner import TriggerRunner
@@ -58,6 +58,7 @@ class RiskService(Service):
         QUOTE_AGE.watch(self._symbol_labels.configured, self.quote_exch_ns)
         self.trading = TradingStateOwner(settings.zmq.run_dir, self.risk.enforce, self._publish_trading_state)
         self.kill_switch = KillSwitch(self.trading, self.guard, settings)
+        declare_kill_switch_series()
         self.decisions: Counter[str] = Counter()
         self.positions_loaded = False  # a positions snapshot from the current execution is applied
         self._positions_as_of = 0  # execution's event seq the loaded positions include
