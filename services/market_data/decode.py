@@ -20,7 +20,7 @@ import msgspec
 from common.fixed import SCALE, to_fixed
 
 NS = 1_000_000_000
-_FLOAT_EXACT_LIMIT = 4_000_000.0  # below this, round(x * 1e9) recovers <= 9 decimals exactly
+FLOAT_EXACT_LIMIT = 4_000_000.0  # below this, round(x * 1e9) recovers <= 9 decimals exactly
 
 
 class Level(msgspec.Struct):
@@ -233,7 +233,7 @@ def to_nanos(x: int | float) -> int:
     """Exact nanos of a venue number (int sizes exactly; floats as their shortest decimal)."""
     if type(x) is int:
         return x * SCALE
-    if -_FLOAT_EXACT_LIMIT < x < _FLOAT_EXACT_LIMIT:
+    if -FLOAT_EXACT_LIMIT < x < FLOAT_EXACT_LIMIT:
         return round(x * 1e9)
     if not math.isfinite(x):
         raise ValueError(f"not a finite number: {x!r}")

@@ -12,6 +12,7 @@ feed, so nothing downstream (the wire encoder, strategies, numba) ever sees such
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,16 @@ from common.clock import wall_ns
 from services.market_data import decode as d
 from services.market_data.book import ASK, BID, L2Book
 from services.market_data.metrics import REJECTED
+
+QuoteRec = d.QuoteRec
+Quote = wire.Quote
+NS = d.NS
+MIN_TS = bounds.MIN_VENUE_TS_NS
+_TS64 = struct.Struct(">HQ").unpack  # a msgpack timestamp-64: 0xD7 0xFF, then 30-bit ns | 34-bit seconds
+_TS64_SECONDS = (1 << 34) - 1
+# Below this many units a venue number converts as ``round(x * 1e9)`` with no further check: it is
+# decode.to_nanos's exact range, and far inside common.bounds' limits.
+_FAST = d.FLOAT_EXACT_LIMIT
 
 _Handler = Callable[[Any, int, "FrameResult", "dict[str, _BookBatch]"], None]
 Batches = dict[bytes, list[wire.Message]]  # type: ignore[valid-type]
@@ -56,8 +67,8 @@ class Normalizer:
         self.book_depth = book_depth
         self.books: dict[str, L2Book] = {}
         self._topic_cache: dict[tuple[bytes, str], bytes] = {}
+        self._quote_topics: dict[str, bytes] = {}
         self._handlers: dict[type, tuple[_Handler, str]] = {
-            d.QuoteRec: (self._quote, "quote"),
             d.TradeRec: (self._trade, "trade"),
             d.BarRec: (self._bar, "bar"),
             d.UpdatedBarRec: (self._bar, "bar"),
@@ -71,26 +82,70 @@ class Normalizer:
         pending_books: dict[str, _BookBatch] = {}
         handlers = self._handlers
         counts = result.counts
-        self._now_ns = wall_ns()
+        batches = result.batches
+        quote_topics = self._quote_topics
+        self._now_ns = now_ns = wall_ns()
+        max_ts = now_ns + bounds.MAX_AHEAD_NS
+        quotes = 0
         for rec in records:
-            entry = handlers.get(type(rec))
-            if entry is None:
-                if isinstance(rec, d.SuccessRec | d.ErrorRec | d.SubscriptionRec):
-                    result.controls.append(rec)
-                else:
-                    counts["ignored"] = counts.get("ignored", 0) + 1
-                continue
-            handler, kind = entry
+            cls = type(rec)
             try:
+                if cls is QuoteRec:
+                    # The hot path, inlined: a quote whose numbers are all in [0, 4e6) units and whose
+                    # t is a timestamp-64 in range converts here; anything else takes the checked
+                    # per-value path below, which raises for what is out of range.
+                    bp, bs, ap, az = rec.bp, rec.bs, rec.ap, rec.as_
+                    if 0.0 <= bp < _FAST and 0.0 <= bs < _FAST and 0.0 <= ap < _FAST and 0.0 <= az < _FAST:
+                        bp, bs, ap, az = round(bp * 1e9), round(bs * 1e9), round(ap * 1e9), round(az * 1e9)
+                    else:
+                        bp, bs, ap, az = _px(bp, "bp"), _sz(bs, "bs"), _px(ap, "ap"), _sz(az, "as")
+                    t = rec.t
+                    exch_ns = 0
+                    if len(t) == 10:
+                        head, v = _TS64(t)
+                        if head == 0xD7FF:
+                            exch_ns = (v & _TS64_SECONDS) * NS + (v >> 34)
+                    if not MIN_TS <= exch_ns <= max_ts:
+                        exch_ns = self._ts(t)
+                    sym = rec.S
+                    q = Quote(
+                        symbol=sym,
+                        bid_px=bp,
+                        bid_sz=bs,
+                        ask_px=ap,
+                        ask_sz=az,
+                        exch_ns=exch_ns,
+                        recv_ns=recv_ns,
+                    )
+                    topic = quote_topics.get(sym)
+                    if topic is None:
+                        topic = quote_topics[sym] = topics.sym(topics.MD_QUOTE, sym)
+                    batch = batches.get(topic)
+                    if batch is None:
+                        batches[topic] = [q]
+                    else:
+                        batch.append(q)
+                    quotes += 1
+                    continue
+                entry = handlers.get(cls)
+                if entry is None:
+                    if isinstance(rec, d.SuccessRec | d.ErrorRec | d.SubscriptionRec):
+                        result.controls.append(rec)
+                    else:
+                        counts["ignored"] = counts.get("ignored", 0) + 1
+                    continue
+                handler, kind = entry
                 handler(rec, recv_ns, result, pending_books)
             except bounds.OutOfRange as exc:
                 self._reject(exc.reason)
-                result.errors.append(f"{type(rec).__name__}: {exc}"[:200])
+                result.errors.append(f"{cls.__name__}: {exc}"[:200])
                 continue
             except (ValueError, OverflowError, TypeError) as exc:
-                result.errors.append(f"{type(rec).__name__}: {exc}"[:200])
+                result.errors.append(f"{cls.__name__}: {exc}"[:200])
                 continue
             counts[kind] = counts.get(kind, 0) + 1
+        if quotes:
+            counts["quote"] = counts.get("quote", 0) + quotes
         for symbol, batch in pending_books.items():
             self._flush_book(symbol, batch, recv_ns, result)
         return result
@@ -100,6 +155,12 @@ class Normalizer:
         REJECTED.labels(self.feed, reason).inc()
 
     def _ts(self, raw: Any) -> int:
+        if len(raw) == 10:  # a timestamp-64, what Alpaca sends: decode.ts_ns's first case, inlined
+            head, v = _TS64(raw)
+            if head == 0xD7FF:
+                ns = (v & _TS64_SECONDS) * NS + (v >> 34)
+                if MIN_TS <= ns <= self._now_ns + bounds.MAX_AHEAD_NS:
+                    return ns
         return bounds.venue_ts(d.ts_ns(raw), "t", self._now_ns)
 
     def _topic(self, prefix: bytes, symbol: str) -> bytes:
@@ -116,18 +177,6 @@ class Normalizer:
             result.batches[topic] = [msg]
         else:
             batch.append(msg)
-
-    def _quote(self, r: d.QuoteRec, recv_ns: int, result: FrameResult, _: dict[str, _BookBatch]) -> None:
-        q = wire.Quote(
-            symbol=r.S,
-            bid_px=_px(r.bp, "bp"),
-            bid_sz=_sz(r.bs, "bs"),
-            ask_px=_px(r.ap, "ap"),
-            ask_sz=_sz(r.as_, "as"),
-            exch_ns=self._ts(r.t),
-            recv_ns=recv_ns,
-        )
-        self._add(result, topics.MD_QUOTE, r.S, q)
 
     def _trade(self, r: d.TradeRec, recv_ns: int, result: FrameResult, _: dict[str, _BookBatch]) -> None:
         t = wire.Trade(
@@ -165,10 +214,13 @@ class Normalizer:
         sizes: list[int] = []
         for side, levels in ((BID, r.b), (ASK, r.a)):
             for lv in levels:
-                px = _px(lv.p, "p")
-                sz = _sz(lv.s, "s")
+                p, s = lv.p, lv.s
+                if 0.0 <= p < _FAST and 0.0 <= s < _FAST:  # the common case, as in frame()'s quotes
+                    px, sz = round(p * 1e9), round(s * 1e9)
+                else:
+                    px, sz = _px(p, "p"), _sz(s, "s")
                 if px == 0:
-                    raise bounds.OutOfRange("price", "book level p", lv.p)
+                    raise bounds.OutOfRange("price", "book level p", p)
                 sides.append(side)
                 prices.append(px)
                 sizes.append(sz)

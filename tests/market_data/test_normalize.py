@@ -256,3 +256,41 @@ def test_capture_file_gets_alpaca_shaped_frames(tmp_path: Path) -> None:
     assert [m["T"] for m in captured.msgs] == ["q", "t"]
     assert captured.msgs[0]["t"] == "2023-11-14T22:13:20.123456789Z"
     assert captured.msgs[0]["bs"] == 0.12345678
+
+
+_EDGE_NUMBERS = [0, 0.0, -0.0, 1e-10, 5e-10, 1.5e-9, 2.5e-9, 190.12, 0.12345678, 3_999_999.999999999, 4e6, 4e6 + 0.5,
+                 4.6e9, 1e12, -1e-12, -0.5, -1.0, 2**53 + 1, 2**62, 2**63, float("inf"), float("nan")]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", _EDGE_NUMBERS)
+def test_inlined_quote_conversion_matches_the_checked_path(value: float) -> None:
+    """frame() converts quotes inline; each field must come out exactly as the per-value check says,
+    or be rejected with the same reason."""
+    from services.market_data import normalize
+
+    msg = af.stock_quote()
+    msg.update(bp=value, bs=value, ap=value, **{"as": value})
+    n = _norm()
+    res = n.frame(af.frame(msg), RECV)
+    try:
+        expected = [normalize._px(value, "bp"), normalize._sz(value, "bs")] * 2
+    except (ValueError, OverflowError) as exc:
+        assert not res.batches and len(res.errors) == 1
+        assert n.rejected == ({exc.reason: 1} if isinstance(exc, normalize.bounds.OutOfRange) else {})
+        return
+    (q,) = res.batches[b"md.q.AAPL"]
+    assert [q.bid_px, q.bid_sz, q.ask_px, q.ask_sz] == expected
+
+
+@pytest.mark.parametrize("ns", [af.T_NS, 946_684_800 * 10**9 - 1, 946_684_800 * 10**9, 2**34 * 10**9 + 5])
+def test_inlined_timestamp_matches_the_checked_path(ns: int) -> None:
+    n = _norm()
+    res = n.frame(af.frame(af.stock_quote(t=ns), af.orderbook(bids=[(10.0, 1.0)], t=ns)), RECV)
+    from common import bounds
+    from common.clock import wall_ns
+
+    if not bounds.MIN_VENUE_TS_NS <= ns <= wall_ns() + bounds.MAX_AHEAD_NS:
+        assert n.rejected == {"timestamp": 2} and not res.batches
+    else:
+        assert res.batches[b"md.q.AAPL"][0].exch_ns == ns
+        assert res.batches[b"md.o.BTC/USD"][0].exch_ns == ns
