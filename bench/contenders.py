@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ VENUE_COUNTERS = ("zt_sim_md_messages_total", "zt_sim_md_disconnects_total")
 ZMQ_COUNTERS = ("zt_zmq_gaps_total", "zt_zmq_dropped_total")
 
 
-class Contender:
+class Contender(ABC):
     """A system under test with its venue: start, stop, the venue's controls, its processes."""
 
     name = ""
@@ -86,14 +87,17 @@ class Contender:
         self.http.trust_env = False
         self.next_probe = 0  # probe asks are unique per venue for the whole run
 
+    @abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Start the venue and the system; return once it is subscribed to market data."""
 
+    @abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop every process it started, by pid."""
 
+    @abstractmethod
     def pids(self) -> dict[str, int]:
-        raise NotImplementedError
+        """Process name -> pid of everything it runs, the venue included."""
 
     def set_rate(self, rate: float) -> None:
         self.http.post(f"{self.rest}/sim/feed/rate", json={"rate": rate}, timeout=5).raise_for_status()
@@ -167,7 +171,7 @@ class Zerotick(Contender):
         return out
 
 
-class _OneProcess(Contender):
+class _OneProcess(Contender, ABC):
     """A venue process plus one client process."""
 
     def __init__(self) -> None:
@@ -177,8 +181,9 @@ class _OneProcess(Contender):
         self.urls: dict[str, str] = {}
         self.env = clean_env()
 
+    @abstractmethod
     def client_argv(self) -> list[str]:
-        raise NotImplementedError
+        """The client's command line (``self.urls`` holds the venue's addresses)."""
 
     def start(self) -> None:
         cfg = write_toml(
