@@ -34,14 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.wire_to_wire
-	$(BIN)/python -m bench.naive_bot
-	$(BIN)/python -m bench.venue_md_rate
-	$(BIN)/python -m bench.md_decode
-	$(BIN)/python -m bench.md_throughput
-	$(BIN)/python -m bench.risk_check
-	$(BIN)/python -m bench.risk_rtt
-	$(BIN)/python -m bench.kill_latency
+	$(BIN)/python -m bench.suite
 
 clean:
 	rm -rf $(VENV)

@@ -124,27 +124,35 @@ def entry_point(
     bare(rs, batch, now, out, codes, checks.compiled_check())
 
 
+PATHS: dict[str, Callable[..., None]] = {
+    "RiskState.check(intent)": via_state,
+    "check_order (dispatcher)": bare,
+    "check_order (entry point)": entry_point,
+}
+
+
+def measure(n: int) -> tuple[dict[str, list[int]], dict[str, Counter[int]]]:
+    """ns per check for each path (``n`` orders each, interleaved in rounds) and the decisions made."""
+    checks.warm_up()
+    now = time.time_ns()
+    samples: dict[str, list[int]] = {name: [] for name in PATHS}
+    codes: dict[str, Counter[int]] = {name: Counter() for name in PATHS}
+    per_round = max(1, n // ROUNDS)
+    for r in range(ROUNDS):
+        for name, run in PATHS.items():
+            rs, symbols = build_state(random.Random(r), now)  # a fresh state: both paths see the same
+            batch = intents(random.Random(r + 100), rs, symbols, per_round)
+            run(rs, batch, now + r * 10**9, samples[name], codes[name])
+    return samples, codes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--orders", type=int, default=200_000)
     n = ap.parse_args().orders
-    checks.warm_up()
-    now = time.time_ns()
-    paths: dict[str, Callable[..., None]] = {
-        "RiskState.check(intent)": via_state,
-        "check_order (dispatcher)": bare,
-        "check_order (entry point)": entry_point,
-    }
-    samples: dict[str, list[int]] = {name: [] for name in paths}
-    codes: dict[str, Counter[int]] = {name: Counter() for name in paths}
-    per_round = n // ROUNDS
-    for r in range(ROUNDS):
-        for name, run in paths.items():
-            rs, symbols = build_state(random.Random(r), now)  # a fresh state: both paths see the same
-            batch = intents(random.Random(r + 100), rs, symbols, per_round)
-            run(rs, batch, now + r * 10**9, samples[name], codes[name])
+    samples, codes = measure(n)
     print(f"numba pre-trade check, {n} orders per path, {N_SYMBOLS} symbols, {len(STRATEGIES)} strategies")
-    for name in paths:
+    for name in PATHS:
         decided = ", ".join(f"{RejectReason.from_code(c).value} {k}" for c, k in codes[name].most_common(4))
         print(f"  {name:<26} {percentiles(samples[name])}   ({decided})")
 

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from typing import Any
 
 import uvloop
@@ -31,6 +32,7 @@ from common.config import ConfigError, SimConfig, load_settings
 from common.config_errors import validation_lines
 from common.log import kv, register_secret, setup_logging
 from common.metrics import serve_metrics
+from simulator.arrival import StampingAppRunner
 from simulator.control import Control, add_control_routes
 from simulator.exchange import Exchange
 from simulator.feed import FeedDriver
@@ -112,7 +114,11 @@ class VenueServer:
     async def start(self) -> None:
         if self.app is None:
             self.app = build_app(self.cfg)
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        exchange = self.app.get(EXCHANGE)
+        clock = exchange.now_ns if exchange is not None else time.time_ns
+        runner = StampingAppRunner(
+            self.app, clock=clock, access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.cfg.host, self.cfg.port, reuse_address=True)
         await site.start()

@@ -1,7 +1,8 @@
 """Alpaca Trading REST v2 on aiohttp, the trade_updates WebSocket and the simulator's /sim controls.
 
 ``add_trading_routes(app, exchange, cfg)`` registers everything on an existing application.
-One middleware handles every trading ``/v2/...`` request in this order: arrival timestamp, rate limit
+One middleware handles every trading ``/v2/...`` request in this order: arrival timestamp (taken when
+the bytes were read, simulator/arrival.py), rate limit
 (``X-Ratelimit-*`` headers on every /v2 response, 429 beyond the budget), Alpaca key auth (401),
 injected faults, the handler, and Alpaca-shaped JSON errors. Order-changing requests (POST/PATCH/
 DELETE under /v2/orders and /v2/positions) are appended to ``exchange.order_log()`` with their final
@@ -28,6 +29,7 @@ from aiohttp import web
 
 from common.config import SimConfig
 from simulator import errors
+from simulator.arrival import arrived_ns as transport_arrival_ns
 from simulator.exchange import Exchange
 from simulator.exchange_calendar import MAX_CALENDAR_DAYS, calendar_json, clock_json
 from simulator.metrics import REJECTIONS, REST_LATENCY, REST_REQUESTS, UNMATCHED_ROUTE
@@ -219,7 +221,7 @@ def _trading_middleware(exchange: Exchange, cfg: SimConfig, limiter: RateLimiter
         if not path.startswith(_TRADING_PATHS):
             return await handler(request)
         started = time.perf_counter()
-        arrived_ns = exchange.now_ns()
+        arrived_ns = transport_arrival_ns(request, exchange.now_ns)
         logged = request.method != "GET" and path.startswith(_ORDER_PATHS)
         if logged:
             request[_LOG_KEY] = {

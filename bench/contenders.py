@@ -1,0 +1,245 @@
+"""The three systems the wire-to-wire comparison runs side by side, each against its own venue.
+
+* ``zerotick``: the whole system as users run it (`zerotick up`: supervisord, the four services and
+  the venue), the ``probe`` strategy answering each probe quote.
+* ``naive_bot``: one alpaca-py process (bench/naive_bot.py's bot).
+* ``minimal_client``: one process with a raw WebSocket in and a hand-built POST out (the floor,
+  bench/minimal_client.py).
+
+Every venue runs the same synthetic feed (AAPL, MSFT, BTC/USD, and the quiet probe symbol) and can be
+switched between the measured background rate and an idle trickle that keeps quotes fresh without
+loading the host; the suite probes one contender at a time while the others idle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.limits import OPEN_EXECUTION, OPEN_RISK, QUIET_TRIGGERS
+from bench.naive_bot import BOT, KEY, SECRET
+from bench.wire_to_wire import PROBE_SYMBOL
+from common.config import SERVICES
+from simulator.app import READY_PREFIX, parse_ready_line
+from tests.kit.system import (
+    clean_env,
+    free_port,
+    free_port_block,
+    kill_pid,
+    status_json,
+    write_toml,
+    zerotick,
+)
+from tests.kit.waiting import wait_until
+from zerotick.supervisor import Layout, supervisord_pid
+
+IDLE_RATE = 20.0  # md msgs/s on a venue whose contender is not being measured
+STOCKS = ["AAPL", "MSFT"]
+CRYPTO = ["BTC/USD"]
+# below 2**63 nanos once scaled: the account figures travel as int64 nanos
+STARTING_CASH = "1000000000"
+
+
+def _sim_section(metrics_port: int) -> dict[str, Any]:
+    return {
+        "metrics_port": metrics_port, "stocks": STOCKS, "quiet_stocks": [PROBE_SYMBOL], "crypto": CRYPTO,
+        "message_rate": IDLE_RATE, "rate_limit_per_min": 100_000_000, "starting_cash": STARTING_CASH,
+    }  # fmt: skip
+
+
+def metric_sums(port: int, names: tuple[str, ...]) -> dict[str, float]:
+    """Each named counter summed over its labels, from a Prometheus endpoint (0 when absent)."""
+    out = dict.fromkeys(names, 0.0)
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except requests.RequestException:
+        return out
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name in out:
+                out[s.name] += s.value
+    return out
+
+
+VENUE_COUNTERS = ("zt_sim_md_messages_total", "zt_sim_md_disconnects_total")
+ZMQ_COUNTERS = ("zt_zmq_gaps_total", "zt_zmq_dropped_total")
+
+
+class Contender(ABC):
+    """A system under test with its venue: start, stop, the venue's controls, its processes."""
+
+    name = ""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"zt-suite-{self.name}-"))
+        self.rest = ""
+        self.venue_metrics_port = free_port()
+        self.http = requests.Session()
+        self.http.trust_env = False
+        self.next_probe = 0  # probe asks are unique per venue for the whole run
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start the venue and the system; return once it is subscribed to market data."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop every process it started, by pid."""
+
+    @abstractmethod
+    def pids(self) -> dict[str, int]:
+        """Process name -> pid of everything it runs, the venue included."""
+
+    def set_rate(self, rate: float) -> None:
+        self.http.post(f"{self.rest}/sim/feed/rate", json={"rate": rate}, timeout=5).raise_for_status()
+
+    def counters(self) -> dict[str, float]:
+        """Cumulative counters the order path's health is judged by (deltas are taken per load)."""
+        return metric_sums(self.venue_metrics_port, VENUE_COUNTERS)
+
+    def _wait_md_connected(self, n: int = 1, timeout: float = 30) -> None:
+        def connected() -> bool:
+            return self.http.get(f"{self.rest}/sim/health", timeout=5).json().get("md_connections", 0) >= n
+
+        wait_until(connected, timeout, f"{self.name} subscribed to market data")
+
+
+class Zerotick(Contender):
+    name = "zerotick"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics_base = free_port_block(len(SERVICES), avoid=(self.venue_metrics_port,))
+        self.sim_port = free_port()
+        self.env = clean_env()
+        self.cfg = write_toml(self.tmp / "bench.toml", self.config_doc())
+        self.run_dir = self.tmp / "run"
+        self.rest = f"http://127.0.0.1:{self.sim_port}"
+        self._pids: dict[str, int] = {}
+
+    def config_doc(self) -> dict[str, Any]:
+        return {
+            "sim": {"port": self.sim_port, **_sim_section(self.venue_metrics_port)},
+            "zmq": {"run_dir": str(self.tmp / "run")},
+            "metrics": {"base_port": self.metrics_base},
+            "log": {"level": "WARNING"},
+            "market_data": {"stocks": [*STOCKS, PROBE_SYMBOL], "crypto": CRYPTO},
+            "signal": {"strategies": [{"name": "probe", "kind": "probe", "symbols": [PROBE_SYMBOL]}]},
+            "risk": {**OPEN_RISK, "max_order_qty": "10", "price_band_bps": 100_000},
+            "kill_switch": QUIET_TRIGGERS,
+            "execution": OPEN_EXECUTION,
+        }  # fmt: skip
+
+    def metrics_ports(self) -> dict[str, int]:
+        return {svc: self.metrics_base + i for i, svc in enumerate(SERVICES)}
+
+    def start(self) -> None:
+        up = zerotick("up", "--config", str(self.cfg), env=self.env, timeout=120)
+        if up.returncode != 0:
+            raise RuntimeError(f"zerotick up failed: {up.stdout}{up.stderr}")
+        st = wait_until(
+            lambda: (s := status_json(self.cfg, self.env))["all_ready"] and s, 90, "zerotick ready"
+        )
+        self._pids = {name: p["pid"] for name, p in st["processes"].items() if p.get("pid")}
+        self._wait_md_connected()
+
+    def stop(self) -> None:
+        sup = supervisord_pid(Layout(self.run_dir))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            zerotick("down", "--config", str(self.cfg), env=self.env)
+        kill_pid(sup)
+        for pid in self._pids.values():
+            kill_pid(pid)
+
+    def pids(self) -> dict[str, int]:
+        return dict(self._pids)
+
+    def counters(self) -> dict[str, float]:
+        out = super().counters()
+        for port in self.metrics_ports().values():
+            for k, v in metric_sums(port, ZMQ_COUNTERS).items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+
+class _OneProcess(Contender, ABC):
+    """A venue process plus one client process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.venue: subprocess.Popen[str] | None = None
+        self.client: subprocess.Popen[str] | None = None
+        self.urls: dict[str, str] = {}
+        self.env = clean_env()
+
+    @abstractmethod
+    def client_argv(self) -> list[str]:
+        """The client's command line (``self.urls`` holds the venue's addresses)."""
+
+    def start(self) -> None:
+        cfg = write_toml(
+            self.tmp / "venue.toml",
+            {"sim": {"key_id": KEY, "secret_key": SECRET, "log_level": "WARNING", **_sim_section(self.venue_metrics_port)}},
+        )  # fmt: skip
+        self.venue = subprocess.Popen(
+            [sys.executable, "-m", "simulator", "--config", str(cfg), "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.env,
+        )  # fmt: skip
+        assert self.venue.stdout is not None
+        line = self.venue.stdout.readline().strip()
+        if not line.startswith(READY_PREFIX):
+            raise RuntimeError(f"{self.name}: venue did not start: {line!r}")
+        self.urls = parse_ready_line(line)
+        self.rest = self.urls["rest"]
+        self.client = subprocess.Popen(
+            self.client_argv(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.env
+        )
+        assert self.client.stdout is not None
+        self.client.stdout.readline()  # its ready line
+        self._wait_md_connected()
+        time.sleep(0.5)  # the subscription is acknowledged after the connection counts
+
+    def stop(self) -> None:
+        for proc in (self.client, self.venue):
+            if proc is not None:
+                kill_pid(proc.pid)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(5)
+
+    def pids(self) -> dict[str, int]:
+        out = {}
+        if self.venue is not None:
+            out["sim"] = self.venue.pid
+        if self.client is not None:
+            out[self.name] = self.client.pid
+        return out
+
+
+class NaiveBot(_OneProcess):
+    name = "naive_bot"
+
+    def client_argv(self) -> list[str]:
+        return [sys.executable, "-c", BOT, KEY, SECRET, self.urls["rest"], self.urls["iex"], PROBE_SYMBOL]
+
+
+class MinimalClient(_OneProcess):
+    name = "minimal_client"
+
+    def client_argv(self) -> list[str]:
+        return [
+            sys.executable, "-m", "bench.minimal_client", self.urls["rest"], self.urls["iex"], KEY, SECRET,
+            PROBE_SYMBOL, *STOCKS,
+        ]  # fmt: skip
+
+
+def all_contenders() -> list[Contender]:
+    return [Zerotick(), NaiveBot(), MinimalClient()]
