@@ -58,7 +58,7 @@ def run(probes: int, probe_rate: float, background_rate: float, warmup: int) -> 
         tmp / "venue.toml",
         {"sim": {"key_id": KEY, "secret_key": SECRET, "metrics_port": 0, "stocks": ["AAPL", "MSFT"],
                  "quiet_stocks": [PROBE_SYMBOL], "crypto": ["BTC/USD"], "message_rate": background_rate,
-                 "rate_limit_per_min": 100_000_000, "starting_cash": "1000000000000", "log_level": "WARNING"}},
+                 "rate_limit_per_min": 100_000_000, "starting_cash": "1000000000", "log_level": "WARNING"}},
     )  # fmt: skip
     env = clean_env()
     venue = subprocess.Popen(

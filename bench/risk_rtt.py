@@ -47,7 +47,7 @@ WARMUP = 200
 def config_doc(run_dir: Path, sim_port: int) -> dict[str, Any]:
     return {
         "sim": {"port": sim_port, "metrics_port": 0, "stocks": [SYMBOL, "MSFT"], "crypto": [],
-                "message_rate": 100.0, "rate_limit_per_min": 100_000_000, "starting_cash": "1000000000000"},
+                "message_rate": 100.0, "rate_limit_per_min": 100_000_000, "starting_cash": "1000000000"},
         "zmq": {"run_dir": str(run_dir)},
         "metrics": {"base_port": 0},
         "log": {"level": "WARNING"},

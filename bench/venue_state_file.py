@@ -24,7 +24,7 @@ from simulator.state_file import snapshot, write_atomic
 
 
 def _venue(orders: int) -> Exchange:
-    ex = Exchange(SimConfig(stocks=["AAPL"], crypto=[], starting_cash=Decimal("1e12")))
+    ex = Exchange(SimConfig(stocks=["AAPL"], crypto=[], starting_cash=Decimal("1e9")))
     ex.on_quote("AAPL", Decimal(100), Decimal(10**9), Decimal("100.01"), Decimal(10**9), 0)
     for i in range(orders):
         limit = {"type": "limit", "limit_price": 90, "time_in_force": "gtc"} if i % 20 == 0 else {}

@@ -107,7 +107,7 @@ def config(tmp: Path, port: int, background_rate: float, metrics_base: int) -> P
             "sim": {
                 "port": port, "metrics_port": 0, "stocks": ["AAPL", "MSFT"], "quiet_stocks": [PROBE_SYMBOL],
                 "crypto": ["BTC/USD"], "message_rate": background_rate, "rate_limit_per_min": 100_000_000,
-                "starting_cash": "1000000000000",
+                "starting_cash": "1000000000",
             },
             "zmq": {"run_dir": str(tmp / "run")},
             "metrics": {"base_port": metrics_base},

@@ -298,7 +298,7 @@ class SignalConfig(Section):
 
 NANO = Decimal("1e-9")
 _MAX_QTY = Decimal("1e9")  # units: far beyond any order, well inside int64 nanos
-_MAX_MONEY = Decimal("1e12")
+_MAX_MONEY = Decimal("1e9")  # dollars: 1e18 nanos, inside int64 (9.2e18) with room for sums
 
 
 def _nanos(v: Decimal | None, upper: Decimal, allow_zero: bool = False) -> Decimal | None:

@@ -68,6 +68,9 @@ def test_file_then_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         ({"ZT_ZMQ__TRANSPORT": "carrier-pigeon"}, "zmq.transport"),
         ({"ZT_ALPACA__BASE_URL": "ftp://x"}, "alpaca.base_url"),
         ({"APCA_API_KEY_ID": "only-the-key"}, "both APCA_API_KEY_ID"),
+        # money whose nanos would not fit int64 (the account's equity overflowed the wire)
+        ({"ZT_SIM__STARTING_CASH": "1000000000000"}, "sim.starting_cash"),
+        ({"ZT_RISK__MAX_GROSS_EXPOSURE": "1e12"}, "risk.max_gross_exposure"),
     ],
 )
 def test_invalid_values_name_the_field(
