@@ -22,7 +22,7 @@ from common import bounds, topics, wire
 from common.clock import wall_ns
 from services.market_data import decode as d
 from services.market_data.book import ASK, BID, L2Book
-from services.market_data.metrics import REJECTED
+from services.market_data.metrics import BOOK_LEVELS_DROPPED, REJECTED
 
 _Handler = Callable[[Any, int, "FrameResult", "dict[str, _BookBatch]"], None]
 Batches = dict[bytes, list[wire.Message]]  # type: ignore[valid-type]
@@ -51,6 +51,7 @@ class Normalizer:
     def __init__(self, book_capacity: int, book_depth: int, feed: str = "") -> None:
         self.feed = feed
         self.rejected: dict[str, int] = {}  # reason -> messages rejected for a value out of range
+        self.book_levels_dropped = 0  # levels lost because a book side was at capacity
         self._now_ns = 0
         self.book_capacity = book_capacity
         self.book_depth = book_depth
@@ -185,12 +186,15 @@ class Normalizer:
         book = self.books.get(symbol)
         if book is None:
             book = self.books[symbol] = L2Book(symbol, self.book_capacity)
-        book.apply(
+        dropped = book.apply(
             np.array(batch.sides, dtype=np.int8),
             np.array(batch.prices, dtype=np.int64),
             np.array(batch.sizes, dtype=np.int64),
             batch.reset,
         )
+        if dropped:
+            self.book_levels_dropped += dropped
+            BOOK_LEVELS_DROPPED.labels(self.feed).inc(dropped)
         bids, asks = book.top(self.book_depth)
         msg = wire.Book(symbol=symbol, bids=bids, asks=asks, exch_ns=batch.exch_ns, recv_ns=recv_ns)
         self._add(result, topics.MD_BOOK, symbol, msg)
