@@ -104,14 +104,14 @@ class StreamGen:
         rng = self.rng
         s = rng.randrange(2)
         side, other = self.sides[s], self.sides[1 - s]
-        if rng.random() < 0.02:  # the depth a side aims at drifts
+        if rng.random() < 0.002:  # the depth a side aims at drifts, every ~1,000 deltas
             self.target[s] = rng.randint(self.min_depth, self.max_depth)
         n = len(side)
         d = min(self._distance(), n - 1)
         r = rng.random()
         p_delete = 0.15 if n <= self.target[s] else 0.35
         p_insert = 0.35 if n < self.target[s] else 0.15
-        if n < self.min_depth:
+        if n <= self.min_depth:
             p_delete = 0.0
         elif n >= self.max_depth:
             p_insert = 0.0
@@ -134,9 +134,9 @@ class StreamGen:
             # Improve the touch, now and then by enough to reach or cross the other side.
             key = side.keys[-1] + rng.randint(1, 3 if rng.random() < 0.9 else 8)
         else:
-            key = side.keys[n - 1 - d] - rng.randint(1, 3)  # just behind the d-th level
-            if key in side.sizes:
-                return
+            key = side.keys[n - 1 - d] - rng.randint(1, 3)  # behind the d-th level: the first free tick
+            while key in side.sizes:
+                key -= 1
         ticks = side.price(key)
         o = 1 - s
         while len(other) and (ticks >= other.best_ticks() if s == 0 else ticks <= other.best_ticks()):
