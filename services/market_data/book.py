@@ -3,13 +3,13 @@
 Layout. Each side is a sorted run ``levels[side, lo:hi] = (key, size_nanos)`` inside a buffer of
 ``2 * capacity`` slots, with the BEST level at the END of the run (index ``hi - 1``). The key is the
 price for bids and minus the price for asks, so both sides are ascending in key and one code path
-serves both. Updates cluster at the touch, so finding a level gallops from the end (O(log distance)
-probes), and an insert or delete moves only the levels on its shorter side: the few between it and
-the touch, or, for a level deep in the book, the few between it and the worst level (the run can
-grow or shrink at either end). A run that reaches an end of the buffer is moved back to its middle,
-at most once per ``capacity / 2`` inserts. Calling numba costs ~340 ns of dispatch while one update
-costs tens of ns, so deltas are always handed over a frame at a time (docs/architecture.md, "Market
-data").
+serves both. Updates cluster at the touch, so a level is looked for from the end: the 4 best one by
+one, then galloping (O(log distance) probes). An insert or delete moves only the levels on its
+shorter side: the few between it and the touch, or, for a level deep in the book, those between it
+and the worst level (the run grows or shrinks at either end). A run that reaches an end of the
+buffer is moved back to its middle, at most once per ``capacity / 2`` inserts. Calling numba costs
+~340 ns of dispatch while one update costs tens of ns, so deltas are always handed over a frame at
+a time (docs/architecture.md, "Market data").
 
 Overflow: when a side holds ``capacity`` levels, inserting a new level drops the WORST level of that
 side (or the new level itself if it is the worst); each drop is counted. Depth beyond ``capacity``
@@ -25,18 +25,21 @@ from numba import njit
 BID = 0
 ASK = 1
 
-# meta[LO + 2 * side], meta[HI + 2 * side]: the side's run is levels[side, lo:hi]; meta[DROPPED] counts
-# levels lost to the capacity limit since the book was made.
+# The slot after each side's buffer holds the bounds of its run: levels[side, -1] = (lo, hi). Keeping
+# them in the same array saves an argument, and each array argument costs ~60 ns of numba dispatch.
 LO = 0
 HI = 1
-DROPPED = 4
-_META_LEN = 5
 
 
 @njit(cache=True, inline="always")
 def _find(levels: np.ndarray, side: int, lo: int, hi: int, key: int) -> int:
-    """First index in [lo, hi) whose key is >= ``key`` (hi if none), galloping from the touch."""
+    """First index in [lo, hi) whose key is >= ``key`` (hi if none): the 4 levels at the touch one
+    by one (most updates land there), then galloping away from it and a binary search."""
     right = hi  # every key in [right, hi) is >= key
+    for _ in range(4):
+        if right == lo or levels[side, right - 1, 0] < key:
+            return right
+        right -= 1
     left = lo
     step = 1
     while True:
@@ -73,7 +76,6 @@ def _move(levels: np.ndarray, side: int, src: int, dst: int, n: int) -> None:
 @njit(cache=True)
 def apply_batch(
     levels: np.ndarray,
-    meta: np.ndarray,
     sides: np.ndarray,
     prices: np.ndarray,
     sizes: np.ndarray,
@@ -85,11 +87,10 @@ def apply_batch(
     levels are ignored); any other size sets it. A side other than BID/ASK is skipped: it would
     index outside the arrays, which numba does not check.
     """
-    slots = levels.shape[1]
+    slots = levels.shape[1] - 1
     cap = slots >> 1
-    middle = slots >> 1
     if reset:
-        meta[0] = meta[1] = meta[2] = meta[3] = middle
+        levels[0, slots, LO] = levels[0, slots, HI] = levels[1, slots, LO] = levels[1, slots, HI] = cap
     dropped = 0
     for k in range(sides.shape[0]):
         side = sides[k]
@@ -97,18 +98,18 @@ def apply_batch(
             continue
         key = prices[k] if side == 0 else -prices[k]
         size = sizes[k]
-        lo = meta[2 * side + LO]
-        hi = meta[2 * side + HI]
+        lo = levels[side, slots, LO]
+        hi = levels[side, slots, HI]
         i = _find(levels, side, lo, hi, key)
         if i < hi and levels[side, i, 0] == key:
             if size != 0:
                 levels[side, i, 1] = size
             elif hi - 1 - i <= i - lo:  # delete: close the gap from the shorter side
                 _move(levels, side, i + 1, i, hi - 1 - i)
-                meta[2 * side + HI] = hi - 1
+                levels[side, slots, HI] = hi - 1
             else:
                 _move(levels, side, lo, lo + 1, i - lo)
-                meta[2 * side + LO] = lo + 1
+                levels[side, slots, LO] = lo + 1
             continue
         if size == 0:
             continue
@@ -137,43 +138,40 @@ def apply_batch(
             i -= 1
         levels[side, i, 0] = key
         levels[side, i, 1] = size
-        meta[2 * side + LO] = lo
-        meta[2 * side + HI] = hi
-    meta[DROPPED] += dropped
+        levels[side, slots, LO] = lo
+        levels[side, slots, HI] = hi
     return dropped
 
 
 class L2Book:
     """One symbol's book: the arrays plus the frame-level apply and the top-N view."""
 
-    __slots__ = ("levels", "meta", "symbol")
+    __slots__ = ("dropped", "levels", "symbol")
 
     def __init__(self, symbol: str, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"book capacity must be at least 1, got {capacity}")
         self.symbol = symbol
-        self.levels = np.zeros((2, 2 * capacity, 2), dtype=np.int64)
-        self.meta = np.full(_META_LEN, capacity, dtype=np.int64)
-        self.meta[DROPPED] = 0
+        self.levels = np.zeros((2, 2 * capacity + 1, 2), dtype=np.int64)
+        self.levels[:, -1] = capacity  # both runs empty, in the middle of their buffers
+        self.dropped = 0  # levels lost to the capacity limit since this book was made
 
     def apply(self, sides: np.ndarray, prices: np.ndarray, sizes: np.ndarray, reset: bool) -> int:
         """Apply one frame's deltas (int8 sides, int64 nanos); return the levels dropped for capacity."""
-        return int(apply_batch(self.levels, self.meta, sides, prices, sizes, reset))
+        dropped: int = apply_batch(self.levels, sides, prices, sizes, reset)
+        if dropped:
+            self.dropped += dropped
+        return dropped
 
     @property
     def counts(self) -> tuple[int, int]:
         """Levels held per side: (bids, asks)."""
-        meta = self.meta
-        return int(meta[HI] - meta[LO]), int(meta[2 + HI] - meta[2 + LO])
-
-    @property
-    def dropped(self) -> int:
-        """Levels lost to the capacity limit since this book was made."""
-        return int(self.meta[DROPPED])
+        (lo_b, hi_b), (lo_a, hi_a) = self.levels[:, -1].tolist()
+        return hi_b - lo_b, hi_a - lo_a
 
     def top(self, depth: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """(bids, asks), best first, at most ``depth`` levels each, as (price, size) nanos."""
-        lo_b, hi_b, lo_a, hi_a = self.meta[:4].tolist()
+        (lo_b, hi_b), (lo_a, hi_a) = self.levels[:, -1].tolist()
         nb = min(depth, hi_b - lo_b)
         na = min(depth, hi_a - lo_a)
         bids = [(k, s) for k, s in self.levels[0, hi_b - nb : hi_b][::-1].tolist()]
