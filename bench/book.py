@@ -16,7 +16,7 @@ Correctness, untimed: a numba book fed one delta at a time and a nautilus book f
 are compared on best bid/ask and the top 5 (price and size) after EVERY delta, and the per-frame
 numba book against the per-frame nautilus book after every frame; every difference is counted.
 
-nautilus_trader is optional (``pip install -c constraints.txt '.[bench]'``); without it the numba
+nautilus_trader is optional (the ``bench`` extra, ``make bench-deps``); without it the numba
 figures are reported alone with ``nautilus_available = 0``.
 """
 
@@ -151,7 +151,7 @@ def load_nautilus(frames: list[Frame]) -> tuple[Nautilus | None, str]:
     try:
         import nautilus_trader
     except ImportError:
-        return None, "nautilus_trader is not installed (pip install -c constraints.txt '.[bench]')"
+        return None, "nautilus_trader is not installed (make bench-deps)"
     return Nautilus(frames), f"nautilus_trader {nautilus_trader.__version__}"
 
 
@@ -273,7 +273,7 @@ def main() -> None:
 
         which = f"nautilus_trader {nautilus_trader.__version__}"
     except ImportError:
-        which = "nautilus_trader MISSING: numba figures only (pip install -c constraints.txt '.[bench]')"
+        which = "nautilus_trader MISSING: numba figures only (make bench-deps)"
     print(f"L2 book, realistic stream (seed {args.seed}); {which}")
     res = run(args.quick, args.deltas, args.reps, args.seed)
     for key, value in res.items():
