@@ -237,7 +237,8 @@ def run(
     """Flat figures: ns/delta p50 over repetitions per variant, ratios, mismatches, depth stats."""
     n = deltas or (40_000 if quick else 400_000)
     reps = reps or (3 if quick else 7)
-    frames = StreamGen(seed).frames(n)
+    gen = StreamGen(seed)
+    frames = gen.frames(n)
     n_deltas = sum(len(f.sides) for f in frames[1:])
     naut, _ = load_nautilus(frames)
     variants = numba_variants(frames) + (naut.variants() if naut else [])
@@ -247,6 +248,7 @@ def run(
         "deltas_per_frame": n_deltas / (len(frames) - 1),
         "reps": float(reps),
         "nautilus_available": float(naut is not None),
+        "swept_levels": float(gen.swept),
     }
     out.update(cross_check(frames, naut))
     per_rep, block_ratios = time_variants(variants, len(frames), n_deltas, reps)

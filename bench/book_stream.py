@@ -3,9 +3,10 @@
 The shape of a crypto L2 feed: a snapshot, then frames of 10–50 deltas. Each side keeps between
 ``min_depth`` and ``max_depth`` levels (40–260 by default). Updates cluster at the touch: the level a
 delta hits lies a geometric number of levels from the best (mean 1.5), with a few anywhere in the
-book. Size changes dominate; inserts fill gaps or improve the touch; deletes remove levels. A buy
-priced at or through the best ask is handled as the venue would: the asks it reaches are deleted
-(consumed) before the bid rests, so the published book is never crossed. Every delete hits a level
+book. Size changes dominate; inserts fill gaps or improve the touch inside the spread (a spread
+wider than 4 ticks is soon narrowed); deletes remove levels. A buy priced at or through the best ask
+(~1.5% of deltas) is handled as the venue would: the asks it reaches are deleted (consumed) before
+the bid rests, so the published book is never crossed. Every delete hits a level
 that exists, so any L2 book (ours, the reference, nautilus_trader's) sees the same stream.
 """
 
@@ -73,6 +74,7 @@ class StreamGen:
         self.frame_max = frame_max
         self.sides = (_Side(True), _Side(False))
         self.target = [self.rng.randint(min_depth, max_depth) for _ in range(2)]
+        self.swept = 0  # levels a crossing order took (deleted before it rested)
 
     def _size(self) -> int:
         return self.rng.randint(1, 50_000) * LOT_NANOS
@@ -108,6 +110,9 @@ class StreamGen:
             self.target[s] = rng.randint(self.min_depth, self.max_depth)
         n = len(side)
         d = min(self._distance(), n - 1)
+        if self._spread() > 4 and rng.random() < 0.3:  # a wide spread is soon narrowed
+            self._insert(s, side, other, 0, out, improve=True)
+            return
         r = rng.random()
         p_delete = 0.15 if n <= self.target[s] else 0.35
         p_insert = 0.35 if n < self.target[s] else 0.15
@@ -127,12 +132,26 @@ class StreamGen:
             side.sizes[key] = size
             out.append((s, side.price(key) * TICK_NANOS, size))
 
-    def _insert(self, s: int, side: _Side, other: _Side, d: int, out: list[tuple[int, int, int]]) -> None:
+    def _spread(self) -> int:
+        bids, asks = self.sides
+        return asks.best_ticks() - bids.best_ticks() if len(bids) and len(asks) else 0
+
+    def _insert(
+        self,
+        s: int,
+        side: _Side,
+        other: _Side,
+        d: int,
+        out: list[tuple[int, int, int]],
+        improve: bool = False,
+    ) -> None:
         rng = self.rng
         n = len(side)
-        if d == 0 and rng.random() < 0.5:
-            # Improve the touch, now and then by enough to reach or cross the other side.
-            key = side.keys[-1] + rng.randint(1, 3 if rng.random() < 0.9 else 8)
+        spread = side.key(other.best_ticks()) - side.keys[-1] if len(other) else 2
+        if d == 0 and rng.random() < 0.1:
+            key = side.keys[-1] + spread + rng.randint(0, 3)  # reaches or crosses the other touch
+        elif d == 0 and spread > 1 and (improve or rng.random() < 0.5):
+            key = side.keys[-1] + rng.randint(1, spread - 1)  # improves the touch inside the spread
         else:
             key = side.keys[n - 1 - d] - rng.randint(1, 3)  # behind the d-th level: the first free tick
             while key in side.sizes:
@@ -142,6 +161,7 @@ class StreamGen:
         while len(other) and (ticks >= other.best_ticks() if s == 0 else ticks <= other.best_ticks()):
             consumed = other.keys[-1]
             other.delete(consumed)  # the aggressor trades the level away: the venue deletes it
+            self.swept += 1
             out.append((o, other.price(consumed) * TICK_NANOS, 0))
         size = self._size()
         side.set(key, size)
