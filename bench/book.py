@@ -6,7 +6,8 @@ The stream (``bench/book_stream.py``, seeded): a snapshot, then frames of 10–5
 a side, updates clustered at the touch. Variants, each with its own book, timed over the same blocks
 of frames in rotating order, every repetition from a fresh book:
 
-- ``numba_batch``: ``L2Book.apply`` once per frame (what market_data does);
+- ``numba_batch``: ``L2Book.apply_packed`` once per frame (what market_data does: one flat array);
+- ``numba_batch_3arrays``: ``L2Book.apply`` once per frame (sides, prices, sizes as three arrays);
 - ``numba_single``: one ``L2Book.apply`` call per delta (shows the dispatch cost batching avoids);
 - ``nautilus_batch``: ``OrderBook.apply_deltas`` once per frame (L2_MBP, pre-built deltas);
 - ``nautilus_single``: ``OrderBook.apply_delta`` per pre-built delta.
@@ -56,12 +57,18 @@ def numba_variants(frames: list[Frame], book_cls: type = L2Book) -> list[Variant
         book.apply(f.sides, f.prices, f.sizes, f.reset)
         return book
 
+    packed = [f.packed() for f in frames]
     singles = [
         [(f.sides[k : k + 1], f.prices[k : k + 1], f.sizes[k : k + 1]) for k in range(len(f.sides))]
         for f in frames
     ]
 
-    def run_batch(book: Any, lo: int, hi: int) -> None:
+    def run_packed(book: Any, lo: int, hi: int) -> None:
+        apply = book.apply_packed
+        for deltas in packed[lo:hi]:
+            apply(deltas, False)
+
+    def run_arrays(book: Any, lo: int, hi: int) -> None:
         apply = book.apply
         for f in frames[lo:hi]:
             apply(f.sides, f.prices, f.sizes, False)
@@ -72,7 +79,11 @@ def numba_variants(frames: list[Frame], book_cls: type = L2Book) -> list[Variant
             for s, p, z in frame:
                 apply(s, p, z, False)
 
-    return [Variant("numba_batch", make, run_batch), Variant("numba_single", make, run_single)]
+    return [
+        Variant("numba_batch", make, run_packed),
+        Variant("numba_batch_3arrays", make, run_arrays),
+        Variant("numba_single", make, run_single),
+    ]
 
 
 class Nautilus:
@@ -178,7 +189,7 @@ def cross_check(frames: list[Frame], naut: Nautilus | None) -> dict[str, float]:
                 checked += 1
                 mismatches += single.top(TOP) != naut.top(n_single)
             near = tuple({p for p, _ in lv} for lv in single.top(TOP))  # type: ignore[assignment]
-        framed.apply(f.sides, f.prices, f.sizes, False)
+        framed.apply_packed(f.packed(), False)
         mismatches += framed.top(CAPACITY) != single.top(CAPACITY)
         if n_framed is not None and naut is not None:
             n_framed.apply_deltas(naut.batches[i])

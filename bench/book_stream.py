@@ -30,6 +30,10 @@ class Frame:
     prices: np.ndarray  # int64 nanos
     sizes: np.ndarray  # int64 nanos, 0 = delete
 
+    def packed(self) -> np.ndarray:
+        """The flat int64 (side, price, size, ...) array ``L2Book.apply_packed`` takes."""
+        return np.stack([self.sides.astype(np.int64), self.prices, self.sizes], axis=1).ravel()
+
 
 class _Side:
     """One side of the generator's own book, kept ascending by goodness (the best level last)."""

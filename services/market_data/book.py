@@ -73,6 +73,62 @@ def _move(levels: np.ndarray, side: int, src: int, dst: int, n: int) -> None:
             levels[side, dst + j, 1] = levels[side, src + j, 1]
 
 
+@njit(cache=True, inline="always")
+def _apply_one(levels: np.ndarray, slots: int, side: int, key: int, size: int) -> int:
+    """Set (size > 0) or delete (size 0) the level ``key`` of ``side``; 1 if a level was dropped."""
+    cap = slots >> 1
+    lo = levels[side, slots, LO]
+    hi = levels[side, slots, HI]
+    i = _find(levels, side, lo, hi, key)
+    if i < hi and levels[side, i, 0] == key:
+        if size != 0:
+            levels[side, i, 1] = size
+        elif hi - 1 - i <= i - lo:  # delete: close the gap from the shorter side
+            _move(levels, side, i + 1, i, hi - 1 - i)
+            levels[side, slots, HI] = hi - 1
+        else:
+            _move(levels, side, lo, lo + 1, i - lo)
+            levels[side, slots, LO] = lo + 1
+        return 0
+    if size == 0:
+        return 0
+    dropped = 0
+    if hi - lo == cap:
+        dropped = 1
+        if i == lo:  # the new level would be the worst: it is the one dropped
+            return 1
+        lo += 1  # drop the worst level; the insert below finds room at the head
+    n = hi - lo
+    if hi - i <= i - lo:  # insert: open the gap on the shorter side
+        if hi == slots:
+            new_lo = (slots - n) >> 1
+            _move(levels, side, lo, new_lo, n)
+            i += new_lo - lo
+            lo, hi = new_lo, new_lo + n
+        _move(levels, side, i, i + 1, hi - i)
+        hi += 1
+    else:
+        if lo == 0:
+            new_lo = (slots - n) >> 1
+            _move(levels, side, lo, new_lo, n)
+            i += new_lo - lo
+            lo, hi = new_lo, new_lo + n
+        _move(levels, side, lo, lo - 1, i - lo)
+        lo -= 1
+        i -= 1
+    levels[side, i, 0] = key
+    levels[side, i, 1] = size
+    levels[side, slots, LO] = lo
+    levels[side, slots, HI] = hi
+    return dropped
+
+
+@njit(cache=True, inline="always")
+def _reset(levels: np.ndarray, slots: int) -> None:
+    cap = slots >> 1
+    levels[0, slots, LO] = levels[0, slots, HI] = levels[1, slots, LO] = levels[1, slots, HI] = cap
+
+
 @njit(cache=True)
 def apply_batch(
     levels: np.ndarray,
@@ -88,58 +144,34 @@ def apply_batch(
     index outside the arrays, which numba does not check.
     """
     slots = levels.shape[1] - 1
-    cap = slots >> 1
     if reset:
-        levels[0, slots, LO] = levels[0, slots, HI] = levels[1, slots, LO] = levels[1, slots, HI] = cap
+        _reset(levels, slots)
     dropped = 0
     for k in range(sides.shape[0]):
         side = sides[k]
         if side != 0 and side != 1:
             continue
-        key = prices[k] if side == 0 else -prices[k]
-        size = sizes[k]
-        lo = levels[side, slots, LO]
-        hi = levels[side, slots, HI]
-        i = _find(levels, side, lo, hi, key)
-        if i < hi and levels[side, i, 0] == key:
-            if size != 0:
-                levels[side, i, 1] = size
-            elif hi - 1 - i <= i - lo:  # delete: close the gap from the shorter side
-                _move(levels, side, i + 1, i, hi - 1 - i)
-                levels[side, slots, HI] = hi - 1
-            else:
-                _move(levels, side, lo, lo + 1, i - lo)
-                levels[side, slots, LO] = lo + 1
+        dropped += _apply_one(levels, slots, side, prices[k] if side == 0 else -prices[k], sizes[k])
+    return dropped
+
+
+@njit(cache=True)
+def apply_packed(levels: np.ndarray, deltas: np.ndarray, reset: bool) -> int:
+    """``apply_batch`` on one flat int64 array ``[side, price, size, side, price, size, ...]``.
+
+    One array argument instead of three: numba's dispatch costs ~60 ns per array argument, and the
+    caller builds one array instead of three. A trailing incomplete delta is ignored.
+    """
+    slots = levels.shape[1] - 1
+    if reset:
+        _reset(levels, slots)
+    dropped = 0
+    for k in range(0, deltas.shape[0] - 2, 3):
+        side = deltas[k]
+        if side != 0 and side != 1:
             continue
-        if size == 0:
-            continue
-        if hi - lo == cap:
-            dropped += 1
-            if i == lo:  # the new level would be the worst: it is the one dropped
-                continue
-            lo += 1  # drop the worst level; the insert below finds room at the head
-        n = hi - lo
-        if hi - i <= i - lo:  # insert: open the gap on the shorter side
-            if hi == slots:
-                new_lo = (slots - n) >> 1
-                _move(levels, side, lo, new_lo, n)
-                i += new_lo - lo
-                lo, hi = new_lo, new_lo + n
-            _move(levels, side, i, i + 1, hi - i)
-            hi += 1
-        else:
-            if lo == 0:
-                new_lo = (slots - n) >> 1
-                _move(levels, side, lo, new_lo, n)
-                i += new_lo - lo
-                lo, hi = new_lo, new_lo + n
-            _move(levels, side, lo, lo - 1, i - lo)
-            lo -= 1
-            i -= 1
-        levels[side, i, 0] = key
-        levels[side, i, 1] = size
-        levels[side, slots, LO] = lo
-        levels[side, slots, HI] = hi
+        price = deltas[k + 1]
+        dropped += _apply_one(levels, slots, side, price if side == 0 else -price, deltas[k + 2])
     return dropped
 
 
@@ -159,6 +191,13 @@ class L2Book:
     def apply(self, sides: np.ndarray, prices: np.ndarray, sizes: np.ndarray, reset: bool) -> int:
         """Apply one frame's deltas (int8 sides, int64 nanos); return the levels dropped for capacity."""
         dropped: int = apply_batch(self.levels, sides, prices, sizes, reset)
+        if dropped:
+            self.dropped += dropped
+        return dropped
+
+    def apply_packed(self, deltas: np.ndarray, reset: bool) -> int:
+        """``apply`` for one flat int64 array of (side, price, size) triples: what market_data uses."""
+        dropped: int = apply_packed(self.levels, deltas, reset)
         if dropped:
             self.dropped += dropped
         return dropped
@@ -188,4 +227,5 @@ def warm_up() -> None:
         np.array([1, 1, 1, 0], dtype=np.int64),
         True,
     )
+    book.apply_packed(np.array([0, 5, 1, 1, 6, 0], dtype=np.int64), False)
     book.top(1)

@@ -38,9 +38,7 @@ class FrameResult:
 
 @dataclass(slots=True)
 class _BookBatch:
-    sides: list[int] = field(default_factory=list)
-    prices: list[int] = field(default_factory=list)
-    sizes: list[int] = field(default_factory=list)
+    deltas: list[int] = field(default_factory=list)  # side, price, size, side, price, size, ...
     reset: bool = False
     exch_ns: int = 0
 
@@ -161,37 +159,26 @@ class Normalizer:
     ) -> None:
         # Convert everything first: a bad level must not leave half a message applied.
         exch_ns = self._ts(r.t)
-        sides: list[int] = []
-        prices: list[int] = []
-        sizes: list[int] = []
+        deltas: list[int] = []
         for side, levels in ((BID, r.b), (ASK, r.a)):
             for lv in levels:
                 px = _px(lv.p, "p")
                 sz = _sz(lv.s, "s")
                 if px == 0:
                     raise bounds.OutOfRange("price", "book level p", lv.p)
-                sides.append(side)
-                prices.append(px)
-                sizes.append(sz)
+                deltas += (side, px, sz)
         batch = pending.get(r.S)
         if batch is None or r.r:
             # A snapshot wipes the book, so deltas earlier in this frame no longer matter.
             batch = pending[r.S] = _BookBatch(reset=r.r)
-        batch.sides += sides
-        batch.prices += prices
-        batch.sizes += sizes
+        batch.deltas += deltas
         batch.exch_ns = exch_ns
 
     def _flush_book(self, symbol: str, batch: _BookBatch, recv_ns: int, result: FrameResult) -> None:
         book = self.books.get(symbol)
         if book is None:
             book = self.books[symbol] = L2Book(symbol, self.book_capacity)
-        dropped = book.apply(
-            np.array(batch.sides, dtype=np.int8),
-            np.array(batch.prices, dtype=np.int64),
-            np.array(batch.sizes, dtype=np.int64),
-            batch.reset,
-        )
+        dropped = book.apply_packed(np.array(batch.deltas, dtype=np.int64), batch.reset)
         if dropped:
             self.book_levels_dropped += dropped
             BOOK_LEVELS_DROPPED.labels(self.feed).inc(dropped)

@@ -32,7 +32,7 @@ def test_numba_book_matches_reference(seed: int) -> None:
     rng = random.Random(seed)
     capacity = rng.choice([8, 16, 64])  # small capacities force overflow
     depth = rng.choice([1, 5, 10, 64])
-    book, ref = L2Book("X", capacity), RefBook(capacity)
+    book, packed, ref = L2Book("X", capacity), L2Book("X", capacity), RefBook(capacity)
     for _ in range(300):
         sides, prices, sizes = _random_batch(rng, rng.randrange(0, 25))
         reset = rng.random() < 0.03
@@ -42,10 +42,11 @@ def test_numba_book_matches_reference(seed: int) -> None:
             np.array(sizes, dtype=np.int64),
             reset,
         )
-        assert dropped == ref.apply(sides, prices, sizes, reset)
-        assert book.top(depth) == ref.top(depth)
-        assert book.counts == (len(ref.sides[0]), len(ref.sides[1]))
-    assert book.dropped == ref.dropped
+        flat = np.array([x for triple in zip(sides, prices, sizes, strict=True) for x in triple], np.int64)
+        assert packed.apply_packed(flat, reset) == dropped == ref.apply(sides, prices, sizes, reset)
+        assert book.top(depth) == packed.top(depth) == ref.top(depth)
+        assert book.counts == packed.counts == (len(ref.sides[0]), len(ref.sides[1]))
+    assert book.dropped == packed.dropped == ref.dropped
     if capacity == 8:
         assert ref.dropped > 0  # the stream really exercised the capacity limit
 
@@ -69,7 +70,7 @@ def test_realistic_stream_matches_reference(
     frames = gen.frames(1_500)
     framed, single, ref = L2Book("X", capacity), L2Book("X", capacity), RefBook(capacity)
     for f in frames:
-        framed.apply(f.sides, f.prices, f.sizes, f.reset)
+        framed.apply_packed(f.packed(), f.reset)
         if f.reset:
             single.apply(f.sides[:0], f.prices[:0], f.sizes[:0], True)
             ref.apply([], [], [], True)
@@ -149,6 +150,8 @@ def test_side_outside_bid_ask_is_skipped() -> None:
         np.array([2, -1, 0], np.int8), np.array([5, 6, 7], np.int64), np.array([1, 1, 1], np.int64), False
     )
     assert book.top(5) == ([(7, 1)], [])
+    book.apply_packed(np.array([2, 5, 1, -1, 6, 1, 1, 9, 2, 0], np.int64), False)  # + an incomplete delta
+    assert book.top(5) == ([(7, 1)], [(9, 2)])
 
 
 def test_capacity_must_be_positive() -> None:
