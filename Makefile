@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # numba compiles once and caches here, not in the source tree
 export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 
-.PHONY: setup run down test lint bench clean debian-packages
+.PHONY: setup run down test lint bench bench-deps clean debian-packages
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PY) >/dev/null || { echo "python3.11 is required"; exit 1; }
@@ -33,7 +33,11 @@ test: $(STAMP) debian-packages
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+# The optional `bench` extra (nautilus_trader, for bench.book); --no-deps: see pyproject.toml
+bench-deps: $(STAMP)
+	$(BIN)/pip install -q -c constraints.txt --no-deps nautilus_trader
+
+bench: $(STAMP) bench-deps
 	$(BIN)/python -m bench.suite
 
 clean:

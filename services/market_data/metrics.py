@@ -14,6 +14,11 @@ MALFORMED = Counter("zt_md_malformed_total", "Frames or messages that could not 
 REJECTED = Counter(
     "zt_md_rejected_total", "Venue messages rejected for a value out of range, by reason", ["feed", "reason"]
 )
+BOOK_LEVELS_DROPPED = Counter(
+    "zt_md_book_levels_dropped_total",
+    "L2 book levels dropped because a side held market_data.book_capacity levels",
+    ["feed"],
+)
 FEED_STATE = PromEnum(
     "zt_md_feed_state",
     "Feed state (one series per state, 1 = current)",

@@ -23,7 +23,7 @@ from common import bounds, topics, wire
 from common.clock import wall_ns
 from services.market_data import decode as d
 from services.market_data.book import ASK, BID, L2Book
-from services.market_data.metrics import REJECTED
+from services.market_data.metrics import BOOK_LEVELS_DROPPED, REJECTED
 
 QuoteRec = d.QuoteRec
 Quote = wire.Quote
@@ -49,9 +49,7 @@ class FrameResult:
 
 @dataclass(slots=True)
 class _BookBatch:
-    sides: list[int] = field(default_factory=list)
-    prices: list[int] = field(default_factory=list)
-    sizes: list[int] = field(default_factory=list)
+    deltas: list[int] = field(default_factory=list)  # side, price, size, side, price, size, ...
     reset: bool = False
     exch_ns: int = 0
 
@@ -62,6 +60,7 @@ class Normalizer:
     def __init__(self, book_capacity: int, book_depth: int, feed: str = "") -> None:
         self.feed = feed
         self.rejected: dict[str, int] = {}  # reason -> messages rejected for a value out of range
+        self.book_levels_dropped = 0  # levels lost because a book side was at capacity
         self._now_ns = 0
         self.book_capacity = book_capacity
         self.book_depth = book_depth
@@ -209,9 +208,7 @@ class Normalizer:
     ) -> None:
         # Convert everything first: a bad level must not leave half a message applied.
         exch_ns = self._ts(r.t)
-        sides: list[int] = []
-        prices: list[int] = []
-        sizes: list[int] = []
+        deltas: list[int] = []
         for side, levels in ((BID, r.b), (ASK, r.a)):
             for lv in levels:
                 p, s = lv.p, lv.s
@@ -221,28 +218,22 @@ class Normalizer:
                     px, sz = _px(p, "p"), _sz(s, "s")
                 if px == 0:
                     raise bounds.OutOfRange("price", "book level p", p)
-                sides.append(side)
-                prices.append(px)
-                sizes.append(sz)
+                deltas += (side, px, sz)
         batch = pending.get(r.S)
         if batch is None or r.r:
             # A snapshot wipes the book, so deltas earlier in this frame no longer matter.
             batch = pending[r.S] = _BookBatch(reset=r.r)
-        batch.sides += sides
-        batch.prices += prices
-        batch.sizes += sizes
+        batch.deltas += deltas
         batch.exch_ns = exch_ns
 
     def _flush_book(self, symbol: str, batch: _BookBatch, recv_ns: int, result: FrameResult) -> None:
         book = self.books.get(symbol)
         if book is None:
             book = self.books[symbol] = L2Book(symbol, self.book_capacity)
-        book.apply(
-            np.array(batch.sides, dtype=np.int8),
-            np.array(batch.prices, dtype=np.int64),
-            np.array(batch.sizes, dtype=np.int64),
-            batch.reset,
-        )
+        dropped = book.apply_packed(np.array(batch.deltas, dtype=np.int64), batch.reset)
+        if dropped:
+            self.book_levels_dropped += dropped
+            BOOK_LEVELS_DROPPED.labels(self.feed).inc(dropped)
         bids, asks = book.top(self.book_depth)
         msg = wire.Book(symbol=symbol, bids=bids, asks=asks, exch_ns=batch.exch_ns, recv_ns=recv_ns)
         self._add(result, topics.MD_BOOK, symbol, msg)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from prometheus_client import REGISTRY
 
 from common import topics, wire
 from common.fixed import to_fixed
@@ -190,6 +191,19 @@ def test_bad_book_level_leaves_book_untouched() -> None:
     res = n.frame(af.frame(bad), RECV)
     assert len(res.errors) == 1 and not res.batches
     assert n.books["BTC/USD"].top(5) == ([(to_fixed(10), to_fixed(1))], [(to_fixed(11), to_fixed(1))])
+
+
+def test_book_levels_beyond_capacity_are_dropped_and_counted() -> None:
+    n = Normalizer(book_capacity=8, book_depth=3, feed="crypto-drops")
+    before = REGISTRY.get_sample_value("zt_md_book_levels_dropped_total", {"feed": "crypto-drops"}) or 0.0
+    bids = [(100.0 - i, 1.0) for i in range(11)]  # 11 levels into a side that holds 8
+    res = n.frame(af.frame(af.orderbook(bids=bids, asks=[(101.0, 1.0)], reset=True)), RECV)
+    (book,) = res.batches[b"md.o.BTC/USD"]
+    assert [p for p, _ in book.bids] == [to_fixed(100), to_fixed(99), to_fixed(98)]  # the top is intact
+    assert n.books["BTC/USD"].counts == (8, 1)
+    assert n.book_levels_dropped == 3
+    after = REGISTRY.get_sample_value("zt_md_book_levels_dropped_total", {"feed": "crypto-drops"})
+    assert after == before + 3
 
 
 def test_rfc3339_string_timestamp_is_exact() -> None:
