@@ -224,7 +224,8 @@ def optional_module(name: str, quick: bool) -> dict[str, Any]:
 
 class ReadyWatch:
     """Polls each service's zt_service_ready gauge and the venue's health while `zerotick up` runs:
-    seconds from ``t0`` until each was first seen ready (50 ms granularity)."""
+    seconds from ``t0`` until each was first seen ready (polled every 50 ms; the gauge itself is
+    refreshed once per heartbeat, 0.5 s by default)."""
 
     def __init__(self, zt: Zerotick) -> None:
         self.zt = zt
@@ -252,6 +253,11 @@ class ReadyWatch:
                     self.ready_s[name] = round(time.monotonic() - self.t0, 3)
             time.sleep(0.05)
 
+    def finish(self, timeout_s: float) -> None:
+        """Wait until every target was seen ready (the gauges refresh once per heartbeat, so one may
+        show ready a heartbeat after `zerotick up` saw the service ready), at most ``timeout_s``."""
+        self._thread.join(timeout_s)
+
     @contextlib.contextmanager
     def running(self) -> Iterator[ReadyWatch]:
         self._thread.start()
@@ -267,7 +273,7 @@ def timed_start(zt: Zerotick) -> dict[str, Any]:
     with watch.running():
         zt.start()
         total = time.monotonic() - watch.t0
-        time.sleep(0.1)
+        watch.finish(5.0)
     return {"up_to_all_ready_s": round(total, 3), "per_service_ready_s": watch.ready_s}
 
 
