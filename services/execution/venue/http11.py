@@ -419,20 +419,28 @@ class Http11Pool:
         self._slots = _Slots(max_connections)
         self._idle: list[_Connection] = []  # LIFO: the most recently used (warmest) goes first
         self._all: set[_Connection] = set()
+        self._lines: dict[tuple[str, str], bytes] = {}  # request lines of paths without a query
         self.connections_opened = 0  # for tests and metrics: how many TCP connections were made
 
     def build_request(
         self, method: str, path: str, query: Mapping[str, str] | None = None, body: bytes | None = None
     ) -> bytes:
-        target = self._prefix + quote(path, safe=_PATH_SAFE)
         if query:
-            target += "?" + encode_query(query)
-        start = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+            target = self._prefix + quote(path, safe=_PATH_SAFE) + "?" + encode_query(query)
+            start = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+        else:  # the order POST's line, built once
+            start = self._lines.get((method, path)) or self._request_line(method, path)
         if body is not None:
             return b"".join((start, self._static, b"Content-Length: %d\r\n\r\n" % len(body), body))
         if method in _METHODS_WITH_BODY:
             return b"".join((start, self._static, b"Content-Length: 0\r\n\r\n"))
         return b"".join((start, self._static, b"\r\n"))
+
+    def _request_line(self, method: str, path: str) -> bytes:
+        line = f"{method} {self._prefix + quote(path, safe=_PATH_SAFE)} HTTP/1.1\r\n".encode("latin-1")
+        if len(self._lines) < 64:  # a bound: paths with ids in them (a cancel) are not reused
+            self._lines[(method, path)] = line
+        return line
 
     async def request(
         self,
@@ -477,7 +485,15 @@ class Http11Pool:
 
     def can_send_now(self) -> bool:
         """True when ``send_now`` would write at once (a free slot, an idle kept-alive connection)."""
-        return self._slots.free > 0 and any(c.usable for c in self._idle)
+        if self._slots.free <= 0:
+            return False
+        now = time.monotonic()
+        while self._idle:  # the one _take_idle would give, dropping the stale ones as it does
+            conn = self._idle[-1]
+            if conn.usable and now - conn.idle_since < self._idle_s:
+                return True
+            self._idle.pop().close()
+        return False
 
     def send_now(
         self,
