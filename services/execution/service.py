@@ -127,6 +127,7 @@ class ExecutionService(Service):
         self._startup_log = ConditionLog(log)
         self.start_positions: list[wire.Position] = []
         self._risk_to_exec = STAGE_LATENCY.labels(self.name, "risk_to_exec")
+        self._queued = ORDERS.labels("queued")
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -305,7 +306,7 @@ class ExecutionService(Service):
             self.tracker.emit_update(order, "submit_failed", recv)
             return wire.OrderAck(client_order_id=coid, accepted=False, detail=reason, ts_ns=wall_ns())
         self.placer.place_now(order, req, recv)
-        ORDERS.labels("queued").inc()
+        self._queued.inc()
         return wire.OrderAck(client_order_id=coid, accepted=True, detail="queued", ts_ns=wall_ns())
 
     def _cancel(self, msg: wire.CancelRequest) -> Awaitable[wire.Reply] | wire.Reply:

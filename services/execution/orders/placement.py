@@ -65,7 +65,7 @@ class _Post:
         if tick_recv_ns:
             placer.tick_to_order.observe(max(0, sent_ns - tick_recv_ns) / 1e9)
         placer.exec_submit.observe((sent_ns - self.recv_ns) / 1e9)
-        ORDERS.labels("submitted").inc()
+        placer.submitted.inc()
 
 
 class OrderPlacer:
@@ -90,6 +90,7 @@ class OrderPlacer:
         self.tick_to_order = TICK_TO_ORDER.labels(venue)
         self.exec_submit = STAGE_LATENCY.labels(service_name, "exec_submit")
         self._venue_ack = STAGE_LATENCY.labels(service_name, "venue_ack")
+        self.submitted = ORDERS.labels("submitted")
 
     def place_now(self, order: TrackedOrder, req: wire.OrderRequest, recv_ns: int) -> None:
         """Place ``order``: its first POST is written before this returns when it can go at once
