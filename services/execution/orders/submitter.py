@@ -154,8 +154,9 @@ class OrderSubmitter:
             try:
                 if first is not None:
                     reply, first_post, first = first.reply, first, None
+                    assert reply is not None, "start() sets it"
                     try:
-                        order = await reply if reply is not None else None
+                        order = await reply
                     finally:
                         last_post_ns = first_post.sent_ns or last_post_ns
                 else:
