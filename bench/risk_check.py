@@ -57,6 +57,7 @@ def build_state(rng: random.Random, now: int) -> tuple[RiskState, list[str]]:
 
 
 def intents(rng: random.Random, rs: RiskState, symbols: list[str], n: int) -> list[wire.OrderIntent]:
+    """Decoded from the wire, as risk's decide() gets them (sides and order types as Enum members)."""
     out = []
     for i in range(n):
         s = rng.choice(symbols)
@@ -67,7 +68,7 @@ def intents(rng: random.Random, rs: RiskState, symbols: list[str], n: int) -> li
                 limit_px=mid + rng.randint(-100, 100) * 10**7,
             )
         )  # fmt: skip
-    return out
+    return [wire.decode(wire.encode(i)) for i in out]
 
 
 def percentiles(samples: list[int]) -> str:

@@ -127,6 +127,7 @@ class ExecutionService(Service):
         self._startup_log = ConditionLog(log)
         self.start_positions: list[wire.Position] = []
         self._risk_to_exec = STAGE_LATENCY.labels(self.name, "risk_to_exec")
+        self._queued = ORDERS.labels("queued")
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -260,9 +261,15 @@ class ExecutionService(Service):
         return "" if blocked is None else f"{blocked.value}: trading state {self.gate.state or 'unknown'}"
 
     def _on_order_request(self, req: wire.OrderRequest) -> wire.OrderAck:
+        """Checks, then the order's POST is written (``place_now``) before anything that can wait:
+        the stage metric, the ack to risk (a send that may hand this CPU to risk), the task."""
         recv = wall_ns()
+        ack = self._order_request(req, recv)
         if req.risk_ns:
             self._risk_to_exec.observe(max(0, recv - req.risk_ns) / 1e9)
+        return ack
+
+    def _order_request(self, req: wire.OrderRequest, recv: int) -> wire.OrderAck:
         coid = req.client_order_id
         if self.tracker.is_known(coid):
             ORDERS.labels("refused").inc()
@@ -298,8 +305,8 @@ class ExecutionService(Service):
             order.mark(SUBMIT_FAILED, reason)
             self.tracker.emit_update(order, "submit_failed", recv)
             return wire.OrderAck(client_order_id=coid, accepted=False, detail=reason, ts_ns=wall_ns())
-        self._spawn(self.placer.place(order, req, recv))
-        ORDERS.labels("queued").inc()
+        self.placer.place_now(order, req, recv)
+        self._queued.inc()
         return wire.OrderAck(client_order_id=coid, accepted=True, detail="queued", ts_ns=wall_ns())
 
     def _cancel(self, msg: wire.CancelRequest) -> Awaitable[wire.Reply] | wire.Reply:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-from common.enums import RejectReason, TradingState
+from common.enums import OrderSide, OrderType, RejectReason, TradingState
 from common.fixed import SCALE
 
 # ---- per-symbol state columns -------------------------------------------------------------------
@@ -98,8 +98,12 @@ MARKET = 0
 LIMIT = 1
 STOP = 2
 STOP_LIMIT = 3
-ORDER_TYPES: dict[str, int] = {"market": MARKET, "limit": LIMIT, "stop": STOP, "stop_limit": STOP_LIMIT}
-SIDES: dict[str, int] = {"buy": BUY, "sell": SELL}
+# Keyed by the Enum members (str subclasses: a plain "buy" finds its entry too): decoded intents
+# carry the members themselves, and an identical key is the dict's fastest match.
+ORDER_TYPES: dict[str, int] = {
+    OrderType.MARKET: MARKET, OrderType.LIMIT: LIMIT, OrderType.STOP: STOP, OrderType.STOP_LIMIT: STOP_LIMIT
+}  # fmt: skip
+SIDES: dict[str, int] = {OrderSide.BUY: BUY, OrderSide.SELL: SELL}
 
 # Prices, quantities and positions above this are refused (or clamped to it when they come from
 # the venue); it keeps every intermediate below 2**62.

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from fractions import Fraction
+from time import perf_counter_ns
 from typing import Any
 
 from common import oplog, topics, wire
@@ -69,6 +69,7 @@ class RiskService(Service):
         self._max_age_ns = r.intent_max_age_ms * 1_000_000
         self._check_lat = CHECK_LATENCY
         self._s2r_lat = STAGE_LATENCY.labels(self.name, "signal_to_risk")
+        self._check_ns = 0  # the numba check's duration in the decision being made (0: not run)
         self._execution: RpcClient | None = None
         self._snapshots: RpcClient | None = None  # positions requests (a longer timeout)
         self._events: OrderEventReceiver | None = None
@@ -150,9 +151,19 @@ class RiskService(Service):
             await asyncio.sleep(interval)
 
     def decide(self, intent: wire.OrderIntent) -> wire.RiskDecision:
+        """The decision on ``intent``; an approved order is forwarded to execution first.
+
+        Only what the decision needs runs before the order request and the reply go out: the
+        stage metrics, counters, the ops log line and the decision's publication on ``rk.rd``
+        run right after this drain pass (``call_soon``), once both sends are done."""
         now = wall_ns()
-        if intent.signal_ns:
-            self._s2r_lat.observe(max(now - intent.signal_ns, 0) / 1e9)
+        self._check_ns = 0
+        decision = self._decide(intent, now)
+        self.decisions[decision.reason] += 1
+        self.loop.call_soon(self._after_decision, intent, decision, now, self._check_ns)
+        return decision
+
+    def _decide(self, intent: wire.OrderIntent, now: int) -> wire.RiskDecision:
         stale = self._staleness(intent, now)
         if stale:
             return self._reject(intent, RejectReason.EXPIRED, stale)
@@ -171,14 +182,13 @@ class RiskService(Service):
             # Execution would refuse it, and that refusal must not release the live order's quantity.
             return self._reject(intent, RejectReason.DUPLICATE, f"{coid} is already an open order")
         # last before sending: an approval takes rate tokens and is recorded by the duplicate guard
-        t0 = time.perf_counter_ns()
+        t0 = perf_counter_ns()
         code = self.risk.check(intent, now)
-        self._check_lat.observe((time.perf_counter_ns() - t0) / 1e9)
+        self._check_ns = perf_counter_ns() - t0
         if code:
             reason = RejectReason.from_code(code)
             refused = reason is RejectReason.SYMBOL_NOT_ALLOWED and intent.symbol not in self.risk.index
             return self._reject(intent, reason, self.risk.refusal(intent.symbol) if refused else "")
-        self.triggers.on_order_approved()
         assert self._execution is not None, "start() not called"
         risk_ns = wall_ns()
         fut = self._execution.request(wire.OrderRequest(client_order_id=coid, intent=intent, risk_ns=risk_ns))
@@ -186,7 +196,7 @@ class RiskService(Service):
             return self._reject(intent, RejectReason.EXECUTION_UNAVAILABLE, str(fut.exception()))
         self.risk.add_pending(coid, intent.symbol, intent.side, intent.qty)
         fut.add_done_callback(lambda f: self._on_ack(coid, f))
-        decision = wire.RiskDecision(
+        return wire.RiskDecision(
             intent_id=intent.intent_id,
             approved=True,
             reason="ok",
@@ -194,8 +204,33 @@ class RiskService(Service):
             client_order_id=coid,
             risk_ns=risk_ns,
         )
+
+    def _after_decision(
+        self, intent: wire.OrderIntent, decision: wire.RiskDecision, now: int, check_ns: int
+    ) -> None:
+        """What a decision leaves to do once the order request and the reply are sent."""
+        if intent.signal_ns:
+            self._s2r_lat.observe(max(now - intent.signal_ns, 0) / 1e9)
+        if check_ns:
+            self._check_lat.observe(check_ns / 1e9)
+        if decision.approved:
+            self.triggers.on_order_approved()
+        else:
+            reason = RejectReason(decision.reason)
+            self.triggers.on_risk_reject(reason)
+            oplog.order_line(
+                OpsEvent.RISK_REJECT,
+                symbol=intent.symbol,
+                side=intent.side,
+                qty=intent.qty,
+                price=intent.limit_px,
+                client_order_id="",  # none yet: a rejected intent never becomes an order
+                strategy=intent.strategy,
+                reason=reason.value,
+                detail=decision.detail,
+                intent_id=intent.intent_id,
+            )
         self._record(decision)
-        return decision
 
     def _staleness(self, intent: wire.OrderIntent, now: int) -> str:
         """Why the intent is too old to act on ("" if it is not): its own deadline, and never more
@@ -213,20 +248,7 @@ class RiskService(Service):
         return ""
 
     def _reject(self, intent: wire.OrderIntent, reason: RejectReason, detail: str) -> wire.RiskDecision:
-        self.triggers.on_risk_reject(reason)
-        oplog.order_line(
-            OpsEvent.RISK_REJECT,
-            symbol=intent.symbol,
-            side=intent.side,
-            qty=intent.qty,
-            price=intent.limit_px,
-            client_order_id="",  # none yet: a rejected intent never becomes an order
-            strategy=intent.strategy,
-            reason=reason.value,
-            detail=detail,
-            intent_id=intent.intent_id,
-        )
-        decision = wire.RiskDecision(
+        return wire.RiskDecision(
             intent_id=intent.intent_id,
             approved=False,
             reason=reason.value,
@@ -234,11 +256,8 @@ class RiskService(Service):
             client_order_id="",
             risk_ns=wall_ns(),
         )
-        self._record(decision)
-        return decision
 
     def _record(self, decision: wire.RiskDecision) -> None:
-        self.decisions[decision.reason] += 1
         DECISIONS.labels(decision.reason).inc()
         self.pub.publish(topics.RK_DECISION, [decision])
 

@@ -101,14 +101,15 @@ class SignalService(Service):
     # ---- inputs -----------------------------------------------------------------------------
 
     def _on_market_data(self, topic: bytes, msgs: list[Any]) -> None:
-        intents = self.host.on_market(msgs)
         now = wall_ns()
+        intents = self.host.on_market(msgs)
+        if intents:
+            self.send(intents)  # before the metrics: each send may hand the CPU to risk
+        observe = self._md_lat.observe
         for m in msgs:
             recv = getattr(m, "recv_ns", 0)
             if recv:
-                self._md_lat.observe(max(now - recv, 0) / 1e9)
-        if intents:
-            self.send(intents)
+                observe(max(now - recv, 0) / 1e9)
 
     def _on_order_event(self, ev: OrderEvent) -> None:
         intents = self.host.on_order_event(ev)
@@ -149,9 +150,9 @@ class SignalService(Service):
                 continue
             sent = mono_ns()
             fut = self._risk.request(intent)
+            fut.add_done_callback(lambda f, i=intent, t=sent: self._on_decision(i, t, f))
             self.intents_sent += 1
             INTENTS.labels(intent.strategy).inc()
-            fut.add_done_callback(lambda f, i=intent, t=sent: self._on_decision(i, t, f))
 
     def _on_decision(self, intent: wire.OrderIntent, sent_ns: int, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled():

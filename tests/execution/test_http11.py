@@ -436,3 +436,85 @@ def test_unreachable_origin_is_a_connection_error() -> None:
         await pool.close()
 
     uvloop.run(main())
+
+
+# ---- send_now: the order path's write without an await ---------------------------------------
+
+
+def test_send_now_writes_on_the_idle_connection_before_returning_and_keeps_it() -> None:
+    async def body(server: AioServer) -> None:
+        pool = Http11Pool(server.url, HEADERS)
+        try:
+            assert pool.send_now("POST", "/echo", body=b"{}") is None  # no connection yet: nothing sent
+            assert not server.peers
+            await pool.request("GET", "/echo")
+            written: list[str] = []
+            for i in range(3):
+                assert pool.can_send_now()
+                fut = pool.send_now(
+                    "POST", "/echo", body=b'{"i": %d}' % i, on_send=lambda: written.append("x")
+                )
+                assert fut is not None and len(written) == i + 1  # written before send_now returned
+                resp = await fut
+                assert orjson.loads(resp.body)["body"] == f'{{"i": {i}}}'
+                await asyncio.sleep(0)  # the connection goes back to the pool in the future's callback
+        finally:
+            await pool.close()
+        assert pool.connections_opened == 1 and len(server.peers) == 4
+
+    with_aio(body)
+
+
+def test_send_now_takes_nothing_while_every_slot_is_busy() -> None:
+    async def body(server: AioServer) -> None:
+        pool = Http11Pool(server.url, HEADERS, max_connections=1)
+        try:
+            await pool.request("GET", "/echo")
+            busy = asyncio.ensure_future(pool.request("GET", "/slow"))
+            await asyncio.sleep(0.01)
+            assert not pool.can_send_now() and pool.send_now("POST", "/echo", body=b"{}") is None
+            await busy
+            assert pool.can_send_now()
+            waiting = asyncio.ensure_future(pool.request("GET", "/slow"))  # a waiter keeps its turn
+            await asyncio.sleep(0.01)
+            assert (await waiting).status == 200
+        finally:
+            await pool.close()
+        assert len(server.peers) == 3 and server.max_in_flight == 1
+
+    with_aio(body)
+
+
+def test_send_now_timeout_drops_the_connection_and_frees_the_slot() -> None:
+    answered = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            if answered == 1:
+                answered += 1
+                await reader.read()  # the second request is never answered
+                return
+            answered += 1
+            writer.write(OK)
+            await writer.drain()
+
+    async def scenario(server: RawServer) -> None:
+        pool = Http11Pool(server.url, HEADERS, max_connections=1)
+        try:
+            await pool.request("GET", "/x")
+            fut = pool.send_now("POST", "/orders", body=b"{}", timeout_s=0.2)
+            assert fut is not None
+            with pytest.raises(HttpTimeout):
+                await fut
+            await asyncio.sleep(0)
+            assert (await pool.request("GET", "/x")).body == OK_BODY  # the slot is free again
+        finally:
+            await pool.close()
+        assert pool.connections_opened == 2
+
+    run_raw(handler, scenario)

@@ -335,3 +335,26 @@ def test_orders_only_from_risk_on_the_orders_socket(tmp_path: Path) -> None:
         assert not cancel.ok and "only from risk" in cancel.detail
 
     run(tmp_path, scenario)
+
+
+def test_the_post_is_written_before_the_order_request_is_answered(tmp_path: Path) -> None:
+    """The critical path: with a kept-alive connection idle, the handler journals and writes the
+    POST itself; the ack (which may hand the CPU to risk) and the placement task come after."""
+
+    async def scenario(h: Harness) -> None:
+        assert (await h.order("zt-w.1")).accepted  # the venue connection is open and idle after it
+        await until(lambda: h.svc.tracker.orders["zt-w.1"].status == "new")
+        now = wall_ns()
+        intent = wire.OrderIntent(
+            intent_id="zt-w.2", strategy="s1", symbol="AAPL", side="buy", qty=to_fixed(1),
+            limit_px=to_fixed(100), tick_recv_ns=now, signal_ns=now, deadline_ns=now + 5_000_000_000,
+        )  # fmt: skip
+        ack = h.svc.handle(wire.OrderRequest(client_order_id="zt-w.2", intent=intent, risk_ns=now))
+        order = h.svc.tracker.orders["zt-w.2"]
+        assert isinstance(ack, wire.OrderAck) and ack.accepted
+        assert order.sent_ns > 0 and h.svc.placer.posts_in_flight == 1  # written, not answered yet
+        assert [s[0] for s in h.svc.journal.submits][-1] == "zt-w.2"
+        await until(lambda: order.status == "new" and h.svc.placer.posts_in_flight == 0)
+        assert [p["client_order_id"] for p in h.venue.posts].count("zt-w.2") == 1
+
+    run(tmp_path, scenario)

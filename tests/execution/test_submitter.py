@@ -6,8 +6,9 @@ import asyncio
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
-from services.execution.orders.journal import SqliteJournal
+from services.execution.orders.journal import JournalError, SqliteJournal
 from services.execution.orders.submitter import OrderSubmitter, SubmitOutcome
 from services.execution.venue.ratelimit import TokenBucket
 from services.execution.venue.rest_client import AlpacaRest, RestStatusError
@@ -152,3 +153,76 @@ def test_bad_keys_give_a_clear_error_without_the_secret() -> None:
 
     text = asyncio.run(scenario())
     assert "401" in text and "not authorized" in text and "wrong-secret-value" not in text
+
+
+# ---- start: the first POST journaled and written before it returns --------------------------
+
+
+class FailingJournal(SqliteJournal):
+    def record_submit(self, client_order_id: str, attempt: int, body: dict[str, Any]) -> None:
+        raise JournalError("disk full")
+
+
+def run_start(
+    may_send: Callable[[], str] = lambda: "", journal_cls: type[SqliteJournal] = SqliteJournal, warm: bool = True,
+    faults: list[Fault] | None = None,
+) -> tuple[bool, list[str], SubmitOutcome | None, TinyVenue, SqliteJournal]:  # fmt: skip
+    """(whether start wrote at once, what had happened when it returned, the outcome, venue, journal)."""
+
+    async def scenario() -> tuple[bool, list[str], SubmitOutcome | None, TinyVenue, SqliteJournal]:
+        venue = TinyVenue(faults=list(faults or []))
+        await venue.start()
+        rest = AlpacaRest(venue.url, KEY, SECRET, TokenBucket(6000, 50), timeout_s=5.0, max_wait_s=0.01)
+        journal = journal_cls(Path(tempfile.mkdtemp()) / "j.sqlite")
+        seen: list[str] = []
+        try:
+            await rest.open()
+            if warm:  # a kept-alive connection to write on, as after execution's start-up reconcile
+                await rest.list_orders()
+            sub = OrderSubmitter(rest, journal, max_posts=3, backoff_s=0.001)
+            body = {**BODY, "client_order_id": "zt-t.1"}
+
+            def written() -> None:  # the journal is read at the moment of the write
+                seen.append("written after " + ",".join(s[0] for s in journal.submits))
+
+            first = sub.start("zt-t.1", body, on_send=written, may_send=may_send)
+            seen += [f"journaled {s[0]}" for s in journal.submits]
+            out = await sub.submit("zt-t.1", body, first=first) if first is not None else None
+        finally:
+            await rest.close()
+            await venue.stop()
+        return first is not None, seen, out, venue, journal
+
+    return asyncio.run(scenario())
+
+
+def test_start_journals_and_writes_the_first_post_before_it_returns() -> None:
+    wrote, seen, out, venue, journal = run_start()
+    assert wrote and seen == ["written after zt-t.1", "journaled zt-t.1"]  # journal first, both done
+    assert out is not None and out.kind == "placed" and out.posts == 1 and out.last_post_ns > 0
+    assert [p["client_order_id"] for p in venue.posts] == ["zt-t.1"] and len(journal.submits) == 1
+
+
+def test_start_without_an_idle_connection_does_nothing_and_leaves_it_to_submit() -> None:
+    wrote, seen, out, venue, journal = run_start(warm=False)
+    assert not wrote and seen == [] and out is None and venue.posts == [] and journal.submits == []
+
+
+def test_start_with_the_gate_closed_sends_nothing_and_the_outcome_is_rejected() -> None:
+    wrote, seen, out, venue, _ = run_start(may_send=lambda: "halted: trading state HALTED")
+    assert wrote and seen == ["journaled zt-t.1"]  # journaled, never written
+    assert out is not None and out.kind == "rejected" and out.posts == 0 and "halted" in out.reason
+    assert venue.posts == []
+
+
+def test_start_with_the_journal_failing_sends_nothing() -> None:
+    wrote, seen, out, venue, _ = run_start(journal_cls=FailingJournal)
+    assert wrote and seen == [] and venue.posts == []
+    assert out is not None and out.kind == "rejected" and out.reason.startswith("journal_failed")
+
+
+def test_start_then_a_lost_reply_is_looked_up_not_resent() -> None:
+    wrote, seen, out, venue, _ = run_start(faults=[Fault(504, after_apply=True)])
+    assert wrote and seen[0] == "written after zt-t.1"
+    assert out is not None and out.kind == "placed" and out.adopted and out.posts == 1
+    assert len(venue.posts) == 1 and len(venue.orders) == 1 and venue.lookups == 1

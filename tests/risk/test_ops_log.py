@@ -3,6 +3,7 @@ reason) and per trading-state trip; none per quote or per approved intent."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def test_one_line_per_reject_and_per_trip(tmp_path: Path, caplog: pytest.LogCapt
             risk.risk.on_quote(_quote())
         assert risk.decide(_intent("ok-1", "1")).approved
         assert not risk.decide(_intent("big-1", "5000", side="sell")).approved
+        await asyncio.sleep(0)  # a reject's line is written once the decision has been answered
         risk.trading.change(TradingState.HALTED, TripSource.CONTROL, "ops-test", "drill")
 
     _run(tmp_path, lambda ex: None, scenario)

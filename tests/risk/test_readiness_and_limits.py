@@ -239,3 +239,29 @@ def test_buying_power_comes_from_executions_account_snapshots(tmp_path: Path) ->
         assert risk.status()["buying_power"] == "2500"
 
     _run(tmp_path, lambda ex: None, scenario)
+
+
+def test_an_approval_goes_to_execution_and_is_published_on_the_next_loop_turn(tmp_path: Path) -> None:
+    """The order request and the reply go first; the rk.rd publication and the metrics follow
+    (``call_soon``): nothing is lost by deferring them."""
+
+    async def scenario(ex: FakeExecution, risk: RiskService) -> None:
+        await until(lambda: risk.trading_ready, "readiness")
+        published: list[wire.RiskDecision] = []
+        publish = risk.pub.publish
+
+        def recording(topic: bytes, msgs: list[Any]) -> None:
+            if topic == topics.RK_DECISION:
+                published.extend(msgs)
+            publish(topic, msgs)
+
+        risk.pub.publish = recording  # type: ignore[method-assign]
+        approved = risk.decide(_intent("pub-1"))
+        rejected = risk.decide(_intent("pub-2", "5000"))
+        assert approved.approved and not rejected.approved
+        assert risk.decisions["ok"] == 1 and risk.decisions[RejectReason.MAX_ORDER_QTY.value] == 1
+        await asyncio.sleep(0)
+        assert published == [approved, rejected]
+        await until(lambda: approved.client_order_id in ex.orders, "the order at execution")
+
+    _run(tmp_path, lambda ex: None, scenario)

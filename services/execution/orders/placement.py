@@ -20,7 +20,7 @@ from services.execution.orders.order_state import (
     TrackedOrder,
     VenueOrder,
 )
-from services.execution.orders.submitter import OrderSubmitter, SubmitOutcome, is_not_found
+from services.execution.orders.submitter import FirstPost, OrderSubmitter, SubmitOutcome, is_not_found
 from services.execution.orders.tracker import OrderTracker
 from services.execution.venue.order_request import order_body
 from services.execution.venue.ratelimit import TokenBucket
@@ -30,6 +30,42 @@ log = logging.getLogger(__name__)
 RESOLVE_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
+
+
+class _Post:
+    """One order's POSTs: its body, and the moment the first one was written. With ``later``
+    (the first POST written from the request handler) that POST's metrics wait until the task
+    that awaits its answer runs: nothing but the write comes before the reply to risk."""
+
+    __slots__ = ("body", "later", "order", "placer", "recv_ns", "req", "sent_ns")
+
+    def __init__(
+        self, placer: OrderPlacer, order: TrackedOrder, req: wire.OrderRequest, recv_ns: int, later: bool
+    ) -> None:
+        self.placer = placer
+        self.order = order
+        self.req = req
+        self.recv_ns = recv_ns
+        self.later = later
+        self.body = order_body(req)
+        self.sent_ns = 0
+
+    def on_send(self) -> None:
+        """Right before the first POST's bytes are written."""
+        if self.sent_ns:
+            return
+        self.sent_ns = self.order.sent_ns = self.order.last_post_ns = wall_ns()
+        self.placer.posts_in_flight += 1
+        if not self.later:
+            self.observe()
+
+    def observe(self) -> None:
+        placer, sent_ns = self.placer, self.sent_ns
+        tick_recv_ns = self.req.intent.tick_recv_ns
+        if tick_recv_ns:
+            placer.tick_to_order.observe(max(0, sent_ns - tick_recv_ns) / 1e9)
+        placer.exec_submit.observe((sent_ns - self.recv_ns) / 1e9)
+        placer.submitted.inc()
 
 
 class OrderPlacer:
@@ -51,31 +87,42 @@ class OrderPlacer:
         # asked right before each POST is written: a reason the order may not go out, or ""
         self.may_send: Callable[[TrackedOrder], str] = lambda order: ""
         self.posts_in_flight = 0  # POSTs written and not answered yet
-        self._tick_to_order = TICK_TO_ORDER.labels(venue)
-        self._exec_submit = STAGE_LATENCY.labels(service_name, "exec_submit")
+        self.tick_to_order = TICK_TO_ORDER.labels(venue)
+        self.exec_submit = STAGE_LATENCY.labels(service_name, "exec_submit")
         self._venue_ack = STAGE_LATENCY.labels(service_name, "venue_ack")
+        self.submitted = ORDERS.labels("submitted")
 
-    async def place(self, order: TrackedOrder, req: wire.OrderRequest, recv_ns: int) -> None:
-        sent_ns = 0
+    def place_now(self, order: TrackedOrder, req: wire.OrderRequest, recv_ns: int) -> None:
+        """Place ``order``: its first POST is written before this returns when it can go at once
+        (``OrderSubmitter.start``: journal, rate token, gate, write), so the caller's reply to risk
+        and everything else come after the order is on the wire; the rest runs in a task."""
+        post = _Post(self, order, req, recv_ns, later=True)
+        first = self.submitter.start(
+            order.client_order_id, post.body, post.on_send, lambda: self.may_send(order)
+        )
+        self._spawn(self.place(order, req, recv_ns, post, first))
 
-        def on_send() -> None:
-            nonlocal sent_ns
-            if sent_ns:
-                return
-            sent_ns = order.sent_ns = order.last_post_ns = wall_ns()
-            self.posts_in_flight += 1
-            if req.intent.tick_recv_ns:
-                self._tick_to_order.observe(max(0, sent_ns - req.intent.tick_recv_ns) / 1e9)
-            self._exec_submit.observe((sent_ns - recv_ns) / 1e9)
-            ORDERS.labels("submitted").inc()
-
+    async def place(
+        self,
+        order: TrackedOrder,
+        req: wire.OrderRequest,
+        recv_ns: int,
+        post: _Post | None = None,
+        first: FirstPost | None = None,
+    ) -> None:
+        post = post or _Post(self, order, req, recv_ns, later=False)
+        if post.later:
+            post.later = False
+            if post.sent_ns:
+                post.observe()  # the first POST went out in place_now: its metrics only now
         try:
             outcome = await self.submitter.submit(
                 order.client_order_id,
-                order_body(req),
+                post.body,
                 req.intent.deadline_ns,
-                on_send,
+                post.on_send,
                 lambda: self.may_send(order),
+                first,
             )
         except Exception as exc:  # a bug must not leave the order stuck in pending_submit
             log.exception("order submit failed unexpectedly", extra=kv(coid=order.client_order_id))
@@ -83,8 +130,9 @@ class OrderPlacer:
                 "unknown", None, f"submit error: {type(exc).__name__}", 1, last_post_ns=wall_ns()
             )
         finally:
-            if sent_ns:
+            if post.sent_ns:
                 self.posts_in_flight -= 1
+        sent_ns = post.sent_ns
         if sent_ns:
             oplog.order_line(
                 OpsEvent.ORDER_SENT,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,6 +61,17 @@ def outcome_unknown(exc: RestError) -> bool:
     return False
 
 
+class FirstPost:
+    """An order's first POST, journaled and written by ``OrderSubmitter.start`` before it returned;
+    ``submit(first=...)`` takes it from there."""
+
+    __slots__ = ("reply", "sent_ns")
+
+    def __init__(self) -> None:
+        self.sent_ns = 0  # wall ns when the POST was handed to the network (0: not written)
+        self.reply: Awaitable[dict[str, Any] | None] | None = None
+
+
 class OrderSubmitter:
     def __init__(
         self,
@@ -81,6 +92,33 @@ class OrderSubmitter:
     async def _backoff(self, attempt: int) -> None:
         await asyncio.sleep(min(self.backoff_cap_s, self.backoff_s * 2 ** max(0, attempt - 1)))
 
+    def start(
+        self,
+        client_order_id: str,
+        body: dict[str, Any],
+        on_send: Callable[[], None] | None = None,
+        may_send: Callable[[], str] | None = None,
+    ) -> FirstPost | None:
+        """The first POST journaled and written now, before this returns, when it can go at once
+        (a rate-limit token and an idle kept-alive connection are at hand); None, with nothing
+        journaled or sent, when it would have to wait: ``submit`` then does it all. Failures
+        (journal, gate, connection) come out of ``submit(first=...)`` as they would from there."""
+        if not self.rest.order_post_ready():
+            return None
+        first = FirstPost()
+
+        def sent() -> None:
+            first.sent_ns = wall_ns()
+            if on_send is not None:
+                on_send()
+
+        try:
+            self.journal.record_submit(client_order_id, 1, body)  # before the POST, or no POST
+            first.reply = _order_of(self.rest.send_order_now(body, on_send=sent, may_send=may_send))
+        except Exception as exc:
+            first.reply = _raise(exc)
+        return first
+
     async def submit(
         self,
         client_order_id: str,
@@ -88,7 +126,9 @@ class OrderSubmitter:
         deadline_ns: int = 0,
         on_send: Callable[[], None] | None = None,
         may_send: Callable[[], str] | None = None,
+        first: FirstPost | None = None,
     ) -> SubmitOutcome:
+        """Place the order (``first``: its first POST was already written by ``start``)."""
         posts = 0
         doubtful = False  # some POST may have placed the order although we saw no success
         last_post_ns = 0
@@ -112,17 +152,24 @@ class OrderSubmitter:
             if posts and deadline_ns and wall_ns() > deadline_ns:
                 return give_up("expired before it could be resubmitted")
             try:
-                self.journal.record_submit(client_order_id, posts + 1, body)
-            except JournalError as exc:  # a POST that is not journaled first is never written
-                return give_up(f"journal_failed: {exc}")
-            try:
-                order = await self.rest.submit_order(body, on_send=sent, may_send=may_send)
+                if first is not None:
+                    reply, first_post, first = first.reply, first, None
+                    assert reply is not None, "start() sets it"
+                    try:
+                        order = await reply
+                    finally:
+                        last_post_ns = first_post.sent_ns or last_post_ns
+                else:
+                    self.journal.record_submit(client_order_id, posts + 1, body)
+                    order = await self.rest.submit_order(body, on_send=sent, may_send=may_send)
                 if isinstance(order, dict):
                     return SubmitOutcome("placed", order, "ok", posts + 1, last_post_ns=last_post_ns)
                 doubtful, posts = True, posts + 1  # 2xx without an order body: placed, unreadable
                 log.warning(
                     "order POST answered without an order, looking it up", extra=kv(coid=client_order_id)
                 )
+            except JournalError as exc:  # a POST that is not journaled first is never written
+                return give_up(f"journal_failed: {exc}")
             except RateLimited as exc:  # this POST was not sent
                 return give_up(f"rate_limited: {exc}")
             except OrderBlocked as exc:  # the trading gate closed while it waited: not sent
@@ -164,6 +211,15 @@ class OrderSubmitter:
                 log.warning("order lookup failed", extra=kv(coid=client_order_id, error=str(exc)))
             await self._backoff(attempt)
         return None
+
+
+async def _order_of(reply: Awaitable[tuple[int, Any]]) -> dict[str, Any] | None:
+    """The order body of a POST reply (what ``AlpacaRest.submit_order`` returns)."""
+    return (await reply)[1]  # type: ignore[no-any-return]
+
+
+async def _raise(exc: Exception) -> Any:
+    raise exc
 
 
 def is_not_found(found: object) -> bool:

@@ -14,6 +14,7 @@ import asyncio
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -277,6 +278,12 @@ class _Connection(asyncio.Protocol):
     async def roundtrip(
         self, data: bytes, head_request: bool, on_send: Callable[[], None] | None
     ) -> HttpResponse:
+        return await self.start(data, head_request, on_send)
+
+    def start(
+        self, data: bytes, head_request: bool, on_send: Callable[[], None] | None
+    ) -> asyncio.Future[HttpResponse]:
+        """Write the request now; the future resolves to its response."""
         transport = self._transport
         if transport is None or transport.is_closing():
             raise HttpConnectionError("connection already closed")
@@ -286,7 +293,17 @@ class _Connection(asyncio.Protocol):
         if on_send is not None:
             on_send()
         transport.write(data)
-        return await waiter
+        return waiter
+
+    def expire(self, timeout_s: float) -> None:
+        """No complete response in time: the request fails, the connection is dropped."""
+        if self._waiter is not None:
+            self._fail(
+                HttpTimeout(
+                    f"no complete response within {timeout_s}s",
+                    detail=f"no complete response within {timeout_s:g}s",
+                )
+            )
 
     def _finish(self, parser: ResponseParser) -> None:
         self._parser = None
@@ -322,6 +339,43 @@ class _Connection(asyncio.Protocol):
 
 
 # ---- the pool ---------------------------------------------------------------------------------
+
+
+class _Slots:
+    """At most ``n`` requests at once; waiters are served first come, first served. Unlike an
+    asyncio.Semaphore, a free slot can be taken without awaiting (``try_take``)."""
+
+    def __init__(self, n: int) -> None:
+        self.free = n
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_take(self) -> bool:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.try_take():
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut  # resolved by release(): the slot is handed over
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed over, then cancelled before it could be used
+            elif fut in self._waiters:
+                self._waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.free += 1
 
 
 class Http11Pool:
@@ -362,23 +416,31 @@ class Http11Pool:
         lines.append("Connection: keep-alive")
         self._static = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         self._idle_s = idle_s
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots = _Slots(max_connections)
         self._idle: list[_Connection] = []  # LIFO: the most recently used (warmest) goes first
         self._all: set[_Connection] = set()
+        self._lines: dict[tuple[str, str], bytes] = {}  # request lines of paths without a query
         self.connections_opened = 0  # for tests and metrics: how many TCP connections were made
 
     def build_request(
         self, method: str, path: str, query: Mapping[str, str] | None = None, body: bytes | None = None
     ) -> bytes:
-        target = self._prefix + quote(path, safe=_PATH_SAFE)
         if query:
-            target += "?" + encode_query(query)
-        start = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+            target = self._prefix + quote(path, safe=_PATH_SAFE) + "?" + encode_query(query)
+            start = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+        else:  # the order POST's line, built once
+            start = self._lines.get((method, path)) or self._request_line(method, path)
         if body is not None:
             return b"".join((start, self._static, b"Content-Length: %d\r\n\r\n" % len(body), body))
         if method in _METHODS_WITH_BODY:
             return b"".join((start, self._static, b"Content-Length: 0\r\n\r\n"))
         return b"".join((start, self._static, b"\r\n"))
+
+    def _request_line(self, method: str, path: str) -> bytes:
+        line = f"{method} {self._prefix + quote(path, safe=_PATH_SAFE)} HTTP/1.1\r\n".encode("latin-1")
+        if len(self._lines) < 64:  # a bound: paths with ids in them (a cancel) are not reused
+            self._lines[(method, path)] = line
+        return line
 
     async def request(
         self,
@@ -394,7 +456,7 @@ class Http11Pool:
         data = self.build_request(method, path, query, body)
         try:
             async with asyncio.timeout(timeout_s):
-                await self._slots.acquire()
+                await self._slots.take()
                 try:
                     conn = self._take_idle() or await self._connect()
                     try:
@@ -420,6 +482,61 @@ class Http11Pool:
             raise HttpConnectionError(
                 f"connection failed: {type(exc).__name__}", classify_os_error(exc), os_detail(exc)
             ) from None
+
+    def can_send_now(self) -> bool:
+        """True when ``send_now`` would write at once (a free slot, an idle kept-alive connection)."""
+        if self._slots.free <= 0:
+            return False
+        now = time.monotonic()
+        while self._idle:  # the one _take_idle would give, dropping the stale ones as it does
+            conn = self._idle[-1]
+            if conn.usable and now - conn.idle_since < self._idle_s:
+                return True
+            self._idle.pop().close()
+        return False
+
+    def send_now(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        timeout_s: float = 5.0,
+        on_send: Callable[[], None] | None = None,
+    ) -> asyncio.Future[HttpResponse] | None:
+        """The request written before this returns, when a kept-alive connection is idle and a slot
+        is free; None (nothing written) when it would have to wait or connect: use ``request``.
+
+        The order path's way out: no task switch and no await between the caller's last check and
+        the write. The future fails like ``request`` does (HttpTimeout after ``timeout_s``,
+        HttpConnectionError when the connection breaks); the connection then goes back to the pool
+        or is aborted, as after ``request``."""
+        if not self._slots.try_take():
+            return None
+        conn = self._take_idle()
+        if conn is None:
+            self._slots.release()
+            return None
+        try:
+            waiter = conn.start(self.build_request(method, path, query, body), method == "HEAD", on_send)
+        except BaseException:
+            conn.abort()
+            self._slots.release()
+            raise
+        timer = asyncio.get_running_loop().call_later(timeout_s, conn.expire, timeout_s)
+        waiter.add_done_callback(lambda fut: self._sent_now_done(conn, timer, fut))
+        return waiter
+
+    def _sent_now_done(
+        self, conn: _Connection, timer: asyncio.TimerHandle, fut: asyncio.Future[HttpResponse]
+    ) -> None:
+        timer.cancel()
+        if fut.cancelled():
+            conn.abort()
+        elif conn.usable:
+            conn.idle_since = time.monotonic()
+            self._idle.append(conn)
+        self._slots.release()
 
     def _take_idle(self) -> _Connection | None:
         now = time.monotonic()

@@ -46,6 +46,10 @@ class TokenBucket:
             return True
         return False
 
+    def available_now(self) -> bool:
+        """True when ``try_take`` would succeed now and nobody waits before (nothing is taken)."""
+        return not self._queue and self.tokens >= 1.0
+
     def wait_time(self) -> float:
         """Seconds until one token is available (0 when one is available now)."""
         self._refill()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -18,7 +18,7 @@ import orjson
 from common.enums import LinkFailure
 from common.netfail import LinkHealth
 from services.execution.metrics import RATE_TOKENS, REST_ERRORS, REST_LATENCY
-from services.execution.venue.http11 import Http11Pool, HttpConnectionError, HttpTimeout
+from services.execution.venue.http11 import Http11Pool, HttpConnectionError, HttpResponse, HttpTimeout
 from services.execution.venue.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -143,8 +143,41 @@ class AlpacaRest:
             raise OrderBlocked(f"{endpoint} not sent: {why}")
         data = orjson.dumps(body) if body is not None else None
         t0 = time.perf_counter()
+        return await self._response(
+            endpoint, t0, self._pool.request(method, path, params, data, self.timeout_s, on_send)
+        )
+
+    def order_post_ready(self) -> bool:
+        """True when an order POST can be written at once (``send_order_now``): a rate-limit token
+        is there and a kept-alive connection is idle. Nothing is taken."""
+        return self._pool is not None and self.bucket.available_now() and self._pool.can_send_now()
+
+    def send_order_now(
+        self,
+        body: dict[str, Any],
+        on_send: Callable[[], None] | None = None,
+        may_send: Callable[[], str] | None = None,
+    ) -> Awaitable[tuple[int, Any]]:
+        """``POST /v2/orders`` written before this returns (call when ``order_post_ready()``); the
+        awaitable gives what ``request`` would. ``may_send`` is asked right before the write:
+        a non-empty answer raises :class:`OrderBlocked` and nothing is sent."""
+        endpoint = "POST /v2/orders"
+        if self._pool is None or not self.bucket.try_take():
+            raise RateLimited(f"no rate-limit token or connection at hand, {endpoint} not sent")
+        if may_send is not None and (why := may_send()):
+            raise OrderBlocked(f"{endpoint} not sent: {why}")
+        data = orjson.dumps(body)
+        t0 = time.perf_counter()
+        sent = self._pool.send_now("POST", "/v2/orders", None, data, self.timeout_s, on_send)
+        if sent is None:
+            raise RateLimited(f"no idle connection at hand, {endpoint} not sent")
+        RATE_TOKENS.set(self.bucket.tokens)
+        return self._response(endpoint, t0, sent)
+
+    async def _response(self, endpoint: str, t0: float, sent: Awaitable[HttpResponse]) -> tuple[int, Any]:
+        """The parsed answer to a request already on its way; errors classified and counted."""
         try:
-            resp = await self._pool.request(method, path, params, data, self.timeout_s, on_send)
+            resp = await sent
             raw, status = resp.body, resp.status
         except HttpTimeout as exc:
             REST_ERRORS.labels(endpoint, "timeout").inc()
