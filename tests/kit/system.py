@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,10 +24,18 @@ ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
+# Below Linux's ephemeral range (32768-60999 by default): a port handed out here stays free until
+# the program it is for binds it, since no outgoing connection takes it as its source port meanwhile
+# (with bind(0) a test's own HTTP requests could, and a service then failed with EADDRINUSE).
+_LISTEN_PORTS = range(20_000, 32_768)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for _ in range(500):
+        port = random.choice(_LISTEN_PORTS)
+        if _bindable(port):
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def free_port_block(n: int, avoid: tuple[int, ...] = ()) -> int:
