@@ -32,33 +32,20 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.calibrate import IdlePoll, zmq_rtt_us
 from bench.limits import OPEN_EXECUTION, OPEN_RISK, QUIET_TRIGGERS
 from common.config import SERVICES
-from tests.kit.system import clean_env, free_port, kill_pid, status_json, write_toml, zerotick
+from tests.kit.system import (
+    clean_env,
+    free_port,
+    free_port_block,
+    kill_pid,
+    status_json,
+    write_toml,
+    zerotick,
+)
 from tests.kit.waiting import wait_until
 from zerotick.supervisor import Layout, supervisord_pid
 
 PROBE_SYMBOL = "FAKEPACA"
 BASE_PRICE = Decimal("50.00")
-
-
-def free_port_block(n: int) -> int:
-    """A base port with n consecutive free ports after it (checked, not reserved)."""
-    import socket
-
-    for _ in range(50):
-        base = free_port()
-        if base + n > 65535:
-            continue
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no block of free ports")
 
 
 def percentile(sorted_vals: list[float], q: float) -> float:

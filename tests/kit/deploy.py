@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -19,30 +18,9 @@ from typing import Any
 
 import orjson
 
-from tests.kit.system import free_port, kill_pid, write_toml
+from tests.kit.system import kill_pid, write_toml
 
 PROBE_ORDERS = 3
-
-
-def free_block(n: int, host: str = "127.0.0.1") -> int:
-    """A first port such that ``n`` consecutive ports are free on ``host`` right now."""
-    for _ in range(50):
-        base = free_port()
-        if base + n >= 65000:
-            continue
-        socks = []
-        try:
-            for port in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind((host, port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no block of {n} free ports")
 
 
 def deploy_config(

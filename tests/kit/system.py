@@ -38,20 +38,20 @@ def free_port() -> int:
     raise AssertionError("no free port below the ephemeral range")
 
 
-def free_port_block(n: int, avoid: tuple[int, ...] = ()) -> int:
-    """A base port such that base .. base+n-1 are all free now and none is in ``avoid``."""
+def free_port_block(n: int, avoid: tuple[int, ...] = (), host: str = "127.0.0.1") -> int:
+    """A base port such that base .. base+n-1 are all free on ``host`` now and none is in ``avoid``."""
     for _ in range(100):
         base = free_port()
         ports = range(base, base + n)
-        if not set(avoid) & set(ports) and all(_bindable(p) for p in ports):
+        if not set(avoid) & set(ports) and all(_bindable(p, host) for p in ports):
             return base
     raise AssertionError(f"no {n} consecutive free ports")
 
 
-def _bindable(port: int) -> bool:
+def _bindable(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
             return False
     return True

@@ -28,13 +28,12 @@ from tests.kit.deploy import (
     Processes,
     cli,
     deploy_config,
-    free_block,
     metric,
     run_rogue,
     scrape,
     stranger_key,
 )
-from tests.kit.system import ROOT, clean_env, free_port
+from tests.kit.system import ROOT, clean_env, free_port, free_port_block
 from tests.kit.waiting import wait_until
 
 DEPLOY = ROOT / "deploy"
@@ -108,10 +107,10 @@ def test_each_service_in_its_own_process_over_tcp_and_curve(tmp_path: Path) -> N
     keys = tmp_path / "keys"
     curve.generate(keys)
     hosts = {svc: (f"127.0.0.{i + 2}", f"127.0.0.{i + 2}") for i, svc in enumerate(SERVICES)}
-    metrics_base = free_block(4)
+    metrics_base = free_port_block(4)
     config = deploy_config(
         tmp_path / "zerotick.toml", keys, hosts, venue=("0.0.0.0", "127.0.0.10"), sim_port=free_port(),
-        zmq_base=free_block(12), metrics_base=metrics_base, metrics_host="127.0.0.1",
+        zmq_base=free_port_block(12), metrics_base=metrics_base, metrics_host="127.0.0.1",
         sim_metrics_port=free_port(),
     )  # fmt: skip
     env = clean_env(ZT_ZMQ__RUN_DIR=str(tmp_path / "run"))

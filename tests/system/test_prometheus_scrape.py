@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -22,7 +21,7 @@ import orjson
 import pytest
 
 from tests.kit.ops import ALERTS, alert_exprs, panel_exprs
-from tests.kit.system import clean_env, free_port, kill_pid, read_logs, system_up, write_toml
+from tests.kit.system import clean_env, free_port, free_port_block, kill_pid, read_logs, system_up, write_toml
 from tests.kit.waiting import wait_until
 from zerotick.dashboards.promql import series_names
 
@@ -33,24 +32,6 @@ SCRAPE_S = 15
 # the first minute's decisions (RejectRateHigh waits 2 minutes before it fires), and a host shared
 # with other work can push the first minutes' tick-to-order p99 over its limit (it waits 5 minutes).
 MAY_BE_PENDING = frozenset({"RejectRateHigh", "TickToOrderP99High"})
-
-
-def _free_block(n: int) -> int:
-    """A base port with the n - 1 ports after it free too."""
-    for _ in range(100):
-        base = free_port()
-        if base + n < 65000 and all(_bindable(p) for p in range(base, base + n)):
-            return base
-    raise AssertionError(f"no {n} consecutive free ports")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _config(tmp_path: Path, sim_port: int, sim_metrics: int, metrics_base: int) -> Path:
@@ -121,7 +102,7 @@ def _empty_panels(prom: Prometheus) -> list[tuple[str, str, str]]:
 @pytest.mark.timeout(180)
 def test_prometheus_scrapes_the_trading_system_and_every_dashboard_query_has_data(tmp_path: Path) -> None:
     sim_port, sim_metrics = free_port(), free_port()
-    metrics_base = _free_block(len(SERVICES))
+    metrics_base = free_port_block(len(SERVICES))
     ports = {name: metrics_base + i for i, name in enumerate(SERVICES)} | {"venue": sim_metrics}
     config = _config(tmp_path, sim_port, sim_metrics, metrics_base)
     env = clean_env()

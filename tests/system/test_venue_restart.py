@@ -8,7 +8,6 @@ and risk releases their pending quantity: no ghost order holds any."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import requests
 
 from common.config import SERVICES
 from tests.kit import ledger
-from tests.kit.system import clean_env, free_port, kill_pid, read_logs, system_up, write_toml
+from tests.kit.system import clean_env, free_port, free_port_block, kill_pid, read_logs, system_up, write_toml
 from tests.kit.waiting import wait_until
 
 LADDER = 4
@@ -91,25 +90,6 @@ def _config(tmp_path: Path, metrics_base: int) -> Path:
     })  # fmt: skip
 
 
-def _free_block(n: int, avoid: int) -> int:
-    """A base port such that base .. base+n-1 are all free now and none is ``avoid``."""
-    for _ in range(100):
-        base = free_port()
-        ports = range(base, base + n)
-        if avoid not in ports and all(_bindable(p) for p in ports):
-            return base
-    raise AssertionError(f"no {n} consecutive free ports")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _metric(port: int, name: str) -> float:
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
@@ -134,7 +114,7 @@ def _agree(config: Path, env: dict[str, str], port: int) -> dict[str, Any] | Non
 @pytest.mark.parametrize("keep_state", [True, False], ids=["state_file", "no_state_file"])
 def test_venue_sigkilled_and_restarted(tmp_path: Path, keep_state: bool) -> None:
     port = free_port()
-    metrics_base = _free_block(len(SERVICES), avoid=port)  # service i serves metrics on base + i
+    metrics_base = free_port_block(len(SERVICES), avoid=(port,))  # service i serves metrics on base + i
     exec_metrics = metrics_base + SERVICES.index("execution")
     config = _config(tmp_path, metrics_base)
     run_dir = tmp_path / "run"
