@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -287,8 +288,11 @@ def test_readme_strategy_example_places_an_order(tmp_path: Path) -> None:
     out = zerotick("up", "--config", str(cfg), env=env, timeout=180, cwd=Path("/"))
     try:
         assert out.returncode == 0, out.stdout + out.stderr + read_logs(run_dir)
-        # the strategy buys once the ask is `drop` (0.50) below the highest bid it has seen
-        for bid, ask in (("100.00", "100.02"), ("99.40", "99.45")):
+
+        # the strategy buys once the ask is `drop` (0.50) below the highest bid it has seen. Signal
+        # conflates quotes when it is behind (latest wins) and its market-data subscription may still
+        # be joining, so each try lets the high quote land before the dip follows it.
+        def inject(bid: str, ask: str) -> None:
             body = {"symbol": "AAPL", "bid_px": bid, "bid_sz": 100, "ask_px": ask, "ask_sz": 100}
             requests.post(
                 f"http://127.0.0.1:{port}/sim/inject/quote", json=body, timeout=10
@@ -304,7 +308,19 @@ def test_readme_strategy_example_places_an_order(tmp_path: Path) -> None:
             r.raise_for_status()
             return [o for o in r.json() if o["symbol"] == "AAPL"]
 
-        orders = wait_until(dip_orders, 30, "the README strategy's order at the venue")
+        orders: list[dict[str, Any]] = []
+        for _ in range(10):
+            inject("100.00", "100.02")
+            time.sleep(0.5)
+            inject("99.40", "99.45")
+            try:
+                orders = wait_until(dip_orders, 3, "the README strategy's order at the venue")
+                break
+            except AssertionError:
+                continue
+        assert orders, "the README strategy placed no order after 10 high-then-dip quote pairs" + read_logs(
+            run_dir
+        )
         assert (orders[0]["side"], orders[0]["qty"], orders[0]["limit_price"]) == ("buy", "2", "99.45")
     finally:
         down = zerotick("down", "--config", str(cfg), env=env, timeout=120)
