@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -392,6 +393,11 @@ class Service:
         try:
             if not await self._start_unless_stopped():
                 return
+            # Everything start-up made (modules, numba's compiler, config) lives as long as the
+            # process: out of the collector's way, so a collection on the hot path scans only what
+            # trading allocated since.
+            gc.collect()
+            gc.freeze()
             self._watch_peers()
             self.tasks.spawn("heartbeats", self._heartbeats)
             self.tasks.spawn("loop_lag", self.loop_lag.run)

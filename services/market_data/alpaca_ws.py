@@ -17,6 +17,7 @@ from collections.abc import Callable
 import msgpack
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.frames import Frame, Opcode
 
 from common.backoff import Backoff
 from common.clock import wall_ns
@@ -56,6 +57,52 @@ def subscribe_action(channels: dict[str, list[str]]) -> bytes:
     msg: dict[str, object] = {"action": "subscribe"}
     msg.update({ch: syms for ch, syms in channels.items() if syms})
     return msgpack.packb(msg)
+
+
+class DirectConnection(ClientConnection):
+    """A websockets client connection that hands each complete data message to ``direct`` from the
+    transport's ``data_received``, stamped with the time its bytes were read, instead of queueing it
+    for a task to ``await``: no task switch, no queue, one loop callback per read. Until ``direct``
+    is set (the handshake, auth and subscribe replies) messages queue as usual for ``recv()``.
+    Pings, pongs, close and the size limit stay websockets'; the reader applies back-pressure by
+    simply not reading while a handler runs."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.direct: Callable[[bytes | str, int], None] | None = None
+        self._recv_ns = 0
+        self._parts: list[bytes] | None = None  # a fragmented message being assembled
+        self._text = False
+
+    def data_received(self, data: bytes) -> None:
+        self._recv_ns = wall_ns()
+        super().data_received(data)
+
+    def process_event(self, event: object) -> None:
+        direct = self.direct
+        if direct is None or not isinstance(event, Frame):
+            super().process_event(event)  # type: ignore[arg-type]
+            return
+        opcode = event.opcode
+        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+            self._text = opcode is Opcode.TEXT
+            if not event.fin:  # websockets checks the sequence and the assembled size (max_size)
+                self._parts = [bytes(event.data)]
+                return
+            data = bytes(event.data)
+        elif opcode is Opcode.CONT and self._parts is not None:
+            self._parts.append(bytes(event.data))
+            if not event.fin:
+                return
+            data, self._parts = b"".join(self._parts), None
+        else:  # control frames: pongs acknowledge our pings
+            super().process_event(event)  # type: ignore[arg-type]
+            return
+        message: bytes | str = data.decode("utf-8", "replace") if self._text else data
+        try:
+            direct(message, self._recv_ns)
+        except Exception:
+            log.exception("market-data frame handler failed")  # the connection keeps reading
 
 
 class FeedConnection:
@@ -129,6 +176,7 @@ class FeedConnection:
         self._on_state(FeedState.CONNECTING, self.url)
         async with connect(
             self.url,
+            create_connection=DirectConnection,
             additional_headers={"Content-Type": "application/msgpack"},
             user_agent_header="zerotick-market-data",
             max_size=MAX_FRAME_BYTES,
@@ -147,11 +195,17 @@ class FeedConnection:
             await ws.send(msgpack.packb({"action": "auth", "key": key, "secret": secret}))
             await self._expect(ws, "authenticated")
             self.health.ok()
+            assert isinstance(ws, DirectConnection)
+            ws.direct = self._frame  # before the subscribe: every reply to it comes this way
             await ws.send(subscribe_action(self.channels))
-            async for frame in ws:
-                recv_ns = wall_ns()
-                for ctl in self._on_frame(frame, recv_ns):
-                    self._control(ctl)
+            await ws.wait_closed()
+            closed = ws.protocol.close_exc
+            if not isinstance(closed, websockets.ConnectionClosedOK):
+                raise closed
+
+    def _frame(self, frame: bytes | str, recv_ns: int) -> None:
+        for ctl in self._on_frame(frame, recv_ns):
+            self._control(ctl)
 
     async def _expect(self, ws: ClientConnection, success_msg: str) -> None:
         frame = await asyncio.wait_for(ws.recv(), HANDSHAKE_TIMEOUT_S)
