@@ -25,6 +25,8 @@ from numba import njit
 BID = 0
 ASK = 1
 
+Levels = list[tuple[int, int]]  # (price, size) nanos, best first
+
 # The slot after each side's buffer holds the bounds of its run: levels[side, -1] = (lo, hi). Keeping
 # them in the same array saves an argument, and each array argument costs ~60 ns of numba dispatch.
 LO = 0
@@ -175,10 +177,32 @@ def apply_packed(levels: np.ndarray, deltas: np.ndarray, reset: bool) -> int:
     return dropped
 
 
+@njit(cache=True)
+def apply_packed_top(levels: np.ndarray, deltas: np.ndarray, reset: bool, top: np.ndarray) -> int:
+    """``apply_packed``, then the top of book written into ``top`` in the same call:
+    ``[n_bids, n_asks, bid px, bid size, ... (depth pairs), ask px, ask size, ... (depth pairs)]``,
+    best first, with ``depth = (len(top) - 2) // 4``. Reading the top from Python instead takes
+    several numpy slices per frame, each costing more than the whole apply."""
+    dropped = apply_packed(levels, deltas, reset)
+    slots = levels.shape[1] - 1
+    depth = (top.shape[0] - 2) >> 2
+    for side in range(2):
+        lo = levels[side, slots, LO]
+        hi = levels[side, slots, HI]
+        n = min(depth, hi - lo)
+        top[side] = n
+        base = 2 + side * 2 * depth
+        sign = 1 if side == 0 else -1
+        for j in range(n):
+            top[base + 2 * j] = sign * levels[side, hi - 1 - j, 0]
+            top[base + 2 * j + 1] = levels[side, hi - 1 - j, 1]
+    return dropped
+
+
 class L2Book:
     """One symbol's book: the arrays plus the frame-level apply and the top-N view."""
 
-    __slots__ = ("dropped", "levels", "symbol")
+    __slots__ = ("_top", "dropped", "levels", "symbol")
 
     def __init__(self, symbol: str, capacity: int) -> None:
         if capacity < 1:
@@ -187,6 +211,7 @@ class L2Book:
         self.levels = np.zeros((2, 2 * capacity + 1, 2), dtype=np.int64)
         self.levels[:, -1] = capacity  # both runs empty, in the middle of their buffers
         self.dropped = 0  # levels lost to the capacity limit since this book was made
+        self._top: np.ndarray | None = None  # apply_packed_top's output, reused
 
     def apply(self, sides: np.ndarray, prices: np.ndarray, sizes: np.ndarray, reset: bool) -> int:
         """Apply one frame's deltas (int8 sides, int64 nanos); return the levels dropped for capacity."""
@@ -201,6 +226,19 @@ class L2Book:
         if dropped:
             self.dropped += dropped
         return dropped
+
+    def apply_packed_top(self, deltas: np.ndarray, reset: bool, depth: int) -> tuple[int, Levels, Levels]:
+        """``apply_packed`` and then ``top(depth)``, in one numba call: (dropped, bids, asks)."""
+        buf = self._top
+        if buf is None or buf.shape[0] != 2 + 4 * depth:
+            buf = self._top = np.zeros(2 + 4 * depth, dtype=np.int64)
+        dropped: int = apply_packed_top(self.levels, deltas, reset, buf)
+        if dropped:
+            self.dropped += dropped
+        vals = buf.tolist()
+        bids = iter(vals[2 : 2 + 2 * vals[0]])
+        asks = iter(vals[2 + 2 * depth : 2 + 2 * depth + 2 * vals[1]])
+        return dropped, list(zip(bids, bids, strict=True)), list(zip(asks, asks, strict=True))
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -229,3 +267,4 @@ def warm_up() -> None:
     )
     book.apply_packed(np.array([0, 5, 1, 1, 6, 0], dtype=np.int64), False)
     book.top(1)
+    book.apply_packed_top(np.array([0, 5, 1], dtype=np.int64), False, 2)

@@ -230,11 +230,12 @@ class Normalizer:
         book = self.books.get(symbol)
         if book is None:
             book = self.books[symbol] = L2Book(symbol, self.book_capacity)
-        dropped = book.apply_packed(np.array(batch.deltas, dtype=np.int64), batch.reset)
+        dropped, bids, asks = book.apply_packed_top(
+            np.array(batch.deltas, dtype=np.int64), batch.reset, self.book_depth
+        )
         if dropped:
             self.book_levels_dropped += dropped
             BOOK_LEVELS_DROPPED.labels(self.feed).inc(dropped)
-        bids, asks = book.top(self.book_depth)
         msg = wire.Book(symbol=symbol, bids=bids, asks=asks, exch_ns=batch.exch_ns, recv_ns=recv_ns)
         self._add(result, topics.MD_BOOK, symbol, msg)
 

@@ -33,6 +33,7 @@ def test_numba_book_matches_reference(seed: int) -> None:
     capacity = rng.choice([8, 16, 64])  # small capacities force overflow
     depth = rng.choice([1, 5, 10, 64])
     book, packed, ref = L2Book("X", capacity), L2Book("X", capacity), RefBook(capacity)
+    with_top = L2Book("X", capacity)
     for _ in range(300):
         sides, prices, sizes = _random_batch(rng, rng.randrange(0, 25))
         reset = rng.random() < 0.03
@@ -46,7 +47,8 @@ def test_numba_book_matches_reference(seed: int) -> None:
         assert packed.apply_packed(flat, reset) == dropped == ref.apply(sides, prices, sizes, reset)
         assert book.top(depth) == packed.top(depth) == ref.top(depth)
         assert book.counts == packed.counts == (len(ref.sides[0]), len(ref.sides[1]))
-    assert book.dropped == packed.dropped == ref.dropped
+        assert with_top.apply_packed_top(flat, reset, depth) == (dropped, *ref.top(depth))
+    assert book.dropped == packed.dropped == with_top.dropped == ref.dropped
     if capacity == 8:
         assert ref.dropped > 0  # the stream really exercised the capacity limit
 
