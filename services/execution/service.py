@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from common import fixed, topics, wire
+from common.backoff import Backoff
 from common.clock import tick_age_error, wall_ns
 from common.config import Settings, is_alpaca_live
 from common.enums import ControlCmd, RejectReason
@@ -56,7 +57,8 @@ __all__ = ["SERVICE_CLASS", "ExecutionService", "LiveTradingRefused", "check_liv
 
 log = logging.getLogger(__name__)
 
-STARTUP_RETRY_S = 2.0
+STARTUP_RETRY_S = 2.0  # the longest wait between start-up attempts at the venue
+STARTUP_RETRY_MIN_S = 0.05  # the first: at start-up the venue is often a moment behind us
 JOURNAL_CHECK_S = 1.0
 
 
@@ -199,10 +201,11 @@ class ExecutionService(Service):
         self._startup_log.report(key, msg, logging.ERROR, retry_s=retry_s, **why)
 
     async def _retry_startup(self) -> None:
-        """Until the venue answers: every STARTUP_RETRY_S, or every AUTH_RETRY_S after the venue
-        rejected the keys (no tight loop against an auth failure)."""
+        """Until the venue answers: backing off from STARTUP_RETRY_MIN_S to STARTUP_RETRY_S, or
+        every AUTH_RETRY_S after the venue rejected the keys (no tight loop against an auth failure)."""
+        backoff = Backoff(STARTUP_RETRY_MIN_S, STARTUP_RETRY_S)
         while not self.ready:
-            await asyncio.sleep(self.rest.health.retry_delay(STARTUP_RETRY_S))
+            await asyncio.sleep(self.rest.health.retry_delay(backoff.next_delay()))
             try:
                 await self._startup_reconcile()
             except (RestError, ValueError, JournalError) as exc:

@@ -11,6 +11,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from common import oplog, topics, wire
+from common.backoff import Backoff
 from common.clock import tick_age_error, wall_ns
 from common.config import Settings
 from common.enums import ControlCmd, OpsEvent, RejectReason, TradingState
@@ -35,7 +36,8 @@ from services.risk.triggers import Exposure, Triggers
 
 log = logging.getLogger(__name__)
 
-POSITIONS_RETRY_S = 1.0
+POSITIONS_RETRY_S = 1.0  # the longest wait between asks for execution's positions
+POSITIONS_RETRY_MIN_S = 0.05  # the first: at start-up execution is often a moment from ready
 ACCOUNT_MAX_AGE_NS = 60 * 1_000_000_000
 
 
@@ -337,6 +339,7 @@ class RiskService(Service):
 
     async def _load_positions(self, generation: int) -> None:
         assert self._snapshots is not None, "start() not called"
+        backoff = Backoff(POSITIONS_RETRY_MIN_S, POSITIONS_RETRY_S)
         while generation == self._positions_generation:
             try:
                 reply = await self._snapshots.request(wire.Control(cmd=ControlCmd.POSITIONS))
@@ -344,7 +347,7 @@ class RiskService(Service):
                 self._positions_log.report(
                     "unreachable", "waiting for execution's positions", logging.INFO, error=str(exc)[:300]
                 )
-                await asyncio.sleep(POSITIONS_RETRY_S)
+                await asyncio.sleep(backoff.next_delay())
                 continue
             if generation != self._positions_generation:
                 return  # execution restarted while we waited: this snapshot is of the old process
@@ -356,7 +359,7 @@ class RiskService(Service):
                 self._positions_log.report(
                     str(exc)[:200], "execution's positions reply not usable", error=str(exc)[:300]
                 )
-                await asyncio.sleep(POSITIONS_RETRY_S)
+                await asyncio.sleep(backoff.next_delay())
                 continue
             self.risk.set_positions(positions)
             self._positions_as_of = as_of
