@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import time
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter
@@ -45,19 +44,6 @@ REQUEST_REFUSED = Counter(
 )
 
 ALWAYS_READ_ONLY = frozenset({"ping", "status"})
-LOG_EVERY_S = 1.0  # a refused peer may retry at a high rate: log at most this often per key
-
-
-class LogLimiter:
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        if now - self._last.get(key, -LOG_EVERY_S) < LOG_EVERY_S:
-            return False
-        self._last[key] = now
-        return True
 
 
 def token_ok(presented: str, expected: str) -> bool:

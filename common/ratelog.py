@@ -1,5 +1,6 @@
 """Log lines that cannot flood: a condition is logged when it changes, and while it lasts at most once
-per reminder interval with the count of repeats left out; a bare message at most once per interval.
+per reminder interval with the count of repeats left out; a bare message at most once per interval;
+one line per key at most once per interval (refused peers and commands, which may retry at any rate).
 
 Both take the clock as a parameter (monotonic nanoseconds), so tests drive them with a fake one.
 """
@@ -85,4 +86,22 @@ class RateLimitedLog:
         fields["suppressed_since_last"] = self._suppressed
         self._suppressed = 0
         self._log.warning(msg, extra={"fields": fields})
+        return True
+
+
+class LogLimiter:
+    """Whether a line keyed ``key`` may be written now: at most once per ``interval_s`` per key (a
+    refused peer may retry at a high rate). Keys come from small vocabularies (refusal reasons,
+    exception types), so the table stays small."""
+
+    def __init__(self, interval_s: float = 1.0, clock: Clock = mono_ns) -> None:
+        self._interval_ns = int(interval_s * 1e9)
+        self._clock = clock
+        self._next_ns: dict[str, int] = {}
+
+    def allow(self, key: str) -> bool:
+        now = self._clock()
+        if now < self._next_ns.get(key, now):
+            return False
+        self._next_ns[key] = now + self._interval_ns
         return True

@@ -26,7 +26,7 @@ import uvloop
 import zmq
 
 from common import topics, wire
-from common.auth import PRIVILEGED, REQUEST_REFUSED, ControlGuard, LogLimiter
+from common.auth import PRIVILEGED, REQUEST_REFUSED, ControlGuard
 from common.bounds import InboundFilter
 from common.clock import wall_ns
 from common.config import SERVICES, ConfigError, EndpointKind, Settings, require_dialable_venue
@@ -38,6 +38,7 @@ from common.metrics import HEARTBEATS, SERVICE_READY, SERVICE_UP, serve_metrics
 from common.peer_link import LinkSecurity, PeerServer
 from common.peer_watch import PeerWatch
 from common.private_files import ensure_private_dir
+from common.ratelog import LogLimiter
 from common.tasks import TASK_FAILURES, TaskSupervisor
 from common.zmq_io import Publisher, RpcClient, RpcServer, Subscriber, new_context
 

@@ -24,8 +24,9 @@ import zmq
 from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
-from common.auth import PEER_REFUSED, LogLimiter
+from common.auth import PEER_REFUSED
 from common.enums import PeerRefusal
+from common.ratelog import LogLimiter
 
 log = logging.getLogger(__name__)
 

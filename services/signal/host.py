@@ -65,6 +65,10 @@ class StrategyHost:
             else:
                 self._all_symbols.append(slot)
 
+    def market_symbols(self) -> list[str] | None:
+        """The symbols the strategies trade; None when one of them takes every symbol."""
+        return None if self._all_symbols else sorted(self._by_symbol)
+
     # ---- events in, intents out -------------------------------------------------------------
 
     def on_market(self, msgs: list[Any]) -> list[wire.OrderIntent]:

@@ -38,6 +38,16 @@ def _synthetic_rejection(intent: wire.OrderIntent, reason: str, detail: str) -> 
     )
 
 
+def market_topics(symbols: list[str] | None) -> list[bytes]:
+    """What signal subscribes to: the market data of the strategies' symbols only, so market_data's
+    PUB drops the rest before it reaches this process (all of it when a strategy takes every symbol).
+    Topics are prefixes: ``md.q.AAPL`` also brings ``AAPLX``, which the host routes to nobody."""
+    if symbols is None:
+        return [topics.MD]
+    kinds = (topics.MD_QUOTE, topics.MD_TRADE, topics.MD_BAR, topics.MD_BOOK)
+    return [topics.sym(kind, symbol) for symbol in symbols for kind in kinds]
+
+
 def held_back(state: TradingState | None, position: int, intent: wire.OrderIntent) -> RejectReason | None:
     """Why signal does not send ``intent`` to risk in this trading state (None: send it; risk decides).
 
@@ -88,7 +98,10 @@ class SignalService(Service):
         self._risk = self.peer_client("risk")  # intents: risk takes them only from us
         self.subscribe("risk", [topics.RK_TRADING_STATE, topics.RK_POSITION], self._on_risk_events)
         self.subscribe(
-            "market_data", [topics.MD], self._on_market_data, conflate=(topics.MD_QUOTE, topics.MD_BOOK)
+            "market_data",
+            market_topics(self.host.market_symbols()),
+            self._on_market_data,
+            conflate=(topics.MD_QUOTE, topics.MD_BOOK),
         )
         self._events = OrderEventReceiver(self, self._on_order_event)
         self.tasks.spawn("strategy_timer", self._timer_loop)

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from common.ratelog import ConditionLog, RateLimitedLog
+from common.ratelog import ConditionLog, LogLimiter, RateLimitedLog
 
 S = 1_000_000_000
 
@@ -83,3 +83,14 @@ def test_rate_limited_log_counts_what_it_suppressed(
     assert results == [True, False, False, False, False, True, False, False, False, False, True, False]
     got = lines(caplog)
     assert [f["suppressed_since_last"] for _, f in got] == [0, 4, 4]
+
+
+def test_log_limiter_allows_each_key_once_per_interval(clock: FakeClock) -> None:
+    limiter = LogLimiter(1.0, clock)
+    assert limiter.allow("credentials") and limiter.allow("protocol")
+    assert not limiter.allow("credentials")
+    clock.advance(0.999)
+    assert not limiter.allow("credentials")
+    clock.advance(0.001)
+    assert limiter.allow("credentials") and limiter.allow("protocol")
+    assert not limiter.allow("protocol")

@@ -220,14 +220,11 @@ def _latency_row(
 # ---- rates --------------------------------------------------------------------------------------
 
 
-def _first(*candidates: tuple[str, dict[str, str]]) -> Callable[[Metrics], float | None]:
-    """The first candidate metric the service exports (names move while the metrics contract lands)."""
+def _total(name: str, **match: str) -> Callable[[Metrics], float | None]:
+    """The metric's total over the series matching ``match``; None while the service does not export it."""
 
     def read(m: Metrics) -> float | None:
-        for name, match in candidates:
-            if m.has(name):
-                return m.total(name, **match)
-        return None
+        return m.total(name, **match) if m.has(name) else None
 
     return read
 
@@ -239,17 +236,15 @@ def _risk_rejects(m: Metrics) -> float | None:
 
 
 RATES: tuple[tuple[str, str, Callable[[Metrics], float | None]], ...] = (
-    ("market data messages", "market_data", _first(("zt_md_messages_total", {}))),
-    ("md received by signal", "signal",
-     _first(("zt_zmq_received_total", {"topic": "md.q"}))),
-    ("intents", "signal", _first(("zt_signal_intents_total", {}))),
-    ("risk decisions", "risk", _first(("zt_risk_decisions_total", {}))),
+    ("market data messages", "market_data", _total("zt_md_messages_total")),
+    ("md received by signal", "signal", _total("zt_zmq_received_total", topic="md.q")),
+    ("intents", "signal", _total("zt_signal_intents_total")),
+    ("risk decisions", "risk", _total("zt_risk_decisions_total")),
     ("risk rejects", "risk", _risk_rejects),
-    ("orders sent", "execution",
-     _first(("zt_exec_order_post_seconds_count", {}), ("zt_exec_orders_total", {"outcome": "submitted"}))),
-    ("order updates", "execution", _first(("zt_exec_order_updates_total", {}))),
-    ("fills", "execution", _first(("zt_exec_fills_total", {}), ("zt_exec_orders_total", {"outcome": "filled"}))),
-    ("venue rejects", "execution", _first(("zt_exec_venue_rejects_total", {}))),
+    ("orders sent", "execution", _total("zt_exec_order_post_seconds_count")),
+    ("order updates", "execution", _total("zt_exec_order_updates_total")),
+    ("fills", "execution", _total("zt_exec_fills_total")),
+    ("venue rejects", "execution", _total("zt_exec_venue_rejects_total")),
 )  # fmt: skip
 
 
