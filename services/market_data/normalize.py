@@ -34,6 +34,7 @@ _TS64_SECONDS = (1 << 34) - 1
 # Below this many units a venue number converts as ``round(x * 1e9)`` with no further check: it is
 # decode.to_nanos's exact range, and far inside common.bounds' limits.
 _FAST = d.FLOAT_EXACT_LIMIT
+_MIN_LEVEL_PX = 1e-9  # from here up a level's price is at least 1 nano; below, the checked path judges
 
 _Handler = Callable[[Any, int, "FrameResult", "dict[str, _BookBatch]"], None]
 Batches = dict[bytes, list[wire.Message]]  # type: ignore[valid-type]
@@ -206,19 +207,30 @@ class Normalizer:
     def _book_delta(
         self, r: d.BookRec, recv_ns: int, result: FrameResult, pending: dict[str, _BookBatch]
     ) -> None:
-        # Convert everything first: a bad level must not leave half a message applied.
-        exch_ns = self._ts(r.t)
+        # The timestamp and the common-case levels convert inline, as frame()'s quotes do; anything
+        # else takes the checked path. Everything converts before anything is applied: a bad level
+        # must not leave half a message applied.
+        t = r.t
+        exch_ns = 0
+        if len(t) == 10:
+            head, v = _TS64(t)
+            if head == 0xD7FF:
+                exch_ns = (v & _TS64_SECONDS) * NS + (v >> 34)
+        if not MIN_TS <= exch_ns <= self._now_ns + bounds.MAX_AHEAD_NS:
+            exch_ns = self._ts(t)
         deltas: list[int] = []
-        for side, levels in ((BID, r.b), (ASK, r.a)):
-            for lv in levels:
-                p, s = lv.p, lv.s
-                if 0.0 <= p < _FAST and 0.0 <= s < _FAST:  # the common case, as in frame()'s quotes
-                    px, sz = round(p * 1e9), round(s * 1e9)
-                else:
-                    px, sz = _px(p, "p"), _sz(s, "s")
-                if px == 0:
-                    raise bounds.OutOfRange("price", "book level p", p)
-                deltas += (side, px, sz)
+        for lv in r.b:
+            p, s = lv.p, lv.s
+            if _MIN_LEVEL_PX <= p < _FAST and 0.0 <= s < _FAST:
+                deltas += (BID, round(p * 1e9), round(s * 1e9))
+            else:
+                deltas += (BID, _level_px(p), _sz(s, "s"))
+        for lv in r.a:
+            p, s = lv.p, lv.s
+            if _MIN_LEVEL_PX <= p < _FAST and 0.0 <= s < _FAST:
+                deltas += (ASK, round(p * 1e9), round(s * 1e9))
+            else:
+                deltas += (ASK, _level_px(p), _sz(s, "s"))
         batch = pending.get(r.S)
         if batch is None or r.r:
             # A snapshot wipes the book, so deltas earlier in this frame no longer matter.
@@ -252,6 +264,14 @@ def _in_range(x: int | float, name: str, reason: str) -> int:
 
 def _px(x: int | float, name: str) -> int:
     return _in_range(x, name, "price")
+
+
+def _level_px(p: int | float) -> int:
+    """A book level's price: in range and not zero (a level at price 0 is not a level)."""
+    px = _px(p, "p")
+    if px == 0:
+        raise bounds.OutOfRange("price", "book level p", p)
+    return px
 
 
 def _sz(x: int | float, name: str) -> int:

@@ -178,15 +178,16 @@ def test_malformed_message_is_skipped_rest_of_frame_kept(bad: object) -> None:
     assert [q.bid_px for q in res.batches[b"md.q.AAPL"]] == [to_fixed("1.5"), to_fixed("2.5")]
 
 
-def test_bad_book_level_leaves_book_untouched() -> None:
+@pytest.mark.parametrize("price", [0.0, 1e-10, 4.9e-10, -1.0, float("nan"), 1e300])
+def test_bad_book_level_leaves_book_untouched(price: float) -> None:
     n = _norm()
     n.frame(af.frame(af.orderbook(bids=[(10.0, 1.0)], asks=[(11.0, 1.0)], reset=True)), RECV)
     bad = {
         "T": "o",
         "S": "BTC/USD",
         "t": af.ts(),
-        "b": [{"p": 10.5, "s": 1.0}, {"p": 0.0, "s": 1.0}],
-        "a": [],
+        "b": [{"p": 10.5, "s": 1.0}],
+        "a": [{"p": price, "s": 1.0}],  # a price that rounds to 0 nanos is no level either
     }
     res = n.frame(af.frame(bad), RECV)
     assert len(res.errors) == 1 and not res.batches
