@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,6 +54,17 @@ class AlreadyRunning(SystemExit):
         self.holder = holder  # the pid in the lock file
 
 
+def _holder_pid(fd: int) -> str:
+    """The pid the lock's holder wrote, or "unknown". A holder that has just taken the lock writes
+    its pid a moment later, so an empty file is read again for up to 0.5 s."""
+    for _ in range(50):
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if holder:
+            return holder
+        time.sleep(0.01)
+    return "unknown"
+
+
 class RunLock:
     """``<run_dir>/<service>.lock``, flock'ed for the life of the process, so a second copy of a
     service on the same run folder cannot take over the first one's sockets. The kernel releases
@@ -65,7 +77,7 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             try:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                holder = _holder_pid(fd)
             finally:
                 os.close(fd)
             msg = (

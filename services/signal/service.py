@@ -39,13 +39,14 @@ def _synthetic_rejection(intent: wire.OrderIntent, reason: str, detail: str) -> 
 
 
 def market_topics(symbols: list[str] | None) -> list[bytes]:
-    """What signal subscribes to: the market data of the strategies' symbols only, so market_data's
-    PUB drops the rest before it reaches this process (all of it when a strategy takes every symbol).
-    Topics are prefixes: ``md.q.AAPL`` also brings ``AAPLX``, which the host routes to nobody."""
+    """What signal subscribes to: the feeds' status and the market data of the strategies' symbols
+    only, so market_data's PUB drops the rest before it reaches this process (all of it when a
+    strategy takes every symbol). Topics are prefixes: ``md.q.AAPL`` also brings ``AAPLX``, which the
+    host routes to nobody."""
     if symbols is None:
         return [topics.MD]
     kinds = (topics.MD_QUOTE, topics.MD_TRADE, topics.MD_BAR, topics.MD_BOOK)
-    return [topics.sym(kind, symbol) for symbol in symbols for kind in kinds]
+    return [topics.MD_FEED, *(topics.sym(kind, symbol) for symbol in symbols for kind in kinds)]
 
 
 def held_back(state: TradingState | None, position: int, intent: wire.OrderIntent) -> RejectReason | None:

@@ -5,6 +5,9 @@ and a second copy of a service on the same run folder is refused."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -212,3 +215,18 @@ def test_a_second_lock_on_the_same_run_folder_is_refused(tmp_path: Path) -> None
     again = RunLock(tmp_path, "signal")  # released: the next start takes it
     again.release()
     other.release()
+
+
+def test_a_refusal_waits_for_the_pid_of_a_holder_that_has_just_taken_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "up.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken, its pid not written yet
+    writer = threading.Timer(0.1, lambda: os.pwrite(fd, b"4242\n", 0))
+    writer.start()
+    try:
+        with pytest.raises(AlreadyRunning) as refused:
+            RunLock(tmp_path, "up", log_refusal=False)
+        assert refused.value.holder == "4242"
+    finally:
+        writer.join()
+        os.close(fd)

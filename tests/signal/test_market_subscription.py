@@ -1,5 +1,6 @@
-"""Signal subscribes to the market data of its strategies' symbols only: market_data's PUB filters the
-rest out before it reaches the process (all of it when a strategy takes every symbol)."""
+"""Signal subscribes to the feeds' status and the market data of its strategies' symbols only:
+market_data's PUB filters the rest out before it reaches the process (all of it when a strategy takes
+every symbol)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ def test_the_strategies_symbols_or_everything() -> None:
     assert _host(["AAPL"], []).market_symbols() is None  # a strategy with no symbols takes them all
     assert _host().market_symbols() == []
     assert market_topics(None) == [topics.MD]
-    assert market_topics([]) == []
-    assert market_topics(["AAPL"]) == [b"md.q.AAPL", b"md.t.AAPL", b"md.b.AAPL", b"md.o.AAPL"]
+    assert market_topics([]) == [b"md.fs."]
+    assert market_topics(["AAPL"]) == [b"md.fs.", b"md.q.AAPL", b"md.t.AAPL", b"md.b.AAPL", b"md.o.AAPL"]
 
 
 def _quote(symbol: str, i: int) -> wire.Quote:
@@ -72,5 +73,5 @@ def test_other_symbols_never_reach_the_subscriber(tmp_path: Path) -> None:
         return got
 
     got = uvloop.run(main())
-    assert {topic for topic, _ in got} == {b"md.q.AAPL"}
-    assert [m.bid_px for _, m in got] == [*range(100), 999]
+    assert {topic for topic, _ in got} == {b"md.q.AAPL", b"md.fs.stocks"}
+    assert [m.bid_px for topic, m in got if topic == b"md.q.AAPL"] == [*range(100), 999]
