@@ -207,30 +207,18 @@ class Normalizer:
     def _book_delta(
         self, r: d.BookRec, recv_ns: int, result: FrameResult, pending: dict[str, _BookBatch]
     ) -> None:
-        # The timestamp and the common-case levels convert inline, as frame()'s quotes do; anything
-        # else takes the checked path. Everything converts before anything is applied: a bad level
-        # must not leave half a message applied.
-        t = r.t
-        exch_ns = 0
-        if len(t) == 10:
-            head, v = _TS64(t)
-            if head == 0xD7FF:
-                exch_ns = (v & _TS64_SECONDS) * NS + (v >> 34)
-        if not MIN_TS <= exch_ns <= self._now_ns + bounds.MAX_AHEAD_NS:
-            exch_ns = self._ts(t)
+        # Common-case levels convert inline, as frame()'s quotes do; anything else takes the checked
+        # path. Everything converts before anything is applied: a bad level must not leave half a
+        # message applied.
+        exch_ns = self._ts(r.t)
         deltas: list[int] = []
-        for lv in r.b:
-            p, s = lv.p, lv.s
-            if _MIN_LEVEL_PX <= p < _FAST and 0.0 <= s < _FAST:
-                deltas += (BID, round(p * 1e9), round(s * 1e9))
-            else:
-                deltas += (BID, _level_px(p), _sz(s, "s"))
-        for lv in r.a:
-            p, s = lv.p, lv.s
-            if _MIN_LEVEL_PX <= p < _FAST and 0.0 <= s < _FAST:
-                deltas += (ASK, round(p * 1e9), round(s * 1e9))
-            else:
-                deltas += (ASK, _level_px(p), _sz(s, "s"))
+        for side, levels in ((BID, r.b), (ASK, r.a)):
+            for lv in levels:
+                p, s = lv.p, lv.s
+                if _MIN_LEVEL_PX <= p < _FAST and 0.0 <= s < _FAST:
+                    deltas += (side, round(p * 1e9), round(s * 1e9))
+                else:
+                    deltas += (side, _level_px(p), _sz(s, "s"))
         batch = pending.get(r.S)
         if batch is None or r.r:
             # A snapshot wipes the book, so deltas earlier in this frame no longer matter.
