@@ -14,6 +14,7 @@ loading the host; the suite probes one contender at a time while the others idle
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -74,12 +75,23 @@ VENUE_COUNTERS = ("zt_sim_md_messages_total", "zt_sim_md_disconnects_total")
 ZMQ_COUNTERS = ("zt_zmq_gaps_total", "zt_zmq_dropped_total")
 
 
+def pin_threads(pid: int, cpus: set[int]) -> None:
+    """Every thread of process ``pid`` onto ``cpus`` (what `taskset -a -p` does)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
 class Contender(ABC):
-    """A system under test with its venue: start, stop, the venue's controls, its processes."""
+    """A system under test with its venue: start, stop, the venue's controls, its processes.
+
+    ``cpus``: where the system itself runs (its venue never pinned: that is the outside world);
+    None = wherever the kernel puts it."""
 
     name = ""
 
-    def __init__(self) -> None:
+    def __init__(self, cpus: set[int] | None = None) -> None:
+        self.cpus = cpus
         self.tmp = Path(tempfile.mkdtemp(prefix=f"zt-suite-{self.name}-"))
         self.rest = ""
         self.venue_metrics_port = free_port()
@@ -116,8 +128,8 @@ class Contender(ABC):
 class Zerotick(Contender):
     name = "zerotick"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, cpus: set[int] | None = None) -> None:
+        super().__init__(cpus)
         self.metrics_base = free_port_block(len(SERVICES), avoid=(self.venue_metrics_port,))
         self.sim_port = free_port()
         self.env = clean_env()
@@ -125,6 +137,7 @@ class Zerotick(Contender):
         self.run_dir = self.tmp / "run"
         self.rest = f"http://127.0.0.1:{self.sim_port}"
         self._pids: dict[str, int] = {}
+        self.services_cpus: dict[str, list[int] | None] = {}
 
     def config_doc(self) -> dict[str, Any]:
         return {
@@ -137,6 +150,7 @@ class Zerotick(Contender):
             "risk": {**OPEN_RISK, "max_order_qty": "10", "price_band_bps": 100_000},
             "kill_switch": QUIET_TRIGGERS,
             "execution": OPEN_EXECUTION,
+            "host": {"cpu_affinity": sorted(self.cpus) if self.cpus else None},
         }  # fmt: skip
 
     def metrics_ports(self) -> dict[str, int]:
@@ -150,6 +164,11 @@ class Zerotick(Contender):
             lambda: (s := status_json(self.cfg, self.env))["all_ready"] and s, 90, "zerotick ready"
         )
         self._pids = {name: p["pid"] for name, p in st["processes"].items() if p.get("pid")}
+        self.services_cpus = {
+            name: (row.get("service") or {}).get("cpus")
+            for name, row in st["processes"].items()
+            if name in SERVICES
+        }
         self._wait_md_connected()
 
     def stop(self) -> None:
@@ -174,8 +193,8 @@ class Zerotick(Contender):
 class _OneProcess(Contender, ABC):
     """A venue process plus one client process."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, cpus: set[int] | None = None) -> None:
+        super().__init__(cpus)
         self.venue: subprocess.Popen[str] | None = None
         self.client: subprocess.Popen[str] | None = None
         self.urls: dict[str, str] = {}
@@ -205,6 +224,8 @@ class _OneProcess(Contender, ABC):
         )
         assert self.client.stdout is not None
         self.client.stdout.readline()  # its ready line
+        if self.cpus:
+            pin_threads(self.client.pid, self.cpus)
         self._wait_md_connected()
         time.sleep(0.5)  # the subscription is acknowledged after the connection counts
 
@@ -241,5 +262,7 @@ class MinimalClient(_OneProcess):
         ]  # fmt: skip
 
 
-def all_contenders() -> list[Contender]:
-    return [Zerotick(), NaiveBot(), MinimalClient()]
+def all_contenders(cpus: set[int] | None) -> list[Contender]:
+    """With ``cpus``: zerotick's four services and the bot run there; the minimal client stays
+    where the kernel puts it, its faster placement (docs/architecture.md, "CPU placement")."""
+    return [Zerotick(cpus), NaiveBot(cpus), MinimalClient()]

@@ -1,9 +1,10 @@
 """The benchmark suite in one command: a table on stdout and every figure as JSON.
 
-    python -m bench.suite [--quick] [--out FILE] [--idle-poll]
+    python -m bench.suite [--quick] [--out FILE] [--idle-poll] [--pin auto|none|CPU]
 
 Sections (README "Benchmarks" explains each line):
-  host          CPU model, load average at start and end, steal and busy % over the run, idle-poll
+  host          CPU model, load average at start and end, steal and busy % over the run, idle-poll,
+                the CPU zerotick's services and the bot were pinned to (and what each service reports)
   calibration   bare ZeroMQ REQ/REP round trip over ipc, paced 1 ms apart, at the start and the end
   wire_to_wire  venue writes a probe quote -> venue reads the first byte of the order POST, for
                 zerotick, the naive alpaca-py bot and the minimal client, interleaved in rounds at
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import threading
 import time
 import traceback
@@ -278,8 +280,6 @@ def timed_start(zt: Zerotick) -> dict[str, Any]:
 
 
 def numba_cache_warm() -> bool:
-    import os
-
     folder = os.environ.get("NUMBA_CACHE_DIR")
     return bool(folder) and any(Path(folder).rglob("*.nbi"))
 
@@ -350,7 +350,8 @@ def table(res: dict[str, Any]) -> str:
     m = res["meta"]
     lines.append(
         f"host: {m['host']['cpus']} cpus, {m['host']['cpu_model']}, loadavg {m['loadavg_start']} -> {m['loadavg_end']}, "
-        f"steal {m['cpu']['steal_pct']}% busy {m['cpu']['busy_pct']}% over the run, idle-poll {'ON' if m['idle_poll'] else 'off'}"
+        f"steal {m['cpu']['steal_pct']}% busy {m['cpu']['busy_pct']}% over the run, idle-poll {'ON' if m['idle_poll'] else 'off'}, "
+        f"pinned to CPUs {m.get('pinned_cpus') or 'none'}"
     )
     return "\n".join(lines)
 
@@ -366,7 +367,19 @@ def _flat(d: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 # ---- the run ----------------------------------------------------------------------------------
 
 
-def run_suite(plan: Plan, quick: bool, idle_poll: bool) -> dict[str, Any]:
+def pin_cpus(choice: str) -> set[int] | None:
+    """``--pin``: "none"; "auto" = the highest CPU this process may use, when it may use two or more
+    (one left for the venues and the harness); or a CPU number."""
+    usable = sorted(os.sched_getaffinity(0))
+    if choice == "none" or (choice == "auto" and len(usable) < 2):
+        return None
+    cpu = usable[-1] if choice == "auto" else int(choice)
+    if cpu not in usable:
+        raise SystemExit(f"--pin {choice}: CPU {cpu} is not one this process may use ({usable})")
+    return {cpu}
+
+
+def run_suite(plan: Plan, quick: bool, idle_poll: bool, cpus: set[int] | None = None) -> dict[str, Any]:
     started = datetime.now(UTC)
     t_start = time.monotonic()
     cpu0 = host.CpuTimes.now()
@@ -375,6 +388,7 @@ def run_suite(plan: Plan, quick: bool, idle_poll: bool) -> dict[str, Any]:
             "started_utc": started.isoformat(),
             "quick": quick,
             "idle_poll": idle_poll,
+            "pinned_cpus": sorted(cpus) if cpus else None,
             "plan": asdict(plan),
             "host": host.host_info(),
             "loadavg_start": host.loadavg(),
@@ -382,7 +396,7 @@ def run_suite(plan: Plan, quick: bool, idle_poll: bool) -> dict[str, Any]:
     }
     res["calibration"] = {"start": calibration(plan.calibration_n)}
     warm = numba_cache_warm()
-    contenders = all_contenders()
+    contenders = all_contenders(cpus)
     zt = contenders[0]
     assert isinstance(zt, Zerotick)
     started_ok: list[Contender] = []
@@ -390,6 +404,10 @@ def run_suite(plan: Plan, quick: bool, idle_poll: bool) -> dict[str, Any]:
     try:
         first_start = timed_start(zt)
         started_ok.append(zt)
+        res["meta"]["pinned"] = {
+            "zerotick_services": zt.services_cpus,
+            **{c.name: sorted(c.cpus) if c.cpus else None for c in contenders[1:]},
+        }
         for c in contenders[1:]:
             c.start()
             started_ok.append(c)
@@ -405,7 +423,7 @@ def run_suite(plan: Plan, quick: bool, idle_poll: bool) -> dict[str, Any]:
             c.stop()
     res["memory"] = memory
     if plan.separate_startup:
-        fresh = Zerotick()
+        fresh = Zerotick(cpus)
         try:
             res["startup"] = {**timed_start(fresh), "numba_cache_warm": numba_cache_warm()}
         finally:
@@ -427,10 +445,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="a smoke run: every section, few samples")
     p.add_argument("--out", type=Path, help="JSON file (default bench/results/<UTC timestamp>.json)")
     p.add_argument("--idle-poll", action="store_true", help="hold /dev/cpu_dma_latency at 0 (root)")
+    p.add_argument(
+        "--pin", default="auto", metavar="auto|none|CPU",
+        help="the CPU zerotick's services (host.cpu_affinity) and the bot run on (default auto: the "
+        "highest usable CPU on a host with two or more)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    cpus = pin_cpus(args.pin)
     with IdlePoll() if args.idle_poll else contextlib.nullcontext():
-        res = run_suite(plan, args.quick, args.idle_poll)
+        res = run_suite(plan, args.quick, args.idle_poll, cpus)
     out = args.out or RESULTS_DIR / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))

@@ -537,10 +537,27 @@ class ControlConfig(Section):
 
 
 class HostConfig(Section):
-    """Host tuning applied by `zerotick up`."""
+    """Host tuning: applied by `zerotick up` (idle_poll) and by each service as it starts (cpu_affinity)."""
 
     # hold /dev/cpu_dma_latency at 0 while the system runs (root; idle CPUs poll: lower wake-up latency)
     idle_poll: bool = False
+    # the CPUs every thread of the four services runs on; None = wherever the kernel puts them.
+    # One CPU for all four turns each hop's cross-CPU wake-up into a local context switch
+    # (docs/architecture.md, "CPU placement").
+    cpu_affinity: list[int] | None = None
+
+    @field_validator("cpu_affinity")
+    @classmethod
+    def _cpus(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return None
+        if not v:
+            raise ValueError("an empty list pins to no CPU; leave it unset for no pinning")
+        if any(c < 0 or c > 4095 for c in v):
+            raise ValueError("CPU numbers are 0..4095")
+        if len(set(v)) != len(v):
+            raise ValueError("a CPU is listed twice")
+        return v
 
 
 class LogConfig(Section):

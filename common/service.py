@@ -31,6 +31,7 @@ from common.auth import PRIVILEGED, REQUEST_REFUSED, ControlGuard
 from common.bounds import InboundFilter
 from common.clock import wall_ns
 from common.config import SERVICES, ConfigError, EndpointKind, Settings, require_dialable_venue
+from common.cpu_affinity import pin_process
 from common.curve import CurveKeyError
 from common.enums import ControlCmd
 from common.log import redact_obj, register_secret, setup_logging
@@ -321,6 +322,7 @@ class Service:
         return {
             "service": self.name,
             "pid": os.getpid(),
+            "cpus": sorted(os.sched_getaffinity(0)),
             "state": self.heartbeat_state(),
             "state_reason": self.state_reason(),
             "uptime_s": round((wall_ns() - self.started_ns) / 1e9, 3),
@@ -470,6 +472,9 @@ def run(service_cls: type[Service], settings: Settings) -> None:
     for secret in (settings.alpaca.key_id, settings.alpaca.secret_key, settings.sim.secret_key):
         if secret is not None:
             register_secret(secret.get_secret_value())
+    if settings.host.cpu_affinity is not None:
+        cpus = pin_process(settings.host.cpu_affinity)
+        log.info("pinned to CPUs", extra={"fields": {"cpus": sorted(cpus)}})
     serve_metrics(settings.metrics.host, settings.metrics.port(service_cls.name))
 
     exit_code = 0

@@ -6,6 +6,7 @@ harness works and what it writes, never how fast anything was.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,15 @@ def test_quick_suite_writes_every_section(tmp_path: Path) -> None:
                         "book", "memory", "startup"}  # fmt: skip
     meta = res["meta"]
     assert meta["quick"] is True and meta["idle_poll"] is False
+    usable = sorted(os.sched_getaffinity(0))
+    pinned = [usable[-1]] if len(usable) >= 2 else None  # --pin auto
+    assert meta["pinned_cpus"] == pinned
+    # what each running service reported in its status: host.cpu_affinity in force on every one
+    assert meta["pinned"] == {
+        "zerotick_services": dict.fromkeys(("market_data", "signal", "risk", "execution"), pinned or usable),
+        "naive_bot": pinned,
+        "minimal_client": None,
+    }
     assert {"steal_pct", "busy_pct"} <= set(meta["cpu"])
     assert meta["host"]["cpus"] >= 1 and meta["host"]["cpu_model"]
 

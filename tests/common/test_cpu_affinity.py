@@ -1,0 +1,65 @@
+"""host.cpu_affinity: validated in the config, applied to every thread of a service process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from common.config import ConfigError, load_settings
+from common.cpu_affinity import pin_process
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [([], "empty list"), ([-1], "0..4095"), ([5000], "0..4095"), ([0, 0], "listed twice")],
+)
+def test_bad_affinity_is_refused_with_the_field(value: list[int], message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(host={"cpu_affinity": value})
+    assert "host.cpu_affinity" in str(exc.value) and message in str(exc.value)
+
+
+def test_every_thread_already_running_is_moved() -> None:
+    """In a child process: a thread started before the pin ends up on the pinned CPU too."""
+    cpu = max(os.sched_getaffinity(0))
+    code = textwrap.dedent(f"""
+        import os, threading, time
+        from common.cpu_affinity import pin_process
+        started = threading.Event()
+        seen = {{}}
+        def worker():
+            started.set()
+            time.sleep(0.3)
+            seen["cpus"] = os.sched_getaffinity(0)
+        t = threading.Thread(target=worker)
+        t.start()
+        started.wait()
+        now = pin_process([{cpu}])
+        t.join()
+        late = []
+        t2 = threading.Thread(target=lambda: late.append(os.sched_getaffinity(0)))
+        t2.start(); t2.join()
+        print(sorted(now), sorted(seen["cpus"]), sorted(late[0]))
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [f"[{cpu}]"] * 3
+
+
+def test_a_cpu_this_process_may_not_use_is_a_config_error() -> None:
+    missing = max(os.sched_getaffinity(0)) + 64
+    before = os.sched_getaffinity(0)
+    with pytest.raises(ConfigError) as exc:
+        pin_process([missing])
+    assert str(exc.value).startswith(f"host.cpu_affinity: cannot run on CPUs [{missing}] here")
+    assert os.sched_getaffinity(0) == before
