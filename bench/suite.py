@@ -405,7 +405,7 @@ def run_suite(plan: Plan, quick: bool, idle_poll: bool, cpus: set[int] | None = 
         first_start = timed_start(zt)
         started_ok.append(zt)
         res["meta"]["pinned"] = {
-            "zerotick_services": zt.services_cpus,
+            "zerotick_services": zt.placement,
             **{c.name: sorted(c.cpus) if c.cpus else None for c in contenders[1:]},
         }
         for c in contenders[1:]:
@@ -447,8 +447,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--idle-poll", action="store_true", help="hold /dev/cpu_dma_latency at 0 (root)")
     p.add_argument(
         "--pin", default="auto", metavar="auto|none|CPU",
-        help="the CPU zerotick's services (host.cpu_affinity) and the bot run on (default auto: the "
-        "highest usable CPU on a host with two or more)",
+        help="the CPU zerotick's services (host.cpu_affinity, with host.nice ordered along the order "
+        "path) and the bot run on (default auto: the highest usable CPU on a host with two or more)",
     )  # fmt: skip
     args = p.parse_args(argv)
     plan = QUICK if args.quick else FULL

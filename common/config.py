@@ -536,8 +536,18 @@ class ControlConfig(Section):
     token: SecretStr | None = None
 
 
+class ServiceNice(Section):
+    """Each service's niceness (-20 most urgent .. 19). Below 0 needs root or CAP_SYS_NICE."""
+
+    market_data: int = Field(default=0, ge=-20, le=19)
+    signal: int = Field(default=0, ge=-20, le=19)
+    risk: int = Field(default=0, ge=-20, le=19)
+    execution: int = Field(default=0, ge=-20, le=19)
+
+
 class HostConfig(Section):
-    """Host tuning: applied by `zerotick up` (idle_poll) and by each service as it starts (cpu_affinity)."""
+    """Host tuning: applied by `zerotick up` (idle_poll) and by each service as it starts
+    (cpu_affinity, nice)."""
 
     # hold /dev/cpu_dma_latency at 0 while the system runs (root; idle CPUs poll: lower wake-up latency)
     idle_poll: bool = False
@@ -545,6 +555,10 @@ class HostConfig(Section):
     # One CPU for all four turns each hop's cross-CPU wake-up into a local context switch
     # (docs/architecture.md, "CPU placement").
     cpu_affinity: list[int] | None = None
+    # the scheduler's weight per service. Sharing CPUs, the later a service is on the way to the
+    # order POST, the more urgent it should be: with execution < risk < signal < market_data the
+    # process a send wakes runs before the sender's work after the send (docs/architecture.md).
+    nice: ServiceNice = Field(default_factory=ServiceNice)
 
     @field_validator("cpu_affinity")
     @classmethod

@@ -31,7 +31,6 @@ from common.auth import PRIVILEGED, REQUEST_REFUSED, ControlGuard
 from common.bounds import InboundFilter
 from common.clock import wall_ns
 from common.config import SERVICES, ConfigError, EndpointKind, Settings, require_dialable_venue
-from common.cpu_affinity import pin_process
 from common.curve import CurveKeyError
 from common.enums import ControlCmd
 from common.log import redact_obj, register_secret, setup_logging
@@ -39,6 +38,7 @@ from common.loop_lag import LoopLagProbe
 from common.metrics import HEARTBEATS, SERVICE_READY, SERVICE_UP, serve_metrics
 from common.peer_link import LinkSecurity, PeerServer
 from common.peer_watch import PeerWatch
+from common.placement import pin_process, renice_process
 from common.private_files import ensure_private_dir
 from common.ratelog import LogLimiter
 from common.tasks import TASK_FAILURES, TaskSupervisor
@@ -323,6 +323,7 @@ class Service:
             "service": self.name,
             "pid": os.getpid(),
             "cpus": sorted(os.sched_getaffinity(0)),
+            "nice": os.getpriority(os.PRIO_PROCESS, 0),
             "state": self.heartbeat_state(),
             "state_reason": self.state_reason(),
             "uptime_s": round((wall_ns() - self.started_ns) / 1e9, 3),
@@ -475,6 +476,9 @@ def run(service_cls: type[Service], settings: Settings) -> None:
     if settings.host.cpu_affinity is not None:
         cpus = pin_process(settings.host.cpu_affinity)
         log.info("pinned to CPUs", extra={"fields": {"cpus": sorted(cpus)}})
+    nice = getattr(settings.host.nice, service_cls.name, 0)
+    if nice:
+        log.info("niceness", extra={"fields": {"nice": renice_process(nice)}})
     serve_metrics(settings.metrics.host, settings.metrics.port(service_cls.name))
 
     exit_code = 0

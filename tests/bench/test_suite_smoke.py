@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench.contenders import PINNED_NICE
 from bench.suite import QUICK
 from tests.kit.system import ROOT, clean_env
 
@@ -50,9 +51,11 @@ def test_quick_suite_writes_every_section(tmp_path: Path) -> None:
     usable = sorted(os.sched_getaffinity(0))
     pinned = [usable[-1]] if len(usable) >= 2 else None  # --pin auto
     assert meta["pinned_cpus"] == pinned
-    # what each running service reported in its status: host.cpu_affinity in force on every one
+    # what each running service reported in its status: host.cpu_affinity and host.nice in force
     assert meta["pinned"] == {
-        "zerotick_services": dict.fromkeys(("market_data", "signal", "risk", "execution"), pinned or usable),
+        "zerotick_services": {
+            svc: {"cpus": pinned or usable, "nice": PINNED_NICE[svc] if pinned else 0} for svc in PINNED_NICE
+        },
         "naive_bot": pinned,
         "minimal_client": None,
     }

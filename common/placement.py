@@ -1,0 +1,60 @@
+"""Where and how urgently a service's threads run: ``host.cpu_affinity`` and ``host.nice``.
+
+Both are per thread in Linux: ``os.sched_setaffinity(0, …)`` and ``setpriority`` move only the
+calling thread (and the threads it creates later), so each thread already running (the metrics
+server, ZeroMQ's I/O thread when called late) is set by its thread id from ``/proc/self/task``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from common.config import ConfigError
+
+
+def _threads() -> list[int]:
+    return [int(tid) for tid in os.listdir("/proc/self/task")]
+
+
+def _available() -> str:
+    cpus = sorted(os.sched_getaffinity(0))
+    return ",".join(str(c) for c in cpus)
+
+
+def pin_process(cpus: Iterable[int]) -> set[int]:
+    """Pin every thread of this process to ``cpus``; return the set now in force.
+
+    Raises ConfigError (one line, exit 2) when the kernel refuses the set, e.g. a CPU this host or
+    this container's cpuset does not have."""
+    want = set(cpus)
+    try:
+        os.sched_setaffinity(0, want)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"host.cpu_affinity: cannot run on CPUs {sorted(want)} here (this process may use {_available()}): "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    for tid in _threads():
+        try:
+            os.sched_setaffinity(tid, want)
+        except ProcessLookupError:
+            pass  # the thread ended meanwhile
+    return os.sched_getaffinity(0)
+
+
+def renice_process(nice: int) -> int:
+    """Give every thread of this process the niceness ``nice``; return the one now in force.
+
+    Raises ConfigError when the kernel refuses it (below the current value without CAP_SYS_NICE)."""
+    for tid in _threads():
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except ProcessLookupError:
+            continue
+        except OSError as exc:
+            raise ConfigError(
+                f"host.nice: cannot set niceness {nice} here (now {os.getpriority(os.PRIO_PROCESS, 0)}): "
+                f"{exc.strerror or exc}; a niceness below 0 needs root or CAP_SYS_NICE"
+            ) from None
+    return os.getpriority(os.PRIO_PROCESS, 0)
