@@ -1,10 +1,12 @@
-"""The three systems the wire-to-wire comparison runs side by side, each against its own venue.
+"""The systems the wire-to-wire comparison runs side by side, each against its own venue.
 
 * ``zerotick``: the whole system as users run it (`zerotick up`: supervisord, the four services and
   the venue), the ``probe`` strategy answering each probe quote.
 * ``naive_bot``: one alpaca-py process (bench/naive_bot.py's bot).
 * ``minimal_client``: one process with a raw WebSocket in and a hand-built POST out (the floor,
   bench/minimal_client.py).
+* ``pipeline_floor``: zerotick's four processes and three ZeroMQ hops with no work in them (the
+  floor of the design, bench/pipeline_floor.py).
 
 Every venue runs the same synthetic feed (AAPL, MSFT, BTC/USD, and the quiet probe symbol) and can be
 switched between the measured background rate and an idle trickle that keeps quotes fresh without
@@ -225,9 +227,9 @@ class _OneProcess(Contender, ABC):
             self.client_argv(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.env
         )
         assert self.client.stdout is not None
-        self.client.stdout.readline()  # its ready line
+        self.on_ready_line(self.client.stdout.readline().strip())
         if self.cpus:
-            pin_threads(self.client.pid, self.cpus)
+            self.pin()
         self._wait_md_connected()
         time.sleep(0.5)  # the subscription is acknowledged after the connection counts
 
@@ -237,6 +239,13 @@ class _OneProcess(Contender, ABC):
                 kill_pid(proc.pid)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(5)
+
+    def on_ready_line(self, line: str) -> None:
+        """The client's first line, once it is subscribed."""
+
+    def pin(self) -> None:
+        assert self.client is not None and self.cpus
+        pin_threads(self.client.pid, self.cpus)
 
     def pids(self) -> dict[str, int]:
         out = {}
@@ -264,7 +273,42 @@ class MinimalClient(_OneProcess):
         ]  # fmt: skip
 
 
+class PipelineFloor(_OneProcess):
+    """zerotick's four processes and three hops with nothing in them (bench/pipeline_floor.py), placed
+    as zerotick is: what the design costs on this host before any work."""
+
+    name = "pipeline_floor"
+
+    def __init__(self, cpus: set[int] | None = None) -> None:
+        super().__init__(cpus)
+        self.role_pids: dict[str, int] = {}
+
+    def client_argv(self) -> list[str]:
+        nice = ",".join(str(PINNED_NICE[r]) for r in SERVICES) if self.cpus else ""
+        return [
+            sys.executable, "-m", "bench.pipeline_floor", self.urls["rest"], self.urls["iex"], KEY, SECRET,
+            PROBE_SYMBOL, str(self.tmp), *STOCKS, "--cpus", ",".join(map(str, sorted(self.cpus or ()))),
+            "--nice", nice,
+        ]  # fmt: skip
+
+    def on_ready_line(self, line: str) -> None:
+        pids = line.rsplit("pids=", 1)[1].split(",")
+        self.role_pids = {role: int(pid) for role, pid in zip(SERVICES, pids, strict=True)}
+
+    def pin(self) -> None:
+        """Each role pins itself (``--cpus``, ``--nice``), as zerotick's services do."""
+
+    def stop(self) -> None:
+        super().stop()
+        for pid in self.role_pids.values():
+            kill_pid(pid)
+
+    def pids(self) -> dict[str, int]:
+        return {**super().pids(), **{f"{self.name}.{role}": pid for role, pid in self.role_pids.items()}}
+
+
 def all_contenders(cpus: set[int] | None) -> list[Contender]:
-    """With ``cpus``: zerotick's four services and the bot run there; the minimal client stays
-    where the kernel puts it, its faster placement (docs/architecture.md, "CPU placement")."""
-    return [Zerotick(cpus), NaiveBot(cpus), MinimalClient()]
+    """With ``cpus``: zerotick's four services, the pipeline floor's four roles and the bot run there;
+    the minimal client stays where the kernel puts it, its faster placement (docs/architecture.md,
+    "CPU placement")."""
+    return [Zerotick(cpus), NaiveBot(cpus), MinimalClient(), PipelineFloor(cpus)]

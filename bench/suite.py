@@ -379,6 +379,20 @@ def pin_cpus(choice: str) -> set[int] | None:
     return {cpu}
 
 
+def placement(zt: Zerotick, others: list[Contender]) -> dict[str, Any]:
+    """Where each contender runs: zerotick's services as their status reports (CPUs, niceness), the
+    others' processes (all but the venue) as the kernel has them."""
+    return {
+        "zerotick_services": zt.placement,
+        **{
+            c.name: {
+                proc: sorted(os.sched_getaffinity(pid)) for proc, pid in c.pids().items() if proc != "sim"
+            }
+            for c in others
+        },
+    }
+
+
 def run_suite(plan: Plan, quick: bool, idle_poll: bool, cpus: set[int] | None = None) -> dict[str, Any]:
     started = datetime.now(UTC)
     t_start = time.monotonic()
@@ -404,13 +418,10 @@ def run_suite(plan: Plan, quick: bool, idle_poll: bool, cpus: set[int] | None = 
     try:
         first_start = timed_start(zt)
         started_ok.append(zt)
-        res["meta"]["pinned"] = {
-            "zerotick_services": zt.placement,
-            **{c.name: sorted(c.cpus) if c.cpus else None for c in contenders[1:]},
-        }
         for c in contenders[1:]:
             c.start()
             started_ok.append(c)
+        res["meta"]["pinned"] = placement(zt, contenders[1:])
 
         def sample_memory() -> None:
             for c in contenders:

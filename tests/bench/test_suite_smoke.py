@@ -18,7 +18,7 @@ from bench.contenders import PINNED_NICE
 from bench.suite import QUICK
 from tests.kit.system import ROOT, clean_env
 
-CONTENDERS = ("zerotick", "naive_bot", "minimal_client")
+CONTENDERS = ("zerotick", "naive_bot", "minimal_client", "pipeline_floor")
 PERCENTILES = ("n", "p50", "p90", "p99", "p99.9", "max")
 
 
@@ -56,8 +56,12 @@ def test_quick_suite_writes_every_section(tmp_path: Path) -> None:
         "zerotick_services": {
             svc: {"cpus": pinned or usable, "nice": PINNED_NICE[svc] if pinned else 0} for svc in PINNED_NICE
         },
-        "naive_bot": pinned,
-        "minimal_client": None,
+        "naive_bot": {"naive_bot": pinned or usable},
+        "minimal_client": {"minimal_client": usable},
+        "pipeline_floor": {
+            "pipeline_floor": usable,  # the launcher; its four roles pin themselves
+            **{f"pipeline_floor.{svc}": pinned or usable for svc in PINNED_NICE},
+        },
     }
     assert {"steal_pct", "busy_pct"} <= set(meta["cpu"])
     assert meta["host"]["cpus"] >= 1 and meta["host"]["cpu_model"]
