@@ -13,7 +13,14 @@ import pytest
 
 from common import wire
 from common.fixed import to_fixed
-from services.execution.orders.journal import JOURNAL_FILE, JournalError, SqliteJournal
+from services.execution.orders.journal import (
+    JOURNAL_FILE,
+    SUBMIT_LOG_SUFFIX,
+    JournalError,
+    SqliteJournal,
+    encode_submit,
+    read_submit_log,
+)
 from tests.execution.test_service import make_settings
 from tests.kit.execution import running_execution
 from tests.kit.tiny_venue import TinyVenue
@@ -51,6 +58,7 @@ def test_a_full_disk_fails_the_submit_and_recovers_with_the_events_kept(tmp_path
     j = SqliteJournal(tmp_path / JOURNAL_FILE)
     j._db.close()  # type: ignore[union-attr]  # every write now fails like a disk that went away
     j._db = None
+    os.close(j._log_fd)  # the submit log too
     with pytest.raises(JournalError):
         j.record_submit("zt-a.1", 1, {})
     j.record_event(_update(1, "zt-a.1"))  # kept in memory, in order
@@ -143,6 +151,7 @@ def test_an_unwritable_journal_refuses_orders_and_says_so(tmp_path: Path) -> Non
         try:
             async with running_execution(make_settings(tmp_path / "run", venue), venue) as h:
                 h.svc.journal._db.close()  # type: ignore[union-attr]  # the disk is gone
+                os.close(h.svc.journal._log_fd)  # the submit log's too
                 ack = await h.order("zt-c.1")
                 if ack.accepted:  # the health check had not run yet: the write-ahead refuses the POST
                     await until(lambda: h.svc.tracker.orders["zt-c.1"].status == "submit_failed")
@@ -180,3 +189,92 @@ def test_a_full_tmpfs_run_folder_is_detected(tmp_path: Path) -> None:
         j.close()
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+# ---- the submit log: the write-ahead before each POST ---------------------------------------------
+
+
+def _log_bytes(j: SqliteJournal) -> bytes:
+    return j.submit_log_path.read_bytes()
+
+
+def test_a_submit_is_in_the_log_at_once_and_in_the_table_after_one_loop_turn(tmp_path: Path) -> None:
+    async def main() -> None:
+        j = SqliteJournal(tmp_path / JOURNAL_FILE)
+        j.record_submit("zt-a.1", 1, {"symbol": "AAPL", "qty": "1"})
+        records, used = read_submit_log(_log_bytes(j))
+        assert [(c, a, b) for c, a, _, b in records] == [("zt-a.1", 1, {"symbol": "AAPL", "qty": "1"})]
+        assert used == len(_log_bytes(j))
+        table = sqlite3.connect(j.path).execute("SELECT coid FROM submits").fetchall()
+        assert table == []  # not yet: the POST goes first
+        await asyncio.sleep(0)
+        assert sqlite3.connect(j.path).execute("SELECT coid, attempt FROM submits").fetchall() == [
+            ("zt-a.1", 1)
+        ]
+        assert _log_bytes(j) == b""
+        assert oct(os.stat(j.submit_log_path).st_mode & 0o777) == "0o600"
+        j.close()
+
+    asyncio.run(main())
+
+
+def test_a_crash_before_the_move_leaves_the_submit_in_the_log_and_the_next_open_takes_it(
+    tmp_path: Path,
+) -> None:
+    crashed = SqliteJournal(tmp_path / JOURNAL_FILE)
+    crashed.record_submit("zt-a.1", 1, {"qty": "1"})  # no loop: nothing moves it; the process "dies"
+    crashed.record_submit("zt-a.1", 2, {"qty": "1"})
+    assert len(read_submit_log(_log_bytes(crashed))[0]) == 2
+    j = SqliteJournal(tmp_path / JOURNAL_FILE)
+    rec = j.load()
+    assert rec.submits["zt-a.1"].attempt == 2 and rec.submits["zt-a.1"].body == {"qty": "1"}
+    assert [(c, a) for c, a, _ in j.submits] == [("zt-a.1", 1), ("zt-a.1", 2)]
+    assert _log_bytes(j) == b""
+    # opened again: nothing doubled
+    assert [(c, a) for c, a, _ in SqliteJournal(tmp_path / JOURNAL_FILE).submits] == [
+        ("zt-a.1", 1),
+        ("zt-a.1", 2),
+    ]
+
+
+def test_a_record_already_moved_when_the_crash_came_is_not_doubled(tmp_path: Path) -> None:
+    j = SqliteJournal(tmp_path / JOURNAL_FILE)
+    j.record_submit("zt-a.1", 1, {})
+    log_then = _log_bytes(j)
+    assert j.flush_submits() and _log_bytes(j) == b""
+    j.submit_log_path.write_bytes(log_then)  # died between the table's commit and emptying the log
+    assert [(c, a) for c, a, _ in SqliteJournal(tmp_path / JOURNAL_FILE).submits] == [("zt-a.1", 1)]
+
+
+@pytest.mark.parametrize("tail", [b"\x05", b"\x30\x00\x00\x00\x00\x00\x00\x00[", b"garbage-garbage-garbage"])
+def test_a_torn_tail_is_skipped_and_what_came_before_is_kept(tmp_path: Path, tail: bytes) -> None:
+    path = tmp_path / JOURNAL_FILE
+    whole = encode_submit("zt-a.1", 1, 123, {"qty": "1"})
+    Path(f"{path}{SUBMIT_LOG_SUFFIX}").write_bytes(whole + tail)
+    records, used = read_submit_log(whole + tail)
+    assert [r[0] for r in records] == ["zt-a.1"] and used == len(whole)
+    assert [(c, a) for c, a, _ in SqliteJournal(path).submits] == [("zt-a.1", 1)]
+
+
+def test_a_failed_move_keeps_the_submit_in_the_log_fails_the_journal_and_check_recovers(
+    tmp_path: Path,
+) -> None:
+    j = SqliteJournal(tmp_path / JOURNAL_FILE)
+    j.record_submit("zt-a.1", 1, {})
+    db = j._db
+    j._db = sqlite3.connect(":memory:")  # a database without the table: the move fails
+    assert not j.flush_submits()
+    assert not j.ok and "submit" in j.error
+    assert len(read_submit_log(_log_bytes(j))[0]) == 1
+    with pytest.raises(JournalError):
+        j.record_submit("zt-a.2", 1, {})  # nothing more goes out while it fails
+    j._db = db
+    assert j.check() and j.ok
+    assert [(c, a) for c, a, _ in j.submits] == [("zt-a.1", 1)] and _log_bytes(j) == b""
+
+
+def test_a_removed_submit_log_fails_the_check(tmp_path: Path) -> None:
+    j = SqliteJournal(tmp_path / JOURNAL_FILE)
+    j.submit_log_path.unlink()
+    assert not j.check()
+    assert "submit log was replaced or removed" in j.error

@@ -19,7 +19,7 @@ from alpaca.trading.requests import GetOrdersRequest
 
 from common import fixed, wire
 from common.enums import OrderSide
-from services.execution.orders.journal import JOURNAL_FILE
+from services.execution.orders.journal import JOURNAL_FILE, SUBMIT_LOG_SUFFIX, read_submit_log
 from tests.kit.system import zerotick
 
 SIM_KEY, SIM_SECRET = "zerotick-sim-key", "zerotick-sim-secret"
@@ -129,7 +129,12 @@ def read_journal(run_dir: Path) -> JournalView:
     view = JournalView()
     db = sqlite3.connect(f"file:{run_dir / JOURNAL_FILE}?mode=ro", uri=True)
     try:
-        for (coid,) in db.execute("SELECT coid FROM submits"):
+        in_table = list(db.execute("SELECT coid, attempt FROM submits"))
+        # a submit is in the log first and moves into the table right after its POST: a SIGKILL in
+        # between leaves it only in the log, which the next open moves over
+        log_path = run_dir / f"{JOURNAL_FILE}{SUBMIT_LOG_SUFFIX}"
+        logged, _ = read_submit_log(log_path.read_bytes()) if log_path.exists() else ([], 0)
+        for coid, _attempt in dict.fromkeys([*in_table, *((c, a) for c, a, _, _ in logged)]):
             view.submitted.add(coid)
             view.submit_rows += 1
         for (blob,) in db.execute("SELECT ev FROM events ORDER BY seq"):

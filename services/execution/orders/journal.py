@@ -1,15 +1,22 @@
 """Execution's durable order journal: SQLite in WAL mode, ``<run_dir>/execution.journal.sqlite``.
 
-Written on the hot path: ``record_submit`` — one INSERT of the order's request body, committed
-before its POST is written (a write-ahead: after a crash every order that may have reached the venue
-is known, and resolved by lookup). Written after: ``record_event`` for every sequenced OrderUpdate /
+Written on the hot path: ``record_submit`` — one ``write()`` of the order's request body to the
+submit log ``execution.journal.sqlite-submits`` before its POST is written (a write-ahead: after a
+crash every order that may have reached the venue is known, and resolved by lookup). An append to a
+file is one short system call where an SQLite transaction walks far more code, which the first
+order after an idle spell pays with cold caches. The records move into the ``submits`` table right
+after (``flush_submits``, scheduled on the loop by ``record_submit``; also on every ``check``, on
+close and before the readers); the log is then emptied. Opening the journal moves whatever a crash
+left in the log into the table first. Written after: ``record_event`` for every sequenced OrderUpdate /
 Fill, committed before it is published (a peer never sees a seq the journal does not hold, so a
 restarted execution continues the same sequence). Also: the positions base (venue positions at a
 seq), the ids of orders whose fills are already in that base, and meta (journal id, book epoch,
 boots).
 
 Durability: ``synchronous=NORMAL`` in WAL mode. A commit is in the OS page cache when it returns, so
-a SIGKILL at any instant loses nothing committed (SQLite's WAL is atomic per transaction). fsync
+a SIGKILL at any instant loses nothing committed (SQLite's WAL is atomic per transaction); the same
+holds for a submit record once its ``write()`` returned (records carry their length and a CRC32, so a
+torn tail after a power loss is recognised and skipped). fsync
 happens at each WAL checkpoint, which ``check`` runs every second off the hot path (auto-checkpoints
 are off: they put a 6-18 ms fsync into a commit), and on close: a power loss or kernel crash can lose
 the transactions of the last second or so (never corrupts the file); reconciliation by
@@ -22,10 +29,14 @@ Events that could not be written are kept in memory and written by ``check`` onc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
+import struct
 import uuid
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +55,8 @@ from services.execution.orders.event_log import OrderEvent
 log = logging.getLogger(__name__)
 
 JOURNAL_FILE = "execution.journal.sqlite"
+SUBMIT_LOG_SUFFIX = "-submits"  # beside the database, as SQLite's own -wal and -shm
+_RECORD_HEAD = struct.Struct("<II")  # payload length, CRC32 of the payload
 MIN_FREE_BYTES = 4 * 1024 * 1024  # below this much free space the journal counts as failing
 
 _SCHEMA = """
@@ -89,6 +102,33 @@ class Recovered:
     retired: set[str] = field(default_factory=set)
 
 
+SubmitRecord = tuple[str, int, int, dict[str, Any]]  # client_order_id, attempt, ts_ns, body
+
+
+def encode_submit(client_order_id: str, attempt: int, ts_ns: int, body: dict[str, Any]) -> bytes:
+    payload = orjson.dumps([client_order_id, attempt, ts_ns, body])
+    return _RECORD_HEAD.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def read_submit_log(data: bytes) -> tuple[list[SubmitRecord], int]:
+    """The submit records in a log's bytes, and how many bytes they span: reading stops at the first
+    record that is short or fails its CRC (a write torn by a power loss)."""
+    out: list[SubmitRecord] = []
+    pos = 0
+    while pos + _RECORD_HEAD.size <= len(data):
+        size, crc = _RECORD_HEAD.unpack_from(data, pos)
+        payload = data[pos + _RECORD_HEAD.size : pos + _RECORD_HEAD.size + size]
+        if len(payload) < size or zlib.crc32(payload) != crc:
+            break
+        try:
+            coid, attempt, ts_ns, body = orjson.loads(payload)
+        except (orjson.JSONDecodeError, ValueError, TypeError):
+            break
+        out.append((str(coid), int(attempt), int(ts_ns), body))
+        pos += _RECORD_HEAD.size + size
+    return out, pos
+
+
 class SqliteJournal:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -101,6 +141,10 @@ class SqliteJournal:
         self._backlog: list[OrderEvent] = []
         self._ino = 0
         self._db: sqlite3.Connection | None = None
+        self.submit_log_path = Path(f"{path}{SUBMIT_LOG_SUFFIX}")
+        self._log_fd = -1
+        self._unflushed: list[SubmitRecord] = []  # in the log, not yet in the submits table
+        self._flush_scheduled = False
         try:
             self._open()
         except (sqlite3.Error, OSError) as exc:
@@ -131,6 +175,7 @@ class SqliteJournal:
                     ("boots", str(self.boots)),
                 ],
             )
+        self._take_submit_log(db)
         for suffix in ("", "-wal", "-shm"):
             p = Path(f"{self.path}{suffix}")
             if p.exists():
@@ -139,6 +184,30 @@ class SqliteJournal:
         self._db = db
         self.ok = True
         JOURNAL_OK.set(1)
+
+    def _take_submit_log(self, db: sqlite3.Connection) -> None:
+        """Move what a previous run left in the submit log into the table, then open the log empty."""
+        self._close_log()
+        try:
+            data = self.submit_log_path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        records, used = read_submit_log(data)
+        if used < len(data):
+            log.warning(
+                "submit log: torn tail skipped", extra=kv(bytes=len(data) - used, records=len(records))
+            )
+        if records:
+            have = set(db.execute("SELECT coid, attempt FROM submits"))
+            with db:
+                db.execute("BEGIN")
+                db.executemany(
+                    "INSERT INTO submits (coid, attempt, ts_ns, body) VALUES (?, ?, ?, ?)",
+                    [(c, a, t, orjson.dumps(b)) for c, a, t, b in records if (c, a) not in have],
+                )
+            log.info("submit log: moved into the journal", extra=kv(records=len(records)))
+        self._log_fd = os.open(self.submit_log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.ftruncate(self._log_fd, 0)
 
     @property
     def incarnation(self) -> str:
@@ -169,14 +238,42 @@ class SqliteJournal:
             raise JournalError(self.error)
         try:
             t0 = perf_counter_ns()
-            self._conn().execute(
-                "INSERT INTO submits (coid, attempt, ts_ns, body) VALUES (?, ?, ?, ?)",
-                (client_order_id, attempt, wall_ns(), orjson.dumps(body)),
-            )
+            ts_ns = wall_ns()
+            record = encode_submit(client_order_id, attempt, ts_ns, body)
+            if os.write(self._log_fd, record) != len(record):
+                raise OSError("short write to the submit log")
             JOURNAL_WRITE.observe((perf_counter_ns() - t0) / 1e9)
-        except (sqlite3.Error, OSError) as exc:
+        except (OSError, TypeError, orjson.JSONEncodeError) as exc:
             self._failed(exc, "submit")
             raise JournalError(self.error) from exc
+        self._unflushed.append((client_order_id, attempt, ts_ns, body))
+        if not self._flush_scheduled:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush_submits)
+                self._flush_scheduled = True
+            except RuntimeError:
+                pass  # no loop (tools, tests): check(), close() and the readers flush
+
+    def flush_submits(self) -> bool:
+        """Move the logged submits into the table and empty the log (once their POSTs are written).
+        On failure they stay in the log, which the next open reads, the journal counts as failing,
+        and this returns False."""
+        self._flush_scheduled = False
+        if not self._unflushed or self._db is None:
+            return True
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT INTO submits (coid, attempt, ts_ns, body) VALUES (?, ?, ?, ?)",
+                    [(c, a, t, orjson.dumps(b)) for c, a, t, b in self._unflushed],
+                )
+            os.ftruncate(self._log_fd, 0)
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc, "submit")
+            return False
+        self._unflushed.clear()
+        return True
 
     def record_event(self, event: OrderEvent) -> None:
         if self._backlog or not self.ok:
@@ -254,6 +351,7 @@ class SqliteJournal:
     @property
     def submits(self) -> list[tuple[str, int, dict[str, Any]]]:
         """Every journaled submit, oldest first: (client_order_id, attempt, body)."""
+        self.flush_submits()
         if self._db is None:
             return []
         rows = self._db.execute("SELECT coid, attempt, body FROM submits ORDER BY rowid").fetchall()
@@ -261,6 +359,7 @@ class SqliteJournal:
 
     def load(self) -> Recovered:
         rec = Recovered()
+        self.flush_submits()
         if self._db is None:
             return rec
         db = self._db
@@ -292,6 +391,12 @@ class SqliteJournal:
             st = os.stat(self.path)
             if st.st_ino != self._ino:
                 raise JournalError("the journal file was replaced or removed")
+            try:
+                replaced = os.stat(self.submit_log_path).st_ino != os.fstat(self._log_fd).st_ino
+            except FileNotFoundError:
+                replaced = True
+            if replaced:
+                raise JournalError("the submit log was replaced or removed")
             vfs = os.statvfs(self.path.parent)
             free = vfs.f_bavail * vfs.f_frsize
             if free < MIN_FREE_BYTES:
@@ -304,6 +409,8 @@ class SqliteJournal:
                     "INSERT OR REPLACE INTO events (seq, ev) VALUES (?, ?)",
                     [(e.seq, wire.encode(e)) for e in self._backlog],
                 )
+            if not self.flush_submits():
+                raise JournalError(self.error)
             db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # fsyncs the WAL and the database
         except (sqlite3.Error, OSError, JournalError) as exc:
             self._failed(exc, "check")
@@ -315,7 +422,15 @@ class SqliteJournal:
         JOURNAL_OK.set(1)
         return True
 
+    def _close_log(self) -> None:
+        if self._log_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._log_fd)
+            self._log_fd = -1
+
     def close(self) -> None:
+        self.flush_submits()
+        self._close_log()
         if self._db is not None:
             try:
                 self._db.close()
