@@ -356,6 +356,10 @@ class RiskConfig(Section):
     max_open_orders_per_symbol: int = Field(default=20, ge=1, le=100_000)
     # the quote's exchange timestamp vs the wall clock, either way
     max_quote_age_ms: int = Field(default=2_000, ge=1, le=3_600_000)
+    # risk reads market data every so many ms and right before each decision, not on every frame
+    # (one wake-up per period instead of one per frame; the decision still sees the newest quote).
+    # 0 = on every frame.
+    quote_drain_ms: int = Field(default=5, ge=0, le=1_000)
     duplicate_window_ms: int = Field(default=1_000, ge=0, le=3_600_000)  # 0 = no duplicate guard
     allow_short: bool = False
     symbols: dict[str, SymbolRiskLimits] = Field(default_factory=dict)

@@ -215,10 +215,16 @@ class Service:
     # ---- helpers ----------------------------------------------------------------------------
 
     def subscribe(
-        self, service: str, prefixes: list[bytes], handler: Any, conflate: tuple[bytes, ...] = ()
+        self,
+        service: str,
+        prefixes: list[bytes],
+        handler: Any,
+        conflate: tuple[bytes, ...] = (),
+        paced_ms: int | None = None,
     ) -> Subscriber:
         """``handler(topic, msgs)`` gets each batch with its out-of-range messages dropped (counted).
-        ``conflate``: topic prefixes whose older frames are skipped when newer ones already wait."""
+        ``conflate``: topic prefixes whose older frames are skipped when newer ones already wait.
+        ``paced_ms``: drained every so many ms (and by ``Subscriber.drain``), not on every frame."""
         z = self.settings.zmq
         inbound = self.inbound
 
@@ -237,6 +243,7 @@ class Service:
             z.rcvhwm,
             conflate=conflate,
             setup=self.security.client(service, "pub"),
+            paced_s=paced_ms / 1000 if paced_ms else None,
         )
         self._subs.append(sub)
         self._sub_sources.append(service)

@@ -97,7 +97,11 @@ def _bind_private(sock: zmq.Socket, endpoint: str) -> None:
 
 
 class _Reader:
-    """Drains a socket from the loop's reader callback, ``batch`` messages per callback."""
+    """Drains a socket from the loop's reader callback, ``batch`` messages per callback.
+
+    ``paced_s``: no reader callback; the socket is drained every ``paced_s`` seconds instead (and
+    whenever the owner calls ``drain``), so a busy stream costs one wake-up per period, not one per
+    frame."""
 
     def __init__(
         self,
@@ -106,6 +110,7 @@ class _Reader:
         on_frames: Callable[[list[bytes]], None],
         on_pass_end: Callable[[], None] | None = None,
         batch: int = DRAIN_BATCH,
+        paced_s: float | None = None,
     ):
         self.sock = sock
         self.loop = loop
@@ -114,8 +119,18 @@ class _Reader:
         self._batch = batch
         self._kicked = False
         self._fd = sock.getsockopt(zmq.FD)
-        loop.add_reader(self._fd, self.drain)
+        self._paced_s = paced_s
+        self._timer: asyncio.TimerHandle | None = None
+        if paced_s is None:
+            loop.add_reader(self._fd, self.drain)
+        else:
+            self._timer = loop.call_later(paced_s, self._paced_drain)
         self.kick()  # messages may already be waiting: the edge fired before us
+
+    def _paced_drain(self) -> None:
+        assert self._paced_s is not None
+        self._timer = self.loop.call_later(self._paced_s, self._paced_drain)
+        self.drain()
 
     def kick(self) -> None:
         """Drain soon (after a send, or when a pass stopped at its bound); at most one pending."""
@@ -149,6 +164,9 @@ class _Reader:
             self.kick()  # more may be waiting, and the edge-triggered FD will not fire for them
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         try:
             self.loop.remove_reader(self._fd)
         except Exception:
@@ -262,6 +280,7 @@ class Subscriber:
         conflate: tuple[bytes, ...] = (),
         batch: int = DRAIN_BATCH,
         setup: SocketSetup | None = None,
+        paced_s: float | None = None,
     ):
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.RCVHWM, rcvhwm)
@@ -284,7 +303,11 @@ class Subscriber:
         self._latest: dict[bytes, int] = {}  # conflated topic -> its index in _pass
         self._next_gap_log_ns = 0
         self._gaps_unlogged = 0
-        self._reader = _Reader(self.sock, loop, self._on_frames, self._deliver, batch)
+        self._reader = _Reader(self.sock, loop, self._on_frames, self._deliver, batch, paced_s)
+
+    def drain(self) -> None:
+        """Take what is waiting now (a paced subscriber's owner does, right before it needs the data)."""
+        self._reader.drain()
 
     def _on_frames(self, frames: list[bytes]) -> None:
         for frame in frames:

@@ -23,7 +23,7 @@ from common.metrics import STAGE_LATENCY
 from common.order_events import OrderEvent, OrderEventReceiver
 from common.ratelog import ConditionLog
 from common.service import Service
-from common.zmq_io import RpcClient, RpcError, RpcTimeout
+from common.zmq_io import RpcClient, RpcError, RpcTimeout, Subscriber
 from services.risk import checks
 from services.risk.book_metrics import BookFigures, BookGauges, StrategyBooks, book_figures
 from services.risk.kill_switch import SET_TRADING_STATE, KillSwitch
@@ -52,6 +52,7 @@ class RiskService(Service):
         configured = {*md.stocks, *md.crypto, *r.symbols, *(r.allow_symbols or ())}
         self.risk = RiskState(RiskLimits.from_config(r), known_symbols=frozenset(configured))
         self._risk_config = r
+        self._quotes: Subscriber | None = None
         self._account_ts_ns = 0  # wall ns of the account snapshot in force (0: none)
         self.account: wire.Account | None = None  # the venue's latest account snapshot
         self._symbol_labels = LabelFold(configured_symbols(settings))
@@ -91,7 +92,10 @@ class RiskService(Service):
         self._execution = self.peer_client("execution")  # orders: execution takes them only from us
         self.kill_switch.execution = self._execution
         self._snapshots = self.client("execution", timeout_ms=2_000)
-        self.subscribe("market_data", [topics.MD_QUOTE], self._on_market_data, conflate=(topics.MD_QUOTE,))
+        self._quotes = self.subscribe(
+            "market_data", [topics.MD_QUOTE], self._on_market_data, conflate=(topics.MD_QUOTE,),
+            paced_ms=self._risk_config.quote_drain_ms or None,
+        )  # fmt: skip
         self.subscribe("execution", [topics.ACCOUNT], self._on_account)
         self._events = OrderEventReceiver(self, self._on_order_event, on_reset=self._on_execution_reset)
         self.subscribe("execution", [topics.heartbeat("execution")], self._on_execution_heartbeat)
@@ -158,6 +162,8 @@ class RiskService(Service):
         Only what the decision needs runs before the order request and the reply go out: the
         stage metrics, counters, the ops log line and the decision's publication on ``rk.rd``
         run right after this drain pass (``call_soon``), once both sends are done."""
+        if self._quotes is not None:
+            self._quotes.drain()  # the newest quotes first: market data is read paced (risk.quote_drain_ms)
         now = wall_ns()
         self._check_ns = 0
         decision = self._decide(intent, now)
@@ -300,9 +306,7 @@ class RiskService(Service):
             log.warning("venue account not refreshed: buying-power check off until it is")
 
     def _on_market_data(self, topic: bytes, msgs: list[Any]) -> None:
-        for m in msgs:
-            if isinstance(m, wire.Quote):
-                self.risk.on_quote(m)
+        self.risk.on_quotes(msgs)
         self.triggers.on_quote()
 
     def _on_execution_heartbeat(self, topic: bytes, msgs: list[Any]) -> None:

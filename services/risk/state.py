@@ -4,7 +4,9 @@ execution's order events), each symbol's limits, the day's P&L and the rate buck
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -177,13 +179,43 @@ class RiskState:
     # ---- inputs -----------------------------------------------------------------------------
 
     def on_quote(self, q: wire.Quote) -> None:
-        i = self.index.get(q.symbol)
-        if i is None:
-            i = self.admit(q.symbol)
+        i = self._quote_row(q.symbol, 1)
+        if i is not None:
+            self._apply_quote(i, q)
+
+    def on_quotes(self, msgs: Iterable[Any]) -> None:
+        """A batch of market data (a frame): per symbol only what decides the end state is applied,
+        the last quote with a valid bid and ask (the mark) and the last quote of all (bid, ask and
+        their time, or their clearing). The rows end as if every quote had been applied in turn."""
+        last: dict[str, wire.Quote] = {}
+        last_valid: dict[str, wire.Quote] = {}
+        count: dict[str, int] = {}
+        for q in msgs:
+            if isinstance(q, wire.Quote):
+                last[q.symbol] = q
+                count[q.symbol] = count.get(q.symbol, 0) + 1
+                if 0 < q.bid_px <= _MAX and 0 < q.ask_px <= _MAX:
+                    last_valid[q.symbol] = q
+        for symbol, q in last.items():
+            i = self._quote_row(symbol, count[symbol])
             if i is None:
-                self.refused_quotes += 1
-                QUOTES_REFUSED.inc()
-                return
+                continue
+            valid = last_valid.get(symbol)
+            if valid is not None and valid is not q:
+                self._apply_quote(i, valid)
+            self._apply_quote(i, q)
+
+    def _quote_row(self, symbol: str, n: int) -> int | None:
+        """The symbol's row, admitting it if there is room; None counts its ``n`` quotes refused."""
+        i = self.index.get(symbol)
+        if i is None:
+            i = self.admit(symbol)
+            if i is None:
+                self.refused_quotes += n
+                QUOTES_REFUSED.inc(n)
+        return i
+
+    def _apply_quote(self, i: int, q: wire.Quote) -> None:
         if 0 < q.bid_px <= _MAX and 0 < q.ask_px <= _MAX:
             ts = max(0, min(q.exch_ns, checks.LIMIT_CAP))
             checks.set_quote(self.state, self.limits, i, q.bid_px, q.ask_px, ts)

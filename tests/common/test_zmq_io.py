@@ -72,6 +72,37 @@ def test_pub_sub_delivers_batches_in_order_and_skips_malformed(tmp_path: Path) -
     assert [q.bid_px for q in got] == list(range(3000))
 
 
+def test_a_paced_subscriber_reads_on_its_period_or_when_asked_not_on_every_frame(tmp_path: Path) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ctx = zmq.Context()
+        got: list[int] = []
+        pub = Publisher(ctx, _ep(tmp_path, "p"), "test")
+        sub = Subscriber(
+            ctx, loop, [_ep(tmp_path, "p")], [b"md.q."], lambda t, msgs: got.extend(q.bid_px for q in msgs),
+            "test", conflate=(b"md.q.",), paced_s=2.0,
+        )  # fmt: skip
+        await asyncio.sleep(0.2)  # slow joiner; the first period ends 2 s after the subscriber started
+        pub.publish(b"md.q.AAPL", [_quote(1)])
+        pub.publish(b"md.q.AAPL", [_quote(2)])
+        await asyncio.sleep(0.1)
+        assert got == []  # waiting in the socket: no reader callback
+        sub.drain()
+        assert got == [2]  # asked for: the newest (the older frame was superseded, counted)
+        assert sub.topics[b"md.q.AAPL"].conflated == 1
+        pub.publish(b"md.q.AAPL", [_quote(3)])
+        for _ in range(40):
+            if got == [2, 3]:
+                break
+            await asyncio.sleep(0.1)
+        assert got == [2, 3]  # read by the period
+        sub.close()
+        pub.close()
+        ctx.term()
+
+    uvloop.run(main())
+
+
 def test_rpc_round_trip_sync_and_async_handlers(tmp_path: Path) -> None:
     async def main() -> tuple[object, object, object]:
         loop = asyncio.get_running_loop()

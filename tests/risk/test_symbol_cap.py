@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from common import wire
 from common.config import RiskConfig
 from common.enums import OrderSide, RejectReason
@@ -55,3 +59,44 @@ def test_positions_on_unconfigured_symbols_are_always_kept() -> None:
     rs = RiskState(RiskLimits.from_config(RiskConfig()), known_symbols=frozenset(), max_other_symbols=0)
     rs.set_positions([wire.Position(symbol="ZZZ", qty=10**9, avg_px=10**9, realized_pnl=0, ts_ns=NOW)])
     assert "ZZZ" in rs.index
+
+
+def _rand_quote(rng: random.Random, symbol: str) -> wire.Quote:
+    bad = rng.random() < 0.25  # a bid or ask of 0 clears the quote and keeps the mark
+    bid = 0 if bad and rng.random() < 0.5 else rng.randint(90, 110) * 10**9
+    ask = 0 if bad and not bid else bid + rng.randint(1, 5) * 10**7
+    return wire.Quote(symbol=symbol, bid_px=bid, bid_sz=10**9, ask_px=ask, ask_sz=10**9,
+                      exch_ns=NOW + rng.randint(0, 10**9), recv_ns=NOW)  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_batch_leaves_the_rows_as_every_quote_in_turn_would(seed: int) -> None:
+    """on_quotes applies only each symbol's last valid and last quote: the same end state, counters
+    included, as on_quote for each, with a position held (its P&L moves with the mark)."""
+    rng = random.Random(seed)
+
+    def fresh() -> RiskState:
+        rs = RiskState(
+            RiskLimits.from_config(RiskConfig()), known_symbols=frozenset({"AAPL"}), max_other_symbols=1
+        )
+        rs.set_positions(
+            [wire.Position(symbol="AAPL", qty=3 * 10**9, avg_px=100 * 10**9, realized_pnl=0, ts_ns=NOW)]
+        )
+        return rs
+
+    one_by_one, batched = fresh(), fresh()
+    for _ in range(5):
+        frame: list[object] = [
+            _rand_quote(rng, rng.choice(["AAPL", "MSFT", "X1"])) for _ in range(rng.randint(1, 30))
+        ]
+        frame.insert(
+            rng.randint(0, len(frame)),
+            wire.Heartbeat(service="x", pid=1, seq=1, state="ok", last_event_seq=0, ts_ns=NOW),
+        )
+        for m in frame:
+            if isinstance(m, wire.Quote):
+                one_by_one.on_quote(m)
+        batched.on_quotes(frame)
+        assert batched.index == one_by_one.index
+        assert (batched.state == one_by_one.state).all()
+        assert batched.refused_quotes == one_by_one.refused_quotes
