@@ -38,7 +38,7 @@ import requests
 from bench import host
 from bench.calibrate import IdlePoll, zmq_rtt_samples_us
 from bench.contenders import IDLE_RATE, Contender, Zerotick, all_contenders
-from bench.wire_to_wire import BASE_PRICE, PROBE_SYMBOL, percentile
+from bench.wire_to_wire import BASE_PRICE, PROBE_SYMBOL, percentile, stage_breakdown
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -129,6 +129,7 @@ def wire_to_wire(
         for c in contenders:
             c.set_rate(IDLE_RATE)
         before = {c.name: c.counters() for c in contenders}
+        stages0 = {c.name: stage_sums(c) for c in contenders if isinstance(c, Zerotick)}
         cpu0 = host.CpuTimes.now()
         samples: dict[str, list[float]] = {c.name: [] for c in contenders}
         round_p50: dict[str, list[float]] = {c.name: [] for c in contenders}
@@ -162,10 +163,36 @@ def wire_to_wire(
                 "background_msgs_per_s_generated": _mean(generated[c.name]),
                 "md_msgs_per_s_delivered": _mean(delivered[c.name]),
                 "drops": drops,
+                **(
+                    {"stage_mean_us": stage_means(stages0[c.name], stage_sums(c))}
+                    if c.name in stages0
+                    else {}
+                ),
             }
         out[str(load)] = level
         if li == 0:
             after_first_load()
+    return out
+
+
+def stage_sums(zt: Contender) -> dict[str, tuple[float, float]]:
+    """zerotick's per-stage histograms now: "service.stage" -> (sum of seconds, count)."""
+    assert isinstance(zt, Zerotick)
+    return {
+        f"{r['service']}.{r['stage']}": (r["mean_us"] * r["count"], r["count"])
+        for r in stage_breakdown(zt.metrics_ports())
+    }
+
+
+def stage_means(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """Mean µs per stage over what was observed between two ``stage_sums`` (this load's probes)."""
+    out = {}
+    for k, (total, n) in after.items():
+        t0, n0 = before.get(k, (0.0, 0.0))
+        if n > n0:
+            out[k] = round((total - t0) / (n - n0), 1)
     return out
 
 
@@ -309,6 +336,9 @@ def table(res: dict[str, Any]) -> str:
                 f" delivered {r['md_msgs_per_s_delivered']}/s"
             )
             row(f"  {name} @ {int(load):,} msg/s", r["latency_us"], extra)
+            if r.get("stage_mean_us"):
+                means = ", ".join(f"{k.split('.', 1)[1]} {v:g}" for k, v in r["stage_mean_us"].items())
+                lines.append(f"  {'':<50} its stages, mean us: {means}")
         lines.append(f"  {'':<50} host during this load: {level['host']}")
     lines.append("drops on the order path (per load; venue md disconnects, zmq gaps / dropped)")
     for load, level in res["wire_to_wire"].items():

@@ -81,6 +81,11 @@ def test_quick_suite_writes_every_section(tmp_path: Path) -> None:
             assert r["background_msgs_per_s_generated"] > 0
             assert "zt_sim_md_disconnects_total" in r["drops"]
         assert {"zt_zmq_gaps_total", "zt_zmq_dropped_total"} <= set(level["zerotick"]["drops"])
+        # where zerotick's time went during this load's probes: every stage of the order path
+        stages = level["zerotick"]["stage_mean_us"]
+        assert {"signal.md_to_signal", "risk.signal_to_risk", "execution.risk_to_exec",
+                "execution.exec_submit", "execution.tick_to_order"} <= set(stages), stages  # fmt: skip
+        assert all(v > 0 for v in stages.values()), stages
 
     assert set(res["risk_check"]) == {"RiskState.check(intent)", "check_order (dispatcher)",
                                       "check_order (entry point)"}  # fmt: skip
