@@ -9,7 +9,9 @@ line of text each, naming what is wrong and where; no secret ever appears in one
   "tcp"``, the metrics ports, the embedded venue's port and metrics port) and none is configured
   twice; no live process holds one of the run folder's ipc sockets or service locks;
 - the venue: with real keys, ``GET /v2/account`` at the trading base URL accepts them; the stream
-  hosts resolve.
+  hosts resolve;
+- placement: ``host.cpu_affinity`` names CPUs this host (and this process's cpuset) has, and
+  ``host.nice`` asks for no niceness this user may not take.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import resource
 import socket
 import ssl
 import subprocess
@@ -44,7 +47,37 @@ def check(settings: Settings, config_file: Path | None) -> list[str]:
     if not problems:  # a missing folder would only repeat itself as an import error
         problems += strategies(config_file, run_dir)
     problems += subscribed_symbols(settings)
-    return problems + run_folder(run_dir) + ports(settings) + ipc_sockets(settings) + venue(settings)
+    return (
+        problems + placement(settings) + run_folder(run_dir) + ports(settings) + ipc_sockets(settings)
+        + venue(settings)
+    )  # fmt: skip
+
+
+# ---- placement -------------------------------------------------------------------------------
+
+
+def _cpu_list(cpus: Iterator[int] | set[int] | list[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def placement(settings: Settings) -> list[str]:
+    """What each service would refuse at start (exit 2), said once before anything starts."""
+    problems = []
+    usable = os.sched_getaffinity(0)
+    wanted = set(settings.host.cpu_affinity or ())
+    if wanted - usable:
+        problems.append(
+            f"host.cpu_affinity: CPU {_cpu_list(wanted - usable)} is not available here "
+            f"(this process may use {_cpu_list(usable)})"
+        )
+    lowest = min(getattr(settings.host.nice, svc) for svc in SERVICES)
+    floor = 20 - resource.getrlimit(resource.RLIMIT_NICE)[0] if os.geteuid() != 0 else -20
+    allowed = max(min(floor, os.getpriority(os.PRIO_PROCESS, 0)), -20)
+    if lowest < allowed:
+        problems.append(
+            f"host.nice: niceness {lowest} needs root or CAP_SYS_NICE (this user may go down to {allowed})"
+        )
+    return problems
 
 
 # ---- strategies ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ scanning /proc for its temporary folder)."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -75,6 +76,16 @@ def test_unknown_strategy_kind(tmp_path: Path) -> None:
     cfg = _config(tmp_path, signal={"strategies": [{"name": "x", "kind": "nope", "symbols": ["AAPL"]}]})
     out = _up(cfg)
     _refused(out, 2, "signal.strategies[x] (kind 'nope'): unknown strategy kind 'nope'")
+    _nothing_started(tmp_path, out)
+
+
+def test_placement_this_host_cannot_give(tmp_path: Path) -> None:
+    """A CPU the host does not have: named before anything starts, rather than four services failing
+    their start (the niceness check: tests/ops/test_preflight_placement.py)."""
+    missing = max(os.sched_getaffinity(0)) + 100
+    cfg = _config(tmp_path, host={"cpu_affinity": [missing]})
+    out = _up(cfg)
+    _refused(out, 2, f"host.cpu_affinity: CPU {missing} is not available here")
     _nothing_started(tmp_path, out)
 
 
