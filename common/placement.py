@@ -22,12 +22,23 @@ def _available() -> str:
     return ",".join(str(c) for c in cpus)
 
 
+def check_cpus(cpus: Iterable[int]) -> None:
+    """Raise ConfigError (one line, exit 2) unless this process may run on every CPU in ``cpus``
+    (a CPU this host or this container's cpuset does not have)."""
+    want, usable = set(cpus), os.sched_getaffinity(0)
+    if want - usable:
+        raise ConfigError(
+            f"host.cpu_affinity: cannot run on CPUs {sorted(want - usable)} here (this process may use {_available()})"
+        )
+
+
 def pin_process(cpus: Iterable[int]) -> set[int]:
     """Pin every thread of this process to ``cpus``; return the set now in force.
 
     Raises ConfigError (one line, exit 2) when the kernel refuses the set, e.g. a CPU this host or
     this container's cpuset does not have."""
     want = set(cpus)
+    check_cpus(want)  # the kernel would take a set with one usable CPU in it and drop the rest
     try:
         os.sched_setaffinity(0, want)
     except (OSError, ValueError) as exc:

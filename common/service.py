@@ -38,7 +38,7 @@ from common.loop_lag import LoopLagProbe
 from common.metrics import HEARTBEATS, SERVICE_READY, SERVICE_UP, serve_metrics
 from common.peer_link import LinkSecurity, PeerServer
 from common.peer_watch import PeerWatch
-from common.placement import pin_process, renice_process
+from common.placement import check_cpus, pin_process, renice_process
 from common.private_files import ensure_private_dir
 from common.ratelog import LogLimiter
 from common.tasks import TASK_FAILURES, TaskSupervisor
@@ -421,6 +421,11 @@ class Service:
             # trading allocated since.
             gc.collect()
             gc.freeze()
+            if self.settings.host.cpu_affinity is not None:
+                # only now: start-up (imports, numba's caches, connecting) runs on every CPU, in
+                # parallel with the other services', which keeps them ready within ~3 s
+                cpus = pin_process(self.settings.host.cpu_affinity)
+                log.info("pinned to CPUs", extra={"fields": {"cpus": sorted(cpus)}})
             self._watch_peers()
             self.tasks.spawn("heartbeats", self._heartbeats)
             self.tasks.spawn("loop_lag", self.loop_lag.run)
@@ -481,8 +486,7 @@ def run(service_cls: type[Service], settings: Settings) -> None:
         if secret is not None:
             register_secret(secret.get_secret_value())
     if settings.host.cpu_affinity is not None:
-        cpus = pin_process(settings.host.cpu_affinity)
-        log.info("pinned to CPUs", extra={"fields": {"cpus": sorted(cpus)}})
+        check_cpus(settings.host.cpu_affinity)  # refused at start; applied once started (Service.run_forever)
     nice = getattr(settings.host.nice, service_cls.name, 0)
     if nice:
         log.info("niceness", extra={"fields": {"nice": renice_process(nice)}})

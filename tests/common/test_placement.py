@@ -6,12 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from common.config import ConfigError, load_settings
-from common.placement import pin_process
+from common.placement import check_cpus, pin_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +32,7 @@ def test_every_thread_already_running_is_moved() -> None:
     cpu = max(os.sched_getaffinity(0))
     code = textwrap.dedent(f"""
         import os, threading, time
-        from common.placement import pin_process
+        from common.placement import check_cpus, pin_process
         started = threading.Event()
         seen = {{}}
         def worker():
@@ -56,13 +57,18 @@ def test_every_thread_already_running_is_moved() -> None:
     assert out.stdout.split() == [f"[{cpu}]"] * 3
 
 
-def test_a_cpu_this_process_may_not_use_is_a_config_error() -> None:
+@pytest.mark.parametrize("call", [pin_process, check_cpus])
+def test_a_cpu_this_process_may_not_use_is_a_config_error(call: Callable[[list[int]], object]) -> None:
+    """check_cpus at start (a service refuses at once), pin_process once started: neither changes
+    anything when it refuses."""
     missing = max(os.sched_getaffinity(0)) + 64
     before = os.sched_getaffinity(0)
     with pytest.raises(ConfigError) as exc:
-        pin_process([missing])
-    assert str(exc.value).startswith(f"host.cpu_affinity: cannot run on CPUs [{missing}] here")
+        call([min(before), missing])
+    assert str(exc.value).startswith("host.cpu_affinity: cannot run on CPUs [")
+    assert str(missing) in str(exc.value)
     assert os.sched_getaffinity(0) == before
+    check_cpus(sorted(before))  # what it may use passes
 
 
 @pytest.mark.parametrize("value", [-21, 20])
