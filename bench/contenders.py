@@ -16,7 +16,6 @@ loading the host; the suite probes one contender at a time while the others idle
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from bench.limits import OPEN_EXECUTION, OPEN_RISK, QUIET_TRIGGERS
 from bench.naive_bot import BOT, KEY, SECRET
 from bench.wire_to_wire import PROBE_SYMBOL
 from common.config import SERVICES
+from common.placement import lowest_niceness_allowed, pin_threads
 from simulator.app import READY_PREFIX, parse_ready_line
 from tests.kit.system import (
     clean_env,
@@ -45,8 +45,10 @@ from tests.kit.system import (
 from tests.kit.waiting import wait_until
 from zerotick.supervisor import Layout, supervisord_pid
 
-# with --pin: the later on the way to the order POST, the more urgent (host.nice; needs root)
+# with --pin: the later on the way to the order POST, the more urgent (host.nice). A user who may
+# not lower niceness (not root, no RLIMIT_NICE room) runs pinned without it; the result says so.
 PINNED_NICE = {"execution": -15, "risk": -10, "signal": -5, "market_data": 0}
+NICE_ALLOWED = min(PINNED_NICE.values()) >= lowest_niceness_allowed()
 IDLE_RATE = 20.0  # md msgs/s on a venue whose contender is not being measured
 STOCKS = ["AAPL", "MSFT"]
 CRYPTO = ["BTC/USD"]
@@ -77,13 +79,6 @@ def metric_sums(port: int, names: tuple[str, ...]) -> dict[str, float]:
 
 VENUE_COUNTERS = ("zt_sim_md_messages_total", "zt_sim_md_disconnects_total")
 ZMQ_COUNTERS = ("zt_zmq_gaps_total", "zt_zmq_dropped_total")
-
-
-def pin_threads(pid: int, cpus: set[int]) -> None:
-    """Every thread of process ``pid`` onto ``cpus`` (what `taskset -a -p` does)."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(tid), cpus)
 
 
 class Contender(ABC):
@@ -154,7 +149,9 @@ class Zerotick(Contender):
             "risk": {**OPEN_RISK, "max_order_qty": "10", "price_band_bps": 100_000},
             "kill_switch": QUIET_TRIGGERS,
             "execution": OPEN_EXECUTION,
-            "host": {"cpu_affinity": sorted(self.cpus), "nice": PINNED_NICE} if self.cpus else {},
+            "host": (
+                {"cpu_affinity": sorted(self.cpus), "nice": PINNED_NICE if NICE_ALLOWED else {}} if self.cpus else {}
+            ),
         }  # fmt: skip
 
     def metrics_ports(self) -> dict[str, int]:
@@ -284,7 +281,7 @@ class PipelineFloor(_OneProcess):
         self.role_pids: dict[str, int] = {}
 
     def client_argv(self) -> list[str]:
-        nice = ",".join(str(PINNED_NICE[r]) for r in SERVICES) if self.cpus else ""
+        nice = ",".join(str(PINNED_NICE[r]) for r in SERVICES) if self.cpus and NICE_ALLOWED else ""
         return [
             sys.executable, "-m", "bench.pipeline_floor", self.urls["rest"], self.urls["iex"], KEY, SECRET,
             PROBE_SYMBOL, str(self.tmp), *STOCKS, "--cpus", ",".join(map(str, sorted(self.cpus or ()))),

@@ -37,7 +37,7 @@ import requests
 
 from bench import host
 from bench.calibrate import IdlePoll, zmq_rtt_samples_us
-from bench.contenders import IDLE_RATE, PINNED_NICE, Contender, Zerotick, all_contenders
+from bench.contenders import IDLE_RATE, NICE_ALLOWED, PINNED_NICE, Contender, Zerotick, all_contenders
 from bench.wire_to_wire import BASE_PRICE, PROBE_SYMBOL, percentile, stage_breakdown
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -223,7 +223,8 @@ def risk_rtt(zt: Zerotick, approvals: int, rejects: int) -> dict[str, Any]:
     affinity, nice = os.sched_getaffinity(0), os.getpriority(os.PRIO_PROCESS, 0)
     if zt.cpus:
         os.sched_setaffinity(0, zt.cpus)
-        os.setpriority(os.PRIO_PROCESS, 0, PINNED_NICE["signal"])
+        if NICE_ALLOWED:
+            os.setpriority(os.PRIO_PROCESS, 0, PINNED_NICE["signal"])
     client = IntentClient(load_settings(str(zt.cfg)))
     try:
         ok, no = measure(client, approvals, rejects, 0.001)

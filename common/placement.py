@@ -8,13 +8,32 @@ server, ZeroMQ's I/O thread when called late) is set by its thread id from ``/pr
 from __future__ import annotations
 
 import os
+import resource
 from collections.abc import Iterable
 
 from common.config import ConfigError
 
 
-def _threads() -> list[int]:
-    return [int(tid) for tid in os.listdir("/proc/self/task")]
+def _threads(pid: int | str = "self") -> list[int]:
+    return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+def pin_threads(pid: int | str, cpus: set[int]) -> None:
+    """Every thread of process ``pid`` onto ``cpus`` (what `taskset -a -p` does)."""
+    for tid in _threads(pid):
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except ProcessLookupError:
+            pass  # the thread ended meanwhile
+
+
+def lowest_niceness_allowed() -> int:
+    """The lowest niceness this user may set: -20 for root; else the current value, or lower as far
+    as RLIMIT_NICE allows (20 - its soft limit)."""
+    if os.geteuid() == 0:
+        return -20
+    floor = 20 - resource.getrlimit(resource.RLIMIT_NICE)[0]
+    return max(min(floor, os.getpriority(os.PRIO_PROCESS, 0)), -20)
 
 
 def _available() -> str:
@@ -46,11 +65,7 @@ def pin_process(cpus: Iterable[int]) -> set[int]:
             f"host.cpu_affinity: cannot run on CPUs {sorted(want)} here (this process may use {_available()}): "
             f"{getattr(exc, 'strerror', None) or exc}"
         ) from None
-    for tid in _threads():
-        try:
-            os.sched_setaffinity(tid, want)
-        except ProcessLookupError:
-            pass  # the thread ended meanwhile
+    pin_threads("self", want)
     return os.sched_getaffinity(0)
 
 

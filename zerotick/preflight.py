@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import resource
 import socket
 import ssl
 import subprocess
@@ -33,6 +32,7 @@ from pathlib import Path
 import orjson
 
 from common.config import PRIVILEGED_KINDS, SERVICES, Settings, url_host
+from common.placement import lowest_niceness_allowed
 
 # the order journal, trading state, audit and logs need room; below this `up` refuses to start
 MIN_FREE_BYTES = 16 << 20
@@ -71,8 +71,7 @@ def placement(settings: Settings) -> list[str]:
             f"(this process may use {_cpu_list(usable)})"
         )
     lowest = min(getattr(settings.host.nice, svc) for svc in SERVICES)
-    floor = 20 - resource.getrlimit(resource.RLIMIT_NICE)[0] if os.geteuid() != 0 else -20
-    allowed = max(min(floor, os.getpriority(os.PRIO_PROCESS, 0)), -20)
+    allowed = lowest_niceness_allowed()
     if lowest < allowed:
         problems.append(
             f"host.nice: niceness {lowest} needs root or CAP_SYS_NICE (this user may go down to {allowed})"

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench.contenders import PINNED_NICE
+from bench.contenders import NICE_ALLOWED, PINNED_NICE
 from bench.suite import QUICK
 from tests.kit.system import ROOT, clean_env
 
@@ -54,7 +54,8 @@ def test_quick_suite_writes_every_section(tmp_path: Path) -> None:
     # what each running service reported in its status: host.cpu_affinity and host.nice in force
     assert meta["pinned"] == {
         "zerotick_services": {
-            svc: {"cpus": pinned or usable, "nice": PINNED_NICE[svc] if pinned else 0} for svc in PINNED_NICE
+            svc: {"cpus": pinned or usable, "nice": PINNED_NICE[svc] if pinned and NICE_ALLOWED else 0}
+            for svc in PINNED_NICE
         },
         "naive_bot": {"naive_bot": pinned or usable},
         "minimal_client": {"minimal_client": usable},
