@@ -5,9 +5,11 @@ auth, subscribe ack, then pre-built msgpack frames of 10-50 messages sent as fas
 socket takes them), the market_data service (``python -m services.market_data --config ...``) and a
 subscriber on its PUB that counts messages per topic and checks each topic's sequence (gaps).
 
-Two phases, each with its own subscriber: stock quotes on the stock stream, then crypto order-book
-deltas on the crypto stream (one ``Book`` is published per symbol per frame, so the subscriber's
-count for books is frames x symbols; the rate reported is venue deltas/s). A phase counts only if
+Three phases, each with its own subscriber: stock quotes on the stock stream, then crypto order-book
+deltas on the crypto stream, twice: levels anywhere in 120 ticks from the mid (``books``), then
+levels clustered at the touch (``books_touch``), where nearly every frame changes the published
+top of book. One ``Book`` is published per symbol per frame, so the subscriber's count for books is
+frames x symbols; the rate reported is venue deltas/s. A phase counts only if
 the subscriber got exactly what the frames imply and saw no gap; otherwise ``*_dropped`` says how
 many were missing.
 
@@ -45,6 +47,7 @@ STOCK_PATH = "/v2/sip"
 CRYPTO_PATH = "/v1beta3/crypto/us"
 N_FRAMES = 400  # distinct pre-built frames per phase, sent in a cycle
 MIN_MSGS, MAX_MSGS = 10, 50
+PHASES = ("quotes", "books", "books_touch")
 IDLE_END_S = 1.5  # the subscriber reports once no data arrived for this long after data
 
 
@@ -77,8 +80,14 @@ def quote_frames(seed: int = 1) -> list[tuple[bytes, dict[str, int]]]:
     return out
 
 
-def book_frames(seed: int = 2) -> tuple[list[bytes], list[tuple[bytes, dict[str, int]]]]:
-    """(one snapshot frame per symbol, frames of 10-50 one-level deltas with {topic: Books})."""
+def book_frames(
+    seed: int = 2, at_touch: bool = False
+) -> tuple[list[bytes], list[tuple[bytes, dict[str, int]]]]:
+    """(one snapshot frame per symbol, frames of 10-50 one-level deltas with {topic: Books}).
+
+    A delta's level is anywhere in the 120 ticks from the mid, or, ``at_touch``, a geometric number
+    of ticks from it (mean 1.5), as a live feed's updates cluster: then nearly every frame changes
+    the published top of both sides of each symbol it touches."""
     rng = random.Random(seed)
     t = time.time_ns() - 60 * 1_000_000_000
     mid = {s: 1000.0 * (k + 1) for k, s in enumerate(CRYPTO)}
@@ -95,7 +104,8 @@ def book_frames(seed: int = 2) -> tuple[list[bytes], list[tuple[bytes, dict[str,
         for _ in range(rng.randint(MIN_MSGS, MAX_MSGS)):
             sym = rng.choice(CRYPTO)
             bid = rng.random() < 0.5
-            px = mid[sym] + (-1 if bid else 1) * rng.randrange(1, 120) / 4
+            ticks = min(119, 1 + int(rng.expovariate(2 / 3))) if at_touch else rng.randrange(1, 120)
+            px = mid[sym] + (-1 if bid else 1) * ticks / 4
             size = 0.0 if rng.random() < 0.3 else rng.randrange(1, 10**6) / 10**4
             t += rng.randrange(1, 5_000)
             level = [{"p": px, "s": size}]
@@ -155,6 +165,7 @@ async def _feeder_main() -> None:
     feeder = _Feeder()
     quotes = quote_frames()
     snapshots, books = book_frames()
+    _, books_touch = book_frames(at_touch=True)
     server = await serve(feeder.handler, "127.0.0.1", 0, max_size=None, compression=None)
     port = server.sockets[0].getsockname()[1]
     print(json.dumps({"port": port}), flush=True)
@@ -173,7 +184,7 @@ async def _feeder_main() -> None:
         if phase == "quotes":
             path, table = STOCK_PATH, quotes
         else:
-            path, table = CRYPTO_PATH, books
+            path, table = CRYPTO_PATH, books if phase == "books" else books_touch
             for snap in snapshots:
                 await feeder.clients[path].send(snap)
         cycles, extra, elapsed = await feeder.stream(path, [f for f, _ in table], seconds)
@@ -335,7 +346,7 @@ def _phase(
 
 
 def run(quick: bool = False, service_root: Path | None = None) -> dict[str, float]:
-    """Both phases against one service process; a flat dict of numbers (rates, CPU, drops)."""
+    """Every phase against one service process; a flat dict of numbers (rates, CPU, drops)."""
     seconds = 3.0 if quick else 10.0
     root = service_root or ROOT
     feeder = _child(["-m", "bench.md_throughput", "--feeder"], ROOT)
@@ -364,7 +375,7 @@ def run(quick: bool = False, service_root: Path | None = None) -> dict[str, floa
 
             endpoint = ZmqConfig(run_dir=tmp / "run").endpoint("market_data", "pub")
             result: dict[str, float] = {"seconds_per_phase": seconds}
-            for phase in ("quotes", "books"):
+            for phase in PHASES:
                 result.update(_phase(feeder, service.pid, endpoint, phase, seconds))
             feeder.stdin.write("quit\n")
             feeder.stdin.flush()
@@ -377,7 +388,7 @@ def run(quick: bool = False, service_root: Path | None = None) -> dict[str, floa
 
 
 def _rows(result: dict[str, float]) -> Iterator[str]:
-    for phase, unit in (("quotes", "quotes"), ("books", "book deltas")):
+    for phase, unit in zip(PHASES, ("quotes", "book deltas", "at the touch"), strict=True):
         yield (
             f"  {unit:12s} sustained {result[f'{phase}_msgs_per_s']:>9,} msgs/s "
             f"(offered {result[f'{phase}_offered_msgs_per_s']:,}/s)  "

@@ -177,32 +177,43 @@ def apply_packed(levels: np.ndarray, deltas: np.ndarray, reset: bool) -> int:
     return dropped
 
 
+TOP_HEADER = 4  # n_bids, n_asks, bids changed, asks changed
+
+
 @njit(cache=True)
 def apply_packed_top(levels: np.ndarray, deltas: np.ndarray, reset: bool, top: np.ndarray) -> int:
     """``apply_packed``, then the top of book written into ``top`` in the same call:
-    ``[n_bids, n_asks, bid px, bid size, ... (depth pairs), ask px, ask size, ... (depth pairs)]``,
-    best first, with ``depth = (len(top) - 2) // 4``. Reading the top from Python instead takes
-    several numpy slices per frame, each costing more than the whole apply."""
+    ``[n_bids, n_asks, bids changed, asks changed, bid px, bid size, ... (depth pairs), ask px,
+    ask size, ... (depth pairs)]``, best first, with ``depth = (len(top) - TOP_HEADER) // 4``.
+    ``top`` keeps the previous call's top, so a side is flagged changed (1) only if its levels differ
+    from that. Reading the top from Python instead takes several numpy slices per frame, each
+    costing more than the whole apply."""
     dropped = apply_packed(levels, deltas, reset)
     slots = levels.shape[1] - 1
-    depth = (top.shape[0] - 2) >> 2
+    depth = (top.shape[0] - TOP_HEADER) >> 2
     for side in range(2):
         lo = levels[side, slots, LO]
         hi = levels[side, slots, HI]
         n = min(depth, hi - lo)
+        changed = top[side] != n
         top[side] = n
-        base = 2 + side * 2 * depth
+        base = TOP_HEADER + side * 2 * depth
         sign = 1 if side == 0 else -1
         for j in range(n):
-            top[base + 2 * j] = sign * levels[side, hi - 1 - j, 0]
-            top[base + 2 * j + 1] = levels[side, hi - 1 - j, 1]
+            px = sign * levels[side, hi - 1 - j, 0]
+            sz = levels[side, hi - 1 - j, 1]
+            if top[base + 2 * j] != px or top[base + 2 * j + 1] != sz:
+                changed = True
+                top[base + 2 * j] = px
+                top[base + 2 * j + 1] = sz
+        top[2 + side] = 1 if changed else 0
     return dropped
 
 
 class L2Book:
     """One symbol's book: the arrays plus the frame-level apply and the top-N view."""
 
-    __slots__ = ("_top", "dropped", "levels", "symbol")
+    __slots__ = ("_top", "_top_lists", "dropped", "levels", "symbol")
 
     def __init__(self, symbol: str, capacity: int) -> None:
         if capacity < 1:
@@ -212,6 +223,7 @@ class L2Book:
         self.levels[:, -1] = capacity  # both runs empty, in the middle of their buffers
         self.dropped = 0  # levels lost to the capacity limit since this book was made
         self._top: np.ndarray | None = None  # apply_packed_top's output, reused
+        self._top_lists: tuple[Levels, Levels] = ([], [])  # the top it last returned
 
     def apply(self, sides: np.ndarray, prices: np.ndarray, sizes: np.ndarray, reset: bool) -> int:
         """Apply one frame's deltas (int8 sides, int64 nanos); return the levels dropped for capacity."""
@@ -228,17 +240,30 @@ class L2Book:
         return dropped
 
     def apply_packed_top(self, deltas: np.ndarray, reset: bool, depth: int) -> tuple[int, Levels, Levels]:
-        """``apply_packed`` and then ``top(depth)``, in one numba call: (dropped, bids, asks)."""
+        """``apply_packed`` and then ``top(depth)``, in one numba call: (dropped, bids, asks).
+
+        A side whose top did not change comes back as the same list as the last call's: building
+        the (price, size) tuples costs more than the numba call, and most frames leave one side's
+        top as it was. The lists are shared, so callers must not mutate them."""
         buf = self._top
-        if buf is None or buf.shape[0] != 2 + 4 * depth:
-            buf = self._top = np.zeros(2 + 4 * depth, dtype=np.int64)
+        if buf is None or buf.shape[0] != TOP_HEADER + 4 * depth:
+            buf = self._top = np.zeros(TOP_HEADER + 4 * depth, dtype=np.int64)
+            self._top_lists = ([], [])
         dropped: int = apply_packed_top(self.levels, deltas, reset, buf)
         if dropped:
             self.dropped += dropped
-        vals = buf.tolist()
-        bids = iter(vals[2 : 2 + 2 * vals[0]])
-        asks = iter(vals[2 + 2 * depth : 2 + 2 * depth + 2 * vals[1]])
-        return dropped, list(zip(bids, bids, strict=True)), list(zip(asks, asks, strict=True))
+        bids, asks = self._top_lists
+        n_bids, n_asks, bids_changed, asks_changed = buf[:TOP_HEADER].tolist()
+        if bids_changed:
+            vals = iter(buf[TOP_HEADER : TOP_HEADER + 2 * n_bids].tolist())
+            bids = list(zip(vals, vals, strict=False))  # whole pairs; strict costs ~300 ns
+        if asks_changed:
+            base = TOP_HEADER + 2 * depth
+            vals = iter(buf[base : base + 2 * n_asks].tolist())
+            asks = list(zip(vals, vals, strict=False))  # whole pairs; strict costs ~300 ns
+        if bids_changed or asks_changed:
+            self._top_lists = (bids, asks)
+        return dropped, bids, asks
 
     @property
     def counts(self) -> tuple[int, int]:

@@ -26,6 +26,7 @@ from services.market_data.book import ASK, BID, L2Book
 from services.market_data.metrics import BOOK_LEVELS_DROPPED, REJECTED
 
 QuoteRec = d.QuoteRec
+BookRec = d.BookRec
 Quote = wire.Quote
 NS = d.NS
 MIN_TS = bounds.MIN_VENUE_TS_NS
@@ -72,7 +73,6 @@ class Normalizer:
             d.TradeRec: (self._trade, "trade"),
             d.BarRec: (self._bar, "bar"),
             d.UpdatedBarRec: (self._bar, "bar"),
-            d.BookRec: (self._book_delta, "orderbook"),
         }
 
     def frame(self, data: bytes, recv_ns: int) -> FrameResult:
@@ -86,19 +86,14 @@ class Normalizer:
         quote_topics = self._quote_topics
         self._now_ns = now_ns = wall_ns()
         max_ts = now_ns + bounds.MAX_AHEAD_NS
-        quotes = 0
+        quotes = book_msgs = 0
         for rec in records:
             cls = type(rec)
             try:
-                if cls is QuoteRec:
-                    # The hot path, inlined: a quote whose numbers are all in [0, 4e6) units and whose
-                    # t is a timestamp-64 in range converts here; anything else takes the checked
-                    # per-value path below, which raises for what is out of range.
-                    bp, bs, ap, az = rec.bp, rec.bs, rec.ap, rec.as_
-                    if 0.0 <= bp < _FAST and 0.0 <= bs < _FAST and 0.0 <= ap < _FAST and 0.0 <= az < _FAST:
-                        bp, bs, ap, az = round(bp * 1e9), round(bs * 1e9), round(ap * 1e9), round(az * 1e9)
-                    else:
-                        bp, bs, ap, az = _px(bp, "bp"), _sz(bs, "bs"), _px(ap, "ap"), _sz(az, "as")
+                if cls is QuoteRec or cls is BookRec:
+                    # The hot paths, inlined: a timestamp-64 in range and numbers in [0, 4e6) units
+                    # convert here; anything else takes the checked per-value path, which raises for
+                    # what is out of range.
                     t = rec.t
                     exch_ns = 0
                     if len(t) == 10:
@@ -108,6 +103,40 @@ class Normalizer:
                     if not MIN_TS <= exch_ns <= max_ts:
                         exch_ns = self._ts(t)
                     sym = rec.S
+                    if cls is BookRec:
+                        # Its levels join the symbol's batch for this frame; a bad level raises and
+                        # takes back what this message appended, so no half message applies. A
+                        # snapshot (r: true) starts a batch that resets the book: deltas earlier in
+                        # the frame no longer matter.
+                        prev = pending_books.get(sym)
+                        book = prev if prev is not None and not rec.r else _BookBatch(reset=rec.r)
+                        pending_books[sym] = book
+                        deltas = book.deltas
+                        mark = len(deltas)
+                        try:
+                            for side, levels in ((BID, rec.b), (ASK, rec.a)):
+                                for lv in levels:
+                                    p, s = lv.p, lv.s
+                                    if _MIN_LEVEL_PX <= p < _FAST and 0.0 <= s < _FAST:
+                                        deltas += (side, round(p * 1e9), round(s * 1e9))
+                                    else:
+                                        deltas += (side, _level_px(p), _sz(s, "s"))
+                        except BaseException:
+                            if book is prev:
+                                del deltas[mark:]
+                            elif prev is None:
+                                del pending_books[sym]
+                            else:
+                                pending_books[sym] = prev
+                            raise
+                        book.exch_ns = exch_ns
+                        book_msgs += 1
+                        continue
+                    bp, bs, ap, az = rec.bp, rec.bs, rec.ap, rec.as_
+                    if 0.0 <= bp < _FAST and 0.0 <= bs < _FAST and 0.0 <= ap < _FAST and 0.0 <= az < _FAST:
+                        bp, bs, ap, az = round(bp * 1e9), round(bs * 1e9), round(ap * 1e9), round(az * 1e9)
+                    else:
+                        bp, bs, ap, az = _px(bp, "bp"), _sz(bs, "bs"), _px(ap, "ap"), _sz(az, "as")
                     q = Quote(
                         symbol=sym,
                         bid_px=bp,
@@ -146,6 +175,8 @@ class Normalizer:
             counts[kind] = counts.get(kind, 0) + 1
         if quotes:
             counts["quote"] = counts.get("quote", 0) + quotes
+        if book_msgs:
+            counts["orderbook"] = counts.get("orderbook", 0) + book_msgs
         for symbol, batch in pending_books.items():
             self._flush_book(symbol, batch, recv_ns, result)
         return result
@@ -203,28 +234,6 @@ class Normalizer:
             recv_ns=recv_ns,
         )
         self._add(result, topics.MD_BAR, r.S, b)
-
-    def _book_delta(
-        self, r: d.BookRec, recv_ns: int, result: FrameResult, pending: dict[str, _BookBatch]
-    ) -> None:
-        # Common-case levels convert inline, as frame()'s quotes do; anything else takes the checked
-        # path. Everything converts before anything is applied: a bad level must not leave half a
-        # message applied.
-        exch_ns = self._ts(r.t)
-        deltas: list[int] = []
-        for side, levels in ((BID, r.b), (ASK, r.a)):
-            for lv in levels:
-                p, s = lv.p, lv.s
-                if _MIN_LEVEL_PX <= p < _FAST and 0.0 <= s < _FAST:
-                    deltas += (side, round(p * 1e9), round(s * 1e9))
-                else:
-                    deltas += (side, _level_px(p), _sz(s, "s"))
-        batch = pending.get(r.S)
-        if batch is None or r.r:
-            # A snapshot wipes the book, so deltas earlier in this frame no longer matter.
-            batch = pending[r.S] = _BookBatch(reset=r.r)
-        batch.deltas += deltas
-        batch.exch_ns = exch_ns
 
     def _flush_book(self, symbol: str, batch: _BookBatch, recv_ns: int, result: FrameResult) -> None:
         book = self.books.get(symbol)

@@ -34,6 +34,8 @@ def test_numba_book_matches_reference(seed: int) -> None:
     depth = rng.choice([1, 5, 10, 64])
     book, packed, ref = L2Book("X", capacity), L2Book("X", capacity), RefBook(capacity)
     with_top = L2Book("X", capacity)
+    last: tuple[int, list[tuple[int, int]], list[tuple[int, int]]] | None = None
+    unchanged_sides = 0
     for _ in range(300):
         sides, prices, sizes = _random_batch(rng, rng.randrange(0, 25))
         reset = rng.random() < 0.03
@@ -47,8 +49,15 @@ def test_numba_book_matches_reference(seed: int) -> None:
         assert packed.apply_packed(flat, reset) == dropped == ref.apply(sides, prices, sizes, reset)
         assert book.top(depth) == packed.top(depth) == ref.top(depth)
         assert book.counts == packed.counts == (len(ref.sides[0]), len(ref.sides[1]))
-        assert with_top.apply_packed_top(flat, reset, depth) == (dropped, *ref.top(depth))
+        got = with_top.apply_packed_top(flat, reset, depth)
+        assert got == (dropped, *ref.top(depth))
+        for side in (1, 2) if last is not None else ():
+            # a side whose top did not change is the very list returned before
+            assert (got[side] is last[side]) == (got[side] == last[side])
+            unchanged_sides += got[side] is last[side]
+        last = got
     assert book.dropped == packed.dropped == with_top.dropped == ref.dropped
+    assert unchanged_sides > 0
     if capacity == 8:
         assert ref.dropped > 0  # the stream really exercised the capacity limit
 

@@ -194,6 +194,26 @@ def test_bad_book_level_leaves_book_untouched(price: float) -> None:
     assert n.books["BTC/USD"].top(5) == ([(to_fixed(10), to_fixed(1))], [(to_fixed(11), to_fixed(1))])
 
 
+@pytest.mark.parametrize("at", [0, 1, 2])
+def test_a_refused_book_message_takes_back_only_its_own_levels(at: int) -> None:
+    """A refused delta or snapshot, wherever it sits in the frame, leaves the frame's other messages
+    for that symbol applied as if it had not been there (a refused snapshot resets nothing)."""
+    snapshot = af.orderbook(bids=[(10.0, 1.0)], asks=[(11.0, 1.0)], reset=True)
+    good = [af.orderbook(bids=[(10.25, 2.0)]), af.orderbook(asks=[(10.75, 1.5)])]
+    bad = [
+        af.orderbook(bids=[(10.5, 1.0)], asks=[(-1.0, 1.0)]),  # a delta whose second level is refused
+        af.orderbook(bids=[(8.0, 1.0)], asks=[(13.0, -2.0)], reset=True),  # a snapshot likewise
+    ]
+    n = _norm()
+    n.frame(af.frame(snapshot), RECV)
+    expected = n.frame(af.frame(*good), RECV).batches[b"md.o.BTC/USD"]
+    n.frame(af.frame(snapshot), RECV)
+    res = n.frame(af.frame(*good[:at], *bad, *good[at:]), RECV)
+    assert len(res.errors) == 2 and res.counts == {"orderbook": 2}
+    assert res.batches[b"md.o.BTC/USD"] == expected
+    assert n.books["BTC/USD"].top(5) == (expected[0].bids, expected[0].asks)
+
+
 def test_book_levels_beyond_capacity_are_dropped_and_counted() -> None:
     n = Normalizer(book_capacity=8, book_depth=3, feed="crypto-drops")
     before = REGISTRY.get_sample_value("zt_md_book_levels_dropped_total", {"feed": "crypto-drops"}) or 0.0
