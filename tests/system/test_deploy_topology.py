@@ -238,6 +238,8 @@ def test_the_compose_file_is_valid_and_wires_what_the_code_expects() -> None:
         # each container holds its own CURVE secret and no other, read-only
         assert [(Path(t).name, ro) for t, ro in secrets_mounted] == [(f"{name}.key_secret", True)]
         assert getattr(settings.zmq.hosts, name).connect == name  # reached by its compose name
+        # the non-root user may lower its niceness as far as host.nice's recipe goes (-15)
+        assert svc["ulimits"]["nice"] == 35
     assert settings.sim.connect_host == "venue"
     # Grafana reads its own env file: no trading secret reaches it
     grafana_env = services["grafana"].get("environment", {})
