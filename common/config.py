@@ -9,12 +9,14 @@ message that names the field.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import urllib.parse
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AliasChoices,
@@ -370,6 +372,10 @@ class RiskConfig(Section):
     max_net_exposure: Decimal = Decimal("100000")  # |sum of signed worst-case position * mid|
     max_open_orders: int = Field(default=100, ge=1, le=1_000_000)
     max_daily_loss: Decimal = Decimal("10000")  # beyond it only reducing orders pass
+    # The trading day that loss is counted over: it starts at this local time in this zone, from
+    # the P&L at that moment (kept in the run folder across restarts the same day).
+    day_timezone: str = "America/New_York"
+    day_starts_at: dt.time = dt.time(0, 0)
     order_rate_per_s: Decimal | None = Decimal("10")  # token bucket over all strategies; None = off
     order_rate_burst: int = Field(default=20, ge=1, le=1_000_000)
     strategy_order_rate_per_s: Decimal | None = Decimal("5")  # per strategy; None = off
@@ -398,6 +404,22 @@ class RiskConfig(Section):
     @classmethod
     def _rate(cls, v: Decimal | None) -> Decimal | None:
         return _nanos(v, Decimal(1_000_000))
+
+    @field_validator("day_timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as America/New_York)") from None
+        return v
+
+    @field_validator("day_starts_at")
+    @classmethod
+    def _local_time(cls, v: dt.time) -> dt.time:
+        if v.tzinfo is not None:
+            raise ValueError("give the time without an offset: risk.day_timezone says where it is")
+        return v
 
     @field_validator("allow_symbols", "deny_symbols", "symbols")
     @classmethod

@@ -32,6 +32,10 @@ EQUITY = Gauge(
     "Equity in USD: venue = the account snapshot's, model = its cash plus positions at the mid",
     ["source"],
 )
+DAY_PNL = Gauge(
+    "zt_risk_day_pnl_usd",
+    "The trading day's P&L in USD, as the daily loss limit and the daily_loss trigger judge it",
+)
 RECONCILED = Counter(
     "zt_risk_position_reconciled_total", "Fills whose venue position differed from ours", ["symbol"]
 )

@@ -15,7 +15,7 @@ from common.backoff import Backoff
 from common.clock import tick_age_error, wall_ns
 from common.config import Settings
 from common.enums import ControlCmd, OpsEvent, RejectReason, TradingState
-from common.fixed import to_str
+from common.fixed import to_float, to_str
 from common.ids import client_order_id
 from common.log import kv
 from common.metric_labels import LabelFold, configured_strategies, configured_symbols
@@ -28,8 +28,16 @@ from services.risk import checks
 from services.risk.book_metrics import BookFigures, BookGauges, StrategyBooks, book_figures
 from services.risk.kill_switch import SET_TRADING_STATE, KillSwitch
 from services.risk.limits import RiskLimits
-from services.risk.metrics import CHECK_LATENCY, DECISIONS, QUOTE_AGE, RECONCILED, declare_kill_switch_series
+from services.risk.metrics import (
+    CHECK_LATENCY,
+    DAY_PNL,
+    DECISIONS,
+    QUOTE_AGE,
+    RECONCILED,
+    declare_kill_switch_series,
+)
 from services.risk.state import RiskState
+from services.risk.trading_day import TradingDay
 from services.risk.trading_state import TradingStateOwner
 from services.risk.trigger_runner import TriggerRunner
 from services.risk.triggers import Exposure, Triggers
@@ -60,6 +68,7 @@ class RiskService(Service):
         self._book_gauges = BookGauges()
         QUOTE_AGE.watch(self._symbol_labels.configured, self.quote_exch_ns)
         self.trading = TradingStateOwner(settings.zmq.run_dir, self.risk.enforce, self._publish_trading_state)
+        self.trading_day = TradingDay(r.day_timezone, r.day_starts_at, settings.zmq.run_dir)
         self.kill_switch = KillSwitch(self.trading, self.guard, settings)
         declare_kill_switch_series()
         self.decisions: Counter[str] = Counter()
@@ -120,7 +129,6 @@ class RiskService(Service):
         self._positions_as_of = 0
         self._early_fills.clear()
         self.risk.clear_pending()
-        self.triggers.on_positions_reset()
         self._spawn_load_positions()
 
     @property
@@ -149,7 +157,11 @@ class RiskService(Service):
         `zerotick kill` wrote to the state file while we could not be reached."""
         interval = self.settings.zmq.heartbeat_interval_ms / 1000
         while True:
-            self._expire_account(wall_ns())
+            now = wall_ns()
+            self._expire_account(now)
+            if now >= self.trading_day.next_start_ns:
+                self._roll_day(now)
+            await self._record_day()
             if not self.trading.adopt_external():
                 self._publish_trading_state(self.trading.event())
             elif self.trading.state is TradingState.HALTED:
@@ -165,11 +177,25 @@ class RiskService(Service):
         if self._quotes is not None:
             self._quotes.drain()  # the newest quotes first: market data is read paced (risk.quote_drain_ms)
         now = wall_ns()
+        if now >= self.trading_day.next_start_ns:
+            self._roll_day(now)
         self._check_ns = 0
         decision = self._decide(intent, now)
         self.decisions[decision.reason] += 1
         self.loop.call_soon(self._after_decision, intent, decision, now, self._check_ns)
         return decision
+
+    def _roll_day(self, now: int) -> None:
+        """A new trading day: its P&L starts at 0 (the drawdown trigger's peak moves with it)."""
+        before = self.risk.day_pnl
+        if self.trading_day.roll_if_due(now, self.risk.total_pnl, self.risk.realized_pnl):
+            self.risk.set_day_baseline(self.trading_day.baseline)
+            self.triggers.on_day_roll(before - self.risk.day_pnl)
+
+    async def _record_day(self) -> None:
+        data = self.trading_day.record(wall_ns(), self.risk.realized_pnl)
+        if data is not None:
+            await asyncio.to_thread(self.trading_day.save, data)
 
     def _decide(self, intent: wire.OrderIntent, now: int) -> wire.RiskDecision:
         stale = self._staleness(intent, now)
@@ -365,6 +391,7 @@ class RiskService(Service):
                 )
                 await asyncio.sleep(backoff.next_delay())
                 continue
+            total_before = self.risk.total_pnl
             self.risk.set_positions(positions)
             self._positions_as_of = as_of
             for p in positions:
@@ -374,6 +401,11 @@ class RiskService(Service):
             early, self._early_fills = self._early_fills, []
             for f in early:
                 self._on_order_event(f)
+            if self.trading_day.day is None:
+                self.trading_day.begin(wall_ns(), self.risk.total_pnl, self.risk.realized_pnl)
+            else:  # execution restarted: its P&L starts over, the day's does not
+                self.trading_day.rebase(total_before, self.risk.total_pnl)
+            self.risk.set_day_baseline(self.trading_day.baseline)
             log.info("positions loaded", extra=kv(symbols=len(positions), as_of_seq=as_of))
             return
 
@@ -404,6 +436,7 @@ class RiskService(Service):
     def refresh_metrics(self) -> None:
         venue_equity = self.account.equity if self.account is not None else None
         self._book_gauges.show(self.book_figures(), venue_equity)
+        DAY_PNL.set(to_float(self.risk.day_pnl) if self.trading_day.day is not None else 0.0)
 
     def _exposure(self) -> Exposure:
         holding = bool(self.risk.pending) or any(p.qty for p in self.risk.positions.all())
@@ -430,6 +463,7 @@ class RiskService(Service):
                 "reason": self.trading.record.reason,
                 "ts_ns": self.trading.record.ts_ns,
             },
+            "trading_day": self.trading_day.status(self.risk.total_pnl),
             "positions_loaded": self.positions_loaded,
             "trading_ready": self.trading_ready,
             "positions_as_of_seq": self._positions_as_of,

@@ -63,7 +63,8 @@ class RiskState:
         self.positions = PositionBook()
         self.pending: dict[str, PendingOrder] = {}  # by client_order_id
         self._open: dict[str, list[int]] = {}  # symbol -> [buy qty, sell qty, orders] still open
-        self._pnl = _DayPnl()
+        self._pnl = _Pnl()
+        self._day_baseline = 0  # total P&L when the trading day began
         self._check = checks.compiled_check()
 
     # ---- symbols and strategies ---------------------------------------------------------------
@@ -133,9 +134,24 @@ class RiskState:
         return None if value == checks.BUYING_POWER_UNKNOWN else value
 
     @property
-    def day_pnl(self) -> int:
-        """Realized plus unrealized (at the mid) P&L in money nanos, as the check sees it."""
+    def total_pnl(self) -> int:
+        """Realized plus unrealized (at the mid) P&L in money nanos over the positions' life."""
         return self._pnl.total
+
+    @property
+    def realized_pnl(self) -> int:
+        """The realized part of ``total_pnl``."""
+        return self._pnl.realized
+
+    @property
+    def day_pnl(self) -> int:
+        """The trading day's P&L, as the check sees it: the total less its value at the day's start."""
+        return self._pnl.total - self._day_baseline
+
+    def set_day_baseline(self, baseline: int) -> None:
+        """The total P&L the trading day started from (risk's ``TradingDay`` owns it)."""
+        self._day_baseline = baseline
+        self._write_day_pnl()
 
     # ---- the check --------------------------------------------------------------------------
 
@@ -302,7 +318,10 @@ class RiskState:
 
     def _update_pnl(self, i: int) -> None:
         self._pnl.mark(i, int(self.state[i, checks.MARK]))
-        self.limits[checks.L_DAY_PNL] = max(-checks.LIMIT_CAP, min(self._pnl.total, checks.LIMIT_CAP))
+        self._write_day_pnl()
+
+    def _write_day_pnl(self) -> None:
+        self.limits[checks.L_DAY_PNL] = max(-checks.LIMIT_CAP, min(self.day_pnl, checks.LIMIT_CAP))
 
     def _count(self, p: PendingOrder, sign: int) -> None:
         """Add (+1) or take away (-1) one open order's remaining quantity from its symbol's totals, so
@@ -332,14 +351,15 @@ class RiskState:
         }
 
 
-class _DayPnl:
+class _Pnl:
     """Realized plus unrealized P&L (money nanos) over symbols, kept incrementally so a quote
     costs O(1): per symbol index its position, entry price, realized P&L and current total."""
 
     def __init__(self) -> None:
         self._pos: dict[int, tuple[int, int, int]] = {}  # qty, avg_px, realized
-        self._by_symbol: dict[int, int] = {}
+        self._by_symbol: dict[int, tuple[int, int]] = {}  # (total, realized) as last added
         self.total = 0
+        self.realized = 0
 
     def set_position(self, i: int, qty: int, avg_px: int, realized: int) -> None:
         self._pos[i] = (qty, avg_px, realized)
@@ -348,8 +368,10 @@ class _DayPnl:
         qty, avg_px, realized = self._pos.get(i, (0, 0, 0))
         unrealized = (mark - avg_px) * qty // SCALE if mark > 0 and qty else 0
         value = realized + unrealized
-        self.total += value - self._by_symbol.get(i, 0)
-        self._by_symbol[i] = value
+        old_value, old_realized = self._by_symbol.get(i, (0, 0))
+        self.total += value - old_value
+        self.realized += realized - old_realized
+        self._by_symbol[i] = (value, realized)
 
 
 def _grown(a: np.ndarray, rows: int) -> np.ndarray:

@@ -218,9 +218,11 @@ class Triggers:
         else:
             self._journal_failed_since = None
 
-    def on_positions_reset(self) -> None:
-        """Execution restarted: its realized P&L starts over, so the peak is taken afresh."""
-        self._peak = None
+    def on_day_roll(self, shift: int) -> None:
+        """A new trading day moved the P&L by ``-shift`` without trading: the peak moves with it, so
+        the drawdown (from the session's peak) reads the same across the roll."""
+        if self._peak is not None:
+            self._peak -= shift
 
     # ---- arming -------------------------------------------------------------------------------
 

@@ -76,6 +76,19 @@ def test_daily_loss_follows_the_quotes() -> None:
     assert order(rs, "buy", "1", "90") == R.DAILY_LOSS
 
 
+def test_daily_loss_counts_from_the_day_s_baseline() -> None:
+    rs = book("100", max_daily_loss="1000")
+    position(rs, "100", avg_px="110", realized="-0.02")  # -1000.02 over the positions' life
+    assert order(rs, "buy", "1") == R.DAILY_LOSS
+    rs.set_day_baseline(to_fixed("-1000.02"))  # a new day started there
+    assert rs.day_pnl == 0 and order(rs, "buy", "1") == R.OK
+    quote(rs, "89.98", "90.00")  # mid 89.99: -2001.02 in all, -1001 today
+    assert rs.day_pnl == to_fixed("-1001")
+    assert order(rs, "buy", "1", "90") == R.DAILY_LOSS
+    rs.set_day_baseline(to_fixed("-1001.02"))  # the same marks, a day that started 1 lower
+    assert rs.day_pnl == to_fixed("-1000") and order(rs, "buy", "1", "90") == R.OK
+
+
 def test_an_order_that_flips_the_position_is_refused() -> None:
     rs = book("10", allow_short=True)
     assert order(rs, "sell", "10") == R.OK  # to flat

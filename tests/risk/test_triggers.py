@@ -90,11 +90,14 @@ def test_drawdown_is_from_the_session_peak() -> None:
     assert fired(t, Exposure(pnl=dollars("29.99"), holding=True)) == [Trigger.DRAWDOWN]
 
 
-def test_drawdown_peak_restarts_when_execution_restarts() -> None:
+def test_a_day_roll_moves_the_drawdown_peak_with_the_day_s_p_and_l() -> None:
     t, _ = make(Trigger.DRAWDOWN, limit="50")
-    fired(t, Exposure(pnl=dollars("80"), holding=True))
-    t.on_positions_reset()  # execution's realized P&L starts over: not a drawdown
-    assert fired(t, Exposure(pnl=dollars("0"), holding=True)) == []
+    fired(t, Exposure(pnl=dollars("80"), holding=True))  # the peak: +80
+    fired(t, Exposure(pnl=dollars("60"), holding=True))  # 20 below it
+    t.on_day_roll(dollars("60"))  # the new day counts from 0: the same 20 below the (moved) peak
+    assert t.readings(Exposure(pnl=dollars("0"), holding=True))[Trigger.DRAWDOWN].value == "20"
+    assert fired(t, Exposure(pnl=dollars("-30"), holding=True)) == []  # 50: at the limit
+    assert fired(t, Exposure(pnl=dollars("-30.01"), holding=True)) == [Trigger.DRAWDOWN]
 
 
 def test_reject_rate_counts_risk_and_venue_rejects_in_the_window() -> None:

@@ -1,0 +1,120 @@
+"""Risk's trading day in the running service: the day's P&L survives risk restarting and
+execution restarting (whose realized P&L starts over), and the check judges by it.
+
+Execution's positions replies come from a stand-in for the peer (the snapshot a real execution
+sends); everything else is the real risk service, its loop and its run folder."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from common import wire
+from common.config import Settings
+from common.fixed import to_fixed
+from services.risk.service import RiskService
+from services.risk.trading_day import DAY_FILE
+
+
+def f(x: str) -> int:
+    return to_fixed(x)
+
+
+class Positions:
+    """Answers risk's positions request with whatever snapshot is set."""
+
+    def __init__(self) -> None:
+        self.snapshot = wire.PositionsSnapshot(as_of_seq=0, positions=[])
+
+    async def request(self, msg: Any) -> Any:
+        return self.snapshot
+
+
+def position(qty: str, avg_px: str, realized: str) -> wire.Position:
+    return wire.Position(symbol="AAPL", qty=f(qty), avg_px=f(avg_px), realized_pnl=f(realized), ts_ns=1)
+
+
+def quote(svc: RiskService, mid: str) -> None:
+    now = time.time_ns()
+    svc.risk.on_quote(wire.Quote(
+        symbol="AAPL", bid_px=f(mid) - f("0.01"), bid_sz=f("1"), ask_px=f(mid) + f("0.01"), ask_sz=f("1"),
+        exch_ns=now, recv_ns=now,
+    ))  # fmt: skip
+
+
+async def until(cond: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 5.0
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def run_risk(settings: Settings, peer: Positions, body: Callable[[RiskService], Awaitable[None]]) -> None:
+    async def scenario() -> None:
+        svc = RiskService(settings)
+        running = asyncio.get_running_loop().create_task(svc.run_forever())
+        await svc.ready.wait()
+        svc._snapshots = peer  # type: ignore[assignment]
+        svc._spawn_load_positions()
+        try:
+            await until(lambda: svc.positions_loaded, "positions loaded")
+            await body(svc)
+        finally:
+            svc.request_stop()
+            await running
+
+    asyncio.run(scenario())
+
+
+def test_the_day_s_p_and_l_survives_restarts_of_risk_and_of_execution(tmp_path: Path) -> None:
+    settings = Settings(
+        zmq={"run_dir": tmp_path, "heartbeat_interval_ms": 20},
+        metrics={"base_port": 0},
+        market_data={"stocks": ["AAPL"], "crypto": []},
+        risk={"max_daily_loss": "500", "price_band_bps": 100_000},
+    )
+    peer = Positions()
+    # execution has run for days: 10 AAPL at 100, and 2,000 realized before today
+    peer.snapshot = wire.PositionsSnapshot(as_of_seq=0, positions=[position("10", "100", "2000")])
+    intent = wire.OrderIntent(
+        intent_id="i1", strategy="s", symbol="AAPL", side="buy", qty=f("1"), limit_px=f("60")
+    )
+
+    async def first_life(svc: RiskService) -> None:
+        quote(svc, "100")
+        assert svc.risk.day_pnl == 0  # the day counts from risk's start
+        quote(svc, "40")  # 10 x -60: the day is down 600, the positions' life still up 1,400
+        assert svc.risk.day_pnl == f("-600") and svc.risk.total_pnl == f("1400")
+        assert svc.risk.check(intent, time.time_ns()) != 0  # beyond the 500 daily loss
+        day_file = tmp_path / DAY_FILE
+        await until(
+            lambda: day_file.exists() and b'"unrealized_at_start":0,' in day_file.read_bytes(), "the record"
+        )
+
+    run_risk(settings, peer, first_life)
+
+    # everything restarted: execution's realized P&L starts over, its snapshot says 0
+    peer.snapshot = wire.PositionsSnapshot(as_of_seq=0, positions=[position("10", "100", "0")])
+
+    async def second_life(svc: RiskService) -> None:
+        quote(svc, "40")
+        assert svc.risk.total_pnl == f("-600")
+        assert svc.risk.day_pnl == f("-600")  # resumed, not forgiven (and not 2,000 worse either)
+        assert svc.status()["trading_day"]["day_pnl"] == "-600"
+        # execution alone restarts again: a snapshot with other realized P&L is not a trade
+        peer.snapshot = wire.PositionsSnapshot(as_of_seq=0, positions=[position("10", "100", "300")])
+        svc._on_execution_reset()
+        await until(lambda: svc.positions_loaded and svc.risk.total_pnl == f("-300"), "the new snapshot")
+        assert svc.risk.day_pnl == f("-600")
+        assert svc.risk.check(intent, time.time_ns()) != 0
+        quote(svc, "50")  # the market: +100 on the day
+        assert svc.risk.day_pnl == f("-500")
+        svc.refresh_metrics()
+        assert REGISTRY.get_sample_value("zt_risk_day_pnl_usd") == -500.0
+
+    run_risk(settings, peer, second_life)
