@@ -393,6 +393,9 @@ class RiskService(Service):
                 continue
             total_before = self.risk.total_pnl
             self.risk.set_positions(positions)
+            if self.trading_day.day is not None:
+                # execution restarted: its P&L starts over, the day's does not (fills since are trades)
+                self.trading_day.rebase(total_before, self.risk.total_pnl)
             self._positions_as_of = as_of
             for p in positions:
                 self._publish_position(p.symbol)
@@ -403,8 +406,6 @@ class RiskService(Service):
                 self._on_order_event(f)
             if self.trading_day.day is None:
                 self.trading_day.begin(wall_ns(), self.risk.total_pnl, self.risk.realized_pnl)
-            else:  # execution restarted: its P&L starts over, the day's does not
-                self.trading_day.rebase(total_before, self.risk.total_pnl)
             self.risk.set_day_baseline(self.trading_day.baseline)
             log.info("positions loaded", extra=kv(symbols=len(positions), as_of_seq=as_of))
             return

@@ -30,8 +30,11 @@ class Positions:
 
     def __init__(self) -> None:
         self.snapshot = wire.PositionsSnapshot(as_of_seq=0, positions=[])
+        self.gate: asyncio.Event | None = None  # when set, the answer waits for it
 
     async def request(self, msg: Any) -> Any:
+        if self.gate is not None:
+            await self.gate.wait()
         return self.snapshot
 
 
@@ -106,15 +109,22 @@ def test_the_day_s_p_and_l_survives_restarts_of_risk_and_of_execution(tmp_path: 
         assert svc.risk.total_pnl == f("-600")
         assert svc.risk.day_pnl == f("-600")  # resumed, not forgiven (and not 2,000 worse either)
         assert svc.status()["trading_day"]["day_pnl"] == "-600"
-        # execution alone restarts again: a snapshot with other realized P&L is not a trade
+        # execution alone restarts again: a snapshot with other realized P&L is not a trade, but a
+        # fill that arrives before it (10 sold at 45 with the mark at 40: +50 on the day) is
         peer.snapshot = wire.PositionsSnapshot(as_of_seq=0, positions=[position("10", "100", "300")])
+        peer.gate = asyncio.Event()
         svc._on_execution_reset()
-        await until(lambda: svc.positions_loaded and svc.risk.total_pnl == f("-300"), "the new snapshot")
-        assert svc.risk.day_pnl == f("-600")
+        svc._on_order_event(wire.Fill(
+            seq=1, client_order_id="c1", venue_order_id="v1", exec_id="e1", strategy="s", symbol="AAPL",
+            side="sell", qty=f("10"), px=f("45"), cum_qty=f("10"), position_qty=None, venue_ns=1, recv_ns=1,
+        ))  # fmt: skip
+        assert not svc.positions_loaded
+        peer.gate.set()
+        await until(lambda: svc.positions_loaded, "the new snapshot")
+        assert svc.risk.total_pnl == f("-250")  # 300 - 550 realized, flat
+        assert svc.risk.day_pnl == f("-550")
         assert svc.risk.check(intent, time.time_ns()) != 0
-        quote(svc, "50")  # the market: +100 on the day
-        assert svc.risk.day_pnl == f("-500")
         svc.refresh_metrics()
-        assert REGISTRY.get_sample_value("zt_risk_day_pnl_usd") == -500.0
+        assert REGISTRY.get_sample_value("zt_risk_day_pnl_usd") == -550.0
 
     run_risk(settings, peer, second_life)
