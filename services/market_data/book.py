@@ -243,8 +243,9 @@ class L2Book:
         """``apply_packed`` and then ``top(depth)``, in one numba call: (dropped, bids, asks).
 
         A side whose top did not change comes back as the same list as the last call's: building
-        the (price, size) tuples costs more than the numba call, and most frames leave one side's
-        top as it was. The lists are shared, so callers must not mutate them."""
+        the (price, size) tuples costs more than the numba call, and a frame often leaves one side's
+        top as it was (deltas on the other side, or deep in the book). The lists are shared, so
+        callers must not mutate them."""
         buf = self._top
         if buf is None or buf.shape[0] != TOP_HEADER + 4 * depth:
             buf = self._top = np.zeros(TOP_HEADER + 4 * depth, dtype=np.int64)
