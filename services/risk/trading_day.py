@@ -68,6 +68,7 @@ class TradingDay:
         self.note = ""
         self.next_start_ns = 0  # wall ns the next day starts
         self._saved: tuple[date, int, int] | None = None  # (day, realized, unrealized at start) written
+        self._write_failing = False
 
     @property
     def baseline(self) -> int:
@@ -129,12 +130,21 @@ class TradingDay:
         return _enc.encode(doc) + b"\n"
 
     def save(self, data: bytes) -> None:
-        """Write a ``record()`` (from a worker thread: it fsyncs)."""
+        """Write a ``record()`` (from a worker thread: it fsyncs). A failure is logged once until a
+        write succeeds again, and retried at the next record."""
         try:
             write_atomic(self.path, data)
         except OSError as exc:
-            self._saved = None  # try again next time
-            log.error("cannot write the trading day file", extra=kv(path=str(self.path), error=exc.strerror))
+            self._saved = None
+            if not self._write_failing:
+                log.error(
+                    "cannot write the trading day file", extra=kv(path=str(self.path), error=exc.strerror)
+                )
+            self._write_failing = True
+            return
+        if self._write_failing:
+            log.warning("trading day file written again", extra=kv(path=str(self.path)))
+        self._write_failing = False
 
     def status(self, total: int) -> dict[str, object]:
         return {

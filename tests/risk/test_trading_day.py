@@ -156,8 +156,13 @@ def test_an_unwritable_record_is_logged_and_tried_again(
     data = day.record(ns("2026-11-30T09:01:00-05:00"), usd("1"))
     assert data is not None
     day.save(data)  # the folder does not exist
-    assert "cannot write the trading day file" in caplog.text
-    assert day.record(ns("2026-11-30T09:02:00-05:00"), usd("1")) is not None  # not marked as saved
+    again = day.record(ns("2026-11-30T09:02:00-05:00"), usd("1"))
+    assert again is not None  # not marked as saved: tried again
+    day.save(again)
+    assert caplog.text.count("cannot write the trading day file") == 1  # logged once while failing
+    (tmp_path / "gone").mkdir()
+    day.save(again)
+    assert "trading day file written again" in caplog.text and (tmp_path / "gone" / DAY_FILE).exists()
 
 
 def test_status_says_the_day_its_start_and_its_p_and_l(tmp_path: Path) -> None:
