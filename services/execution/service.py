@@ -212,9 +212,11 @@ class ExecutionService(Service):
                 self._startup_failed(exc)
 
     async def _watch_journal(self) -> None:
-        """Disk full, read-only or gone is found here too when no order is being written."""
+        """Disk full, read-only or gone is found here too when no order is being written; then the
+        checkpoint (the fsyncs) runs in a worker thread, off the loop orders go through."""
         while True:
-            self.journal.check()
+            if self.journal.check():
+                self.journal.checkpoint_done(await asyncio.to_thread(self.journal.checkpoint))
             await asyncio.sleep(JOURNAL_CHECK_S)
 
     # ---- requests ---------------------------------------------------------------------------

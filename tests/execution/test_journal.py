@@ -278,3 +278,42 @@ def test_a_removed_submit_log_fails_the_check(tmp_path: Path) -> None:
     j.submit_log_path.unlink()
     assert not j.check()
     assert "submit log was replaced or removed" in j.error
+
+
+def test_the_checkpoint_puts_the_commits_in_the_database_file_from_another_thread(tmp_path: Path) -> None:
+    """checkpoint() runs in a worker thread on its own connection while the loop keeps writing:
+    every commit before it is then in the database file itself (the WAL is no longer needed)."""
+    path = tmp_path / JOURNAL_FILE
+    j = SqliteJournal(path)
+
+    async def scenario() -> None:
+        seq = 0
+        for _ in range(5):
+            for _ in range(40):
+                seq += 1
+                j.record_event(_update(seq, f"zt-a.{seq}"))
+            checkpointing = asyncio.create_task(asyncio.to_thread(j.checkpoint))
+            seq += 1
+            j.record_event(_update(seq, f"zt-a.{seq}"))  # written while the checkpoint runs
+            j.checkpoint_done(await checkpointing)
+            assert j.ok, j.error
+        j.checkpoint_done(await asyncio.to_thread(j.checkpoint))
+
+    asyncio.run(scenario())
+    copy = tmp_path / "without-wal.sqlite"
+    copy.write_bytes(path.read_bytes())  # the database file alone, as if the WAL were lost
+    assert sqlite3.connect(copy).execute("SELECT count(*) FROM events").fetchone()[0] == 205
+    j.close()
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+
+
+def test_a_failed_checkpoint_fails_the_journal_until_a_check_finds_it_well(tmp_path: Path) -> None:
+    j = SqliteJournal(tmp_path / JOURNAL_FILE)
+    assert j.checkpoint() == "" and j.ok
+    j._ckpt_db.close()  # type: ignore[union-attr]  # the checkpointer's connection breaks
+    error = j.checkpoint()
+    assert error and j.ok  # a worker thread only reports it
+    j.checkpoint_done(error)
+    assert not j.ok and error in j.error
+    assert j.check() and j.ok  # writable again
+    assert j.checkpoint() == ""  # on a fresh connection

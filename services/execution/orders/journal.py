@@ -17,8 +17,9 @@ Durability: ``synchronous=NORMAL`` in WAL mode. A commit is in the OS page cache
 a SIGKILL at any instant loses nothing committed (SQLite's WAL is atomic per transaction); the same
 holds for a submit record once its ``write()`` returned (records carry their length and a CRC32, so a
 torn tail after a power loss is recognised and skipped). fsync
-happens at each WAL checkpoint, which ``check`` runs every second off the hot path (auto-checkpoints
-are off: they put a 6-18 ms fsync into a commit), and on close: a power loss or kernel crash can lose
+happens at each WAL checkpoint, which execution runs every second after ``check``, in a worker
+thread on a connection of its own (auto-checkpoints are off: they put a 6-18 ms fsync into a commit),
+and on close: a power loss or kernel crash can lose
 the transactions of the last second or so (never corrupts the file); reconciliation by
 client_order_id then recovers the venue's side of those orders. Measured in bench/journal_write.py.
 
@@ -141,6 +142,7 @@ class SqliteJournal:
         self._backlog: list[OrderEvent] = []
         self._ino = 0
         self._db: sqlite3.Connection | None = None
+        self._ckpt_db: sqlite3.Connection | None = None  # checkpoint()'s own, used from a worker thread
         self.submit_log_path = Path(f"{path}{SUBMIT_LOG_SUFFIX}")
         self._log_fd = -1
         self._unflushed: list[SubmitRecord] = []  # in the log, not yet in the submits table
@@ -159,7 +161,7 @@ class SqliteJournal:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints (the fsyncs) run in check(), off the hot path
+        db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoint() runs them (the fsyncs), in a worker thread
         db.executescript(_SCHEMA)
         meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
         self.journal_id = meta.get("journal_id") or uuid.uuid4().hex[:16]
@@ -411,7 +413,6 @@ class SqliteJournal:
                 )
             if not self.flush_submits():
                 raise JournalError(self.error)
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # fsyncs the WAL and the database
         except (sqlite3.Error, OSError, JournalError) as exc:
             self._failed(exc, "check")
             return False
@@ -422,6 +423,31 @@ class SqliteJournal:
         JOURNAL_OK.set(1)
         return True
 
+    def checkpoint(self) -> str:
+        """Copy the WAL into the database and fsync both: what makes the last second's commits
+        survive a power loss. Runs in a worker thread (``asyncio.to_thread``) on a connection of its
+        own, so the fsyncs (~1 ms here) never stall the loop; a PASSIVE checkpoint takes no lock a
+        writer waits on. Returns the error, "" when it worked; the loop hands it to ``checkpoint_done``."""
+        try:
+            if self._ckpt_db is None:
+                self._ckpt_db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._ckpt_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except (sqlite3.Error, OSError) as exc:
+            self._close_checkpointer()
+            return f"{type(exc).__name__}: {exc}"
+        return ""
+
+    def checkpoint_done(self, error: str) -> None:
+        """On the loop: a failed checkpoint fails the journal until the next check finds it well."""
+        if error:
+            self._failed(JournalError(error), "checkpoint")
+
+    def _close_checkpointer(self) -> None:
+        if self._ckpt_db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._ckpt_db.close()
+            self._ckpt_db = None
+
     def _close_log(self) -> None:
         if self._log_fd >= 0:
             with contextlib.suppress(OSError):
@@ -431,6 +457,7 @@ class SqliteJournal:
     def close(self) -> None:
         self.flush_submits()
         self._close_log()
+        self._close_checkpointer()  # first: the last connection to close checkpoints the WAL
         if self._db is not None:
             try:
                 self._db.close()
