@@ -64,6 +64,17 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def keep_aside(path: Path) -> Path | None:
+    """Move an unusable state file out of the way for inspection (``<name>.corrupt-<ns>``); the new
+    path, or None when there was nothing to move or it could not be moved."""
+    keep = path.with_name(f"{path.name}.corrupt-{time.time_ns()}")
+    try:
+        os.replace(path, keep)
+    except OSError:
+        return None
+    return keep
+
+
 class StateStore:
     """Reads and writes one state file; tells when somebody else changed it."""
 

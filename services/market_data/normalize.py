@@ -37,7 +37,7 @@ _TS64_SECONDS = (1 << 34) - 1
 _FAST = d.FLOAT_EXACT_LIMIT
 _MIN_LEVEL_PX = 1e-9  # from here up a level's price is at least 1 nano; below, the checked path judges
 
-_Handler = Callable[[Any, int, "FrameResult", "dict[str, _BookBatch]"], None]
+_Handler = Callable[[Any, int, "FrameResult"], None]
 Batches = dict[bytes, list[wire.Message]]  # type: ignore[valid-type]
 
 
@@ -164,7 +164,7 @@ class Normalizer:
                         counts["ignored"] = counts.get("ignored", 0) + 1
                     continue
                 handler, kind = entry
-                handler(rec, recv_ns, result, pending_books)
+                handler(rec, recv_ns, result)
             except bounds.OutOfRange as exc:
                 self._reject(exc.reason)
                 result.errors.append(f"{cls.__name__}: {exc}"[:200])
@@ -209,7 +209,7 @@ class Normalizer:
         else:
             batch.append(msg)
 
-    def _trade(self, r: d.TradeRec, recv_ns: int, result: FrameResult, _: dict[str, _BookBatch]) -> None:
+    def _trade(self, r: d.TradeRec, recv_ns: int, result: FrameResult) -> None:
         t = wire.Trade(
             symbol=r.S,
             px=_px(r.p, "p"),
@@ -220,7 +220,7 @@ class Normalizer:
         )
         self._add(result, topics.MD_TRADE, r.S, t)
 
-    def _bar(self, r: d.BarRec, recv_ns: int, result: FrameResult, _: dict[str, _BookBatch]) -> None:
+    def _bar(self, r: d.BarRec, recv_ns: int, result: FrameResult) -> None:
         b = wire.Bar(
             symbol=r.S,
             open=_px(r.o, "o"),

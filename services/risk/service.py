@@ -159,8 +159,7 @@ class RiskService(Service):
         while True:
             now = wall_ns()
             self._expire_account(now)
-            if now >= self.trading_day.next_start_ns:
-                self._roll_day(now)
+            self._roll_day(now)
             await self._record_day()
             if not self.trading.adopt_external():
                 self._publish_trading_state(self.trading.event())

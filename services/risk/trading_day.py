@@ -22,8 +22,6 @@ logged as an error and set aside; the day then starts over (status shows why).
 from __future__ import annotations
 
 import logging
-import os
-import time as time_mod
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -33,7 +31,7 @@ import msgspec
 
 from common.fixed import to_str
 from common.log import kv
-from common.trading_state import write_atomic
+from common.trading_state import keep_aside, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +170,7 @@ class TradingDay:
         try:
             return _dec.decode(raw), ""
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            keep = self.path.with_name(f"{self.path.name}.corrupt-{time_mod.time_ns()}")
-            try:
-                os.replace(self.path, keep)
-            except OSError:
-                keep = self.path
+            keep = keep_aside(self.path) or self.path
             log.error(
                 "corrupt trading day file kept for inspection", extra=kv(path=str(keep), error=str(exc)[:200])
             )

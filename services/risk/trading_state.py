@@ -10,7 +10,6 @@ never come back looser than what the operator last saw.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from common import oplog, wire
 from common.enums import TradingState, TripSource
 from common.log import kv
 from common.metrics import STATE_CHANGES, TRADING_STATE
-from common.trading_state import AuditLog, StateRecord, StateStore
+from common.trading_state import AuditLog, StateRecord, StateStore, keep_aside
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +68,9 @@ class TradingStateOwner:
         return record
 
     def _set_aside_corrupt(self) -> None:
-        path = self.store.path
-        if path.exists():
-            keep = path.with_name(f"{path.name}.corrupt-{time.time_ns()}")
-            try:
-                os.replace(path, keep)
-                log.error("corrupt trading state file kept for inspection", extra=kv(path=str(keep)))
-            except OSError:
-                pass
+        keep = keep_aside(self.store.path)
+        if keep is not None:
+            log.error("corrupt trading state file kept for inspection", extra=kv(path=str(keep)))
 
     @property
     def state(self) -> TradingState:
