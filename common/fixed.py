@@ -49,8 +49,12 @@ def to_decimal(nanos: int) -> Decimal:
 
 
 def to_str(nanos: int) -> str:
-    """Plain decimal string, no exponent (Alpaca style)."""
-    return format(to_decimal(nanos), "f")
+    """Plain decimal string, no exponent, no trailing zeros (Alpaca style): integer arithmetic only."""
+    whole, frac = divmod(-nanos if nanos < 0 else nanos, SCALE)
+    sign = "-" if nanos < 0 else ""
+    if not frac:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{frac:09d}".rstrip("0")
 
 
 def to_float(nanos: int) -> float:

@@ -80,6 +80,7 @@ class StateStore:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / STATE_FILE
+        self._stat_path = os.fspath(self.path)  # stat'ed before every order POST: no Path conversion there
         self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime_ns) last read or written
 
     def load(self) -> StateRecord:
@@ -104,7 +105,7 @@ class StateStore:
     def changed(self) -> bool:
         """Whether the file differs from what this store last read or wrote (one stat call)."""
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._stat_path)
         except FileNotFoundError:
             return self._seen is not None
         except OSError:

@@ -4,8 +4,9 @@ Sockets are plain (synchronous) pyzmq sockets driven by ``loop.add_reader`` on t
 drained with NOBLOCK. That is ~15x faster than ``zmq.asyncio``'s await-per-message
 (docs/architecture.md, "Measured baselines"). The ZeroMQ FD is edge-triggered: a drain reads at most ``DRAIN_BATCH``
 messages, then yields to the loop and reschedules itself (``call_soon``) while more are waiting, so a
-flooded socket never starves the rest of the loop; ``zmq.EVENTS`` is re-checked after every send on a
-socket we also read from. Everything that queues is bounded (docs/architecture.md, "Bounded queues").
+flooded socket never starves the rest of the loop; readiness is re-checked (``zmq_poll``, no wait)
+after every send on a socket we also read from, because a send can consume the FD's edge. Everything
+that queues is bounded (docs/architecture.md, "Bounded queues").
 
 Request/reply never uses a lockstep REQ socket: a DEALER pipelines requests, each with an id, a
 timeout (the caller gets :class:`RpcTimeout`, never a hang) and, in the message, a deadline after
@@ -96,6 +97,25 @@ def _bind_private(sock: zmq.Socket, endpoint: str) -> None:
         os.chmod(path, 0o600)
 
 
+# A drain asks "is a message waiting?" with zmq_poll and reads each part's more-flag from its frame:
+# pyzmq's getsockopt(EVENTS) and recv_multipart (RCVMORE) turn every option into a Python enum
+# first: interpreter work on every hop, run with cold caches right after a wake-up
+# (docs/architecture.md, "Room left").
+_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
+_zmq_poll = zmq.zmq_poll
+
+
+def recv_frames(sock: zmq.Socket) -> list[bytes]:
+    """One multipart message (NOBLOCK), each part's more-flag read from its frame."""
+    frame = sock.recv(_NOBLOCK, copy=False)
+    parts = [frame.bytes]
+    while frame.more:
+        frame = sock.recv(_NOBLOCK, copy=False)
+        parts.append(frame.bytes)
+    return parts
+
+
 class _Reader:
     """Drains a socket from the loop's reader callback, ``batch`` messages per callback.
 
@@ -113,6 +133,7 @@ class _Reader:
         paced_s: float | None = None,
     ):
         self.sock = sock
+        self._poll_items = [(sock, _POLLIN)]
         self.loop = loop
         self._on_frames = on_frames
         self._on_pass_end = on_pass_end
@@ -147,10 +168,11 @@ class _Reader:
         on_frames = self._on_frames
         left = self._batch
         try:
-            while left and not sock.closed and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            items = self._poll_items
+            while left and not sock.closed and _zmq_poll(items, 0):
                 left -= 1
                 try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                    frames = recv_frames(sock)
                 except zmq.Again:
                     break
                 try:

@@ -15,6 +15,7 @@ _INT64_MAX = (1 << 63) - 1
 _SIDES = frozenset(OrderSide.values())
 _ORDER_TYPES = frozenset(OrderType.values())
 _TIFS = frozenset(TimeInForce.values())
+_NANOS_FIELDS = ("limit_px", "stop_px", "tick_exch_ns", "tick_recv_ns", "signal_ns", "deadline_ns")
 
 
 class InvalidIntents(ValueError):
@@ -60,7 +61,13 @@ def check_intents(
             raise InvalidIntents(
                 f"bad side/order_type/tif: {intent.side!r}/{intent.order_type!r}/{intent.tif!r}"
             )
-        _int_field(intent, "qty", 1)
-        for name in ("limit_px", "stop_px", "tick_exch_ns", "tick_recv_ns", "signal_ns", "deadline_ns"):
-            _int_field(intent, name, 0)
+        qty = intent.qty
+        ok = type(qty) is int and 1 <= qty <= _INT64_MAX
+        for value in (intent.limit_px, intent.stop_px, intent.tick_exch_ns, intent.tick_recv_ns,
+                      intent.signal_ns, intent.deadline_ns):  # fmt: skip
+            ok = ok and type(value) is int and 0 <= value <= _INT64_MAX
+        if not ok:  # which field, and why
+            _int_field(intent, "qty", 1)
+            for name in _NANOS_FIELDS:
+                _int_field(intent, name, 0)
     return result

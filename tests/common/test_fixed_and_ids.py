@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import random
 from decimal import Decimal
 
 import pytest
 
 from common import fixed, ids
+from common.fixed import SCALE
 
 
 @pytest.mark.parametrize(
@@ -27,6 +29,16 @@ def test_to_str_and_back() -> None:
         assert fixed.to_fixed(fixed.to_str(fixed.to_fixed(s))) == fixed.to_fixed(s)
     assert fixed.to_str(190_120_000_000) == "190.12"
     assert fixed.to_str(0) == "0"
+
+
+def test_to_str_writes_what_decimal_writes() -> None:
+    """The string is built with integer arithmetic; Decimal's plain format is the reference."""
+    rng = random.Random(7)
+    cases = [0, 1, -1, 10, 100, SCALE, -SCALE, 10 * SCALE, 123_400_000_000, -500_000_000, 2**62, -(2**62)]
+    cases += [rng.randrange(-(10**20), 10**20) for _ in range(2000)]
+    cases += [rng.randrange(1, 10**6) * 10 ** rng.randrange(0, 12) for _ in range(2000)]
+    for nanos in cases:
+        assert fixed.to_str(nanos) == format(fixed.to_decimal(nanos), "f"), nanos
 
 
 def test_no_float_drift_when_accumulating() -> None:

@@ -34,6 +34,9 @@ class Garbage(Strategy):
             "bool_qty": [msgspec.structs.replace(good, qty=True)],
             "huge_qty": [msgspec.structs.replace(good, qty=2**70)],
             "negative_px": [msgspec.structs.replace(good, limit_px=-1)],
+            "float_deadline": [msgspec.structs.replace(good, deadline_ns=float(good.deadline_ns))],
+            "bool_stop_px": [msgspec.structs.replace(good, stop_px=True)],
+            "huge_tick_ns": [msgspec.structs.replace(good, tick_recv_ns=2**64)],
             "other_strategy": [msgspec.structs.replace(good, strategy="honest")],
             "bad_side": [msgspec.structs.replace(good, side="short")],
             "reused_id": [good, good],
@@ -52,7 +55,8 @@ def _host(*cfgs: dict[str, Any]) -> StrategyHost:
 
 @pytest.mark.parametrize(
     "kind",
-    ["float_qty", "bool_qty", "huge_qty", "negative_px", "other_strategy", "bad_side", "reused_id", "too_many",
+    ["float_qty", "bool_qty", "huge_qty", "negative_px", "float_deadline", "bool_stop_px", "huge_tick_ns",
+     "other_strategy", "bad_side", "reused_id", "too_many",
      "tuple", "not_an_intent"],
 )  # fmt: skip
 def test_a_strategy_returning_garbage_is_disabled_and_sends_nothing(kind: str) -> None:
