@@ -97,13 +97,24 @@ def _bind_private(sock: zmq.Socket, endpoint: str) -> None:
         os.chmod(path, 0o600)
 
 
-# A drain asks "is a message waiting?" with zmq_poll and reads each part's more-flag from its frame:
-# pyzmq's getsockopt(EVENTS) and recv_multipart (RCVMORE) turn every option into a Python enum
-# first: interpreter work on every hop, run with cold caches right after a wake-up
+# A drain asks "is a message waiting?" with zmq_poll and reads each part's more-flag from its frame,
+# and multipart sends pass int flags: pyzmq's getsockopt(EVENTS), recv_multipart (RCVMORE) and
+# send_multipart (SNDMORE | flags) go through Python enums on every call, interpreter work on every
+# hop, run with cold caches right after a wake-up
 # (docs/architecture.md, "Room left").
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK_MORE = _NOBLOCK | int(zmq.SNDMORE)
 _zmq_poll = zmq.zmq_poll
+
+
+def send_frames(sock: zmq.Socket, parts: list[bytes]) -> None:
+    """One multipart message, NOBLOCK (pyzmq's send_multipart combines its flags as enums). As
+    there, only the first part can meet a full queue (``zmq.Again``): the rest follow it."""
+    send = sock.send
+    for part in parts[:-1]:
+        send(part, _NOBLOCK_MORE)
+    send(parts[-1], _NOBLOCK)
 
 
 def recv_frames(sock: zmq.Socket) -> list[bytes]:
@@ -237,7 +248,7 @@ class Publisher:
         seq = out.seq
         out.seq = seq + n
         try:
-            self.sock.send(wire.encode_seq_batch(topic, self.epoch, seq, msgs), zmq.NOBLOCK)
+            self.sock.send(wire.encode_seq_batch(topic, self.epoch, seq, msgs), _NOBLOCK)
         except zmq.Again:
             self._drops.inc(n)
             return
@@ -524,7 +535,7 @@ class RpcServer:
     def _try_send(self, frames: list[bytes]) -> bool:
         """False when the caller's queue is full (retry later); True when sent or undeliverable."""
         try:
-            self.sock.send_multipart(frames, zmq.NOBLOCK)
+            send_frames(self.sock, frames)
         except zmq.Again:
             return False
         except zmq.ZMQError:
@@ -647,7 +658,7 @@ class RpcClient:
             return fut
         req_id = next(self._ids).to_bytes(8, "little")
         try:
-            self.sock.send_multipart([req_id, body], zmq.NOBLOCK)
+            send_frames(self.sock, [req_id, body])
         except zmq.ZMQError as exc:
             self._unavail.inc()
             why = "is not connected or its queue is full" if isinstance(exc, zmq.Again) else str(exc)

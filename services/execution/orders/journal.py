@@ -146,6 +146,7 @@ class SqliteJournal:
         self.submit_log_path = Path(f"{path}{SUBMIT_LOG_SUFFIX}")
         self._log_fd = -1
         self._unflushed: list[SubmitRecord] = []  # in the log, not yet in the submits table
+        self._submit_write_ns: list[int] = []  # how long each logged submit's write took, not yet observed
         self._flush_scheduled = False
         try:
             self._open()
@@ -244,7 +245,7 @@ class SqliteJournal:
             record = encode_submit(client_order_id, attempt, ts_ns, body)
             if os.write(self._log_fd, record) != len(record):
                 raise OSError("short write to the submit log")
-            JOURNAL_WRITE.observe((perf_counter_ns() - t0) / 1e9)
+            self._submit_write_ns.append(perf_counter_ns() - t0)  # observed by flush_submits, after the POST
         except (OSError, TypeError, orjson.JSONEncodeError) as exc:
             self._failed(exc, "submit")
             raise JournalError(self.error) from exc
@@ -261,6 +262,9 @@ class SqliteJournal:
         On failure they stay in the log, which the next open reads, the journal counts as failing,
         and this returns False."""
         self._flush_scheduled = False
+        for took_ns in self._submit_write_ns:
+            JOURNAL_WRITE.observe(took_ns / 1e9)
+        self._submit_write_ns.clear()
         if not self._unflushed or self._db is None:
             return True
         try:
