@@ -25,6 +25,7 @@ from common.enums import FeedState, LinkFailure
 from common.metrics import RECONNECTS
 from common.netfail import Failure, LinkHealth, os_detail
 from services.market_data import decode as d
+from services.market_data.ws_frames import FrameSplitter
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,23 @@ class DirectConnection(ClientConnection):
         self._recv_ns = 0
         self._parts: list[bytes] | None = None  # a fragmented message being assembled
         self._text = False
+        self._split = FrameSplitter(MAX_FRAME_BYTES)
 
     def data_received(self, data: bytes) -> None:
+        """Whole binary frames go to ``direct`` from here; websockets parses everything else
+        (``ws_frames.FrameSplitter``), and a frame it handles whole comes back via ``process_event``."""
         self._recv_ns = wall_ns()
-        super().data_received(data)
+        direct = self.direct
+        for skips, chunk in self._split.feed(data, direct is not None):
+            if not skips:
+                super().data_received(chunk)
+                direct = self.direct
+                continue
+            assert direct is not None, "FrameSplitter skips websockets only once direct is set"
+            try:
+                direct(chunk, self._recv_ns)
+            except Exception:
+                log.exception("market-data frame handler failed")  # the connection keeps reading
 
     def process_event(self, event: object) -> None:
         direct = self.direct

@@ -86,6 +86,16 @@ class FakeAlpaca:
 
         return self._call(go())
 
+    def ping(self, path: str) -> int:
+        """Ping every client on ``path`` and wait for their pongs; how many answered."""
+
+        async def go() -> int:
+            waiters = [await ws.ping() for ws in list(self.clients.get(path, ()))]
+            await asyncio.wait_for(asyncio.gather(*waiters), 3.0)
+            return len(waiters)
+
+        return self._call(go())
+
     def drop(self, path: str) -> None:
         async def go() -> None:
             for ws in list(self.clients.get(path, ())):

@@ -1,6 +1,6 @@
 """The market-data client hands each message to the feed from the socket's read callback (no queue,
-no task switch): fragmented messages arrive whole, text frames as text, in order, and a handler that
-raises costs that frame only, never the connection."""
+no task switch): fragmented messages arrive whole, text frames as text, in order, pings among them
+are answered, and a handler that raises costs that frame only, never the connection."""
 
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ def test_messages_arrive_whole_in_order_and_a_failing_handler_keeps_the_connecti
             sends: list[Any] = [first, [whole[:30_000], whole[30_000:]], "text frame", b"boom", b"after"]
             for frame in sends:
                 await asyncio.to_thread(venue.send, PATH, frame)
+                # a ping among the data: websockets still sees it and answers
+                assert await asyncio.to_thread(venue.ping, PATH) == 1
             for _ in range(250):
                 if len(received) >= 5:
                     break
