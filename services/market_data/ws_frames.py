@@ -36,17 +36,29 @@ class FrameSplitter:
     that skips websockets and ``(False, raw)`` for bytes websockets must parse. ``direct``: whether
     binary messages may skip websockets yet (until then they go to it, for ``recv()``)."""
 
-    __slots__ = ("_buf", "_fragmented", "max_size", "state")
+    __slots__ = ("_fragmented", "_have", "_need", "_parts", "max_size", "state")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self.state = _UPGRADE
-        self._buf = b""  # an incomplete upgrade response or frame
+        # An incomplete upgrade response or frame: its reads so far, their size, and the size that
+        # makes it worth parsing again (joined once then, so a large frame costs one copy, not one
+        # per read).
+        self._parts: list[bytes] = []
+        self._have = 0
+        self._need = 0
         self._fragmented = False  # inside a fragmented message (its frames go to websockets)
 
     def feed(self, data: bytes, direct: bool) -> list[tuple[bool, bytes]]:
-        buf = self._buf + data if self._buf else data
-        self._buf = b""
+        if self._parts:
+            self._parts.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return []
+            buf = b"".join(self._parts)
+            self._parts = []
+        else:
+            buf = data
         out: list[tuple[bool, bytes]] = []
         pos = 0
         if self.state is _UPGRADE:
@@ -54,7 +66,7 @@ class FrameSplitter:
             if end < 0:
                 if len(buf) > MAX_UPGRADE_RESPONSE:
                     return self._off(out, buf)
-                self._buf = buf
+                self._keep(buf, 0)
                 return out
             pos = end + len(_HEADERS_END)
             if not buf.startswith(b"HTTP/1.1 101 "):
@@ -64,15 +76,18 @@ class FrameSplitter:
         elif self.state is _OFF:
             return [(False, buf)]
         n = len(buf)
+        need = 2  # what the frame at ``pos`` needs to be parsed: its header first, then all of it
         while n - pos >= 2:
             b0, b1 = buf[pos], buf[pos + 1]
             length, head = b1 & 0x7F, 2
             if length == 126:
                 if n - pos < 4:
+                    need = 4
                     break
                 length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
             elif length == 127:
                 if n - pos < 10:
+                    need = 10
                     break
                 length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
             opcode = b0 & 0x0F
@@ -80,6 +95,7 @@ class FrameSplitter:
                 return self._off(out, buf[pos:])  # websockets refuses it and fails the connection
             end = pos + head + length
             if end > n:
+                need = end - pos
                 break
             if b0 == _FIN_BINARY and direct and not self._fragmented:
                 out.append((True, buf[pos + head : end]))
@@ -90,9 +106,15 @@ class FrameSplitter:
                     self._fragmented = False
                 out.append((False, buf[pos:end]))
             pos = end
+            need = 2
         if pos < n:
-            self._buf = buf[pos:]
+            self._keep(buf[pos:], need)
         return out
+
+    def _keep(self, rest: bytes, need: int) -> None:
+        self._parts = [rest]
+        self._have = len(rest)
+        self._need = need
 
     def _off(self, out: list[tuple[bool, bytes]], rest: bytes) -> list[tuple[bool, bytes]]:
         self.state = _OFF
