@@ -3,10 +3,10 @@
     market_data --PUB/SUB--> signal --DEALER/ROUTER--> risk --DEALER/ROUTER--> execution --POST-->
 
 Each role is its own process on uvloop, its ZeroMQ sockets drained from the loop's reader callback
-(the fastest way measured, docs/architecture.md "Measured baselines"); the WebSocket in and the
-pre-built POST out are the minimal client's (bench/minimal_client.py). No decoding beyond the quote's
-ask, no checks, no journal, no metrics: what is left is what four processes and three hops cost on
-this host. The suite runs it next to zerotick with the same CPU placement (``--cpus``, and each
+with zerotick's own reads and sends (``common.zmq_io``: the fastest way measured, docs/architecture.md
+"Measured baselines"); the WebSocket in is zerotick's client (``FeedConnection``), the pre-built POST
+out the minimal client's (bench/minimal_client.py). No decoding beyond the quote's ask, no checks, no
+journal, no metrics: what is left is what four processes and three hops cost on this host. The suite runs it next to zerotick with the same CPU placement (``--cpus``, and each
 role's niceness from ``--nice`` in the order market_data, signal, risk, execution).
 
     python -m bench.pipeline_floor REST_URL STOCK_WS_URL KEY SECRET PROBE_SYMBOL RUN_DIR
@@ -29,11 +29,14 @@ from urllib.parse import urlsplit
 
 import msgpack
 import uvloop
-import websockets
 import zmq
 
 from bench.minimal_client import drain, order_head, order_request
+from common.enums import FeedState
 from common.placement import pin_process, renice_process
+from common.zmq_io import recv_frames, send_frames
+from services.market_data import decode as d
+from services.market_data.alpaca_ws import FeedConnection
 
 ROLES = ("market_data", "signal", "risk", "execution")
 
@@ -46,44 +49,59 @@ def _endpoints(run_dir: Path) -> dict[str, str]:
 def _on_readable(
     loop: asyncio.AbstractEventLoop, sock: zmq.Socket, handle: Callable[[list[bytes]], None]
 ) -> None:
-    """Drain ``sock`` from the loop's reader callback until EAGAIN (its FD is edge-triggered)."""
+    """Drain ``sock`` from the loop's reader callback while a message waits (its FD is
+    edge-triggered), read as zerotick's drains read (``common.zmq_io.recv_frames``)."""
+    items = [(sock, zmq.POLLIN)]
 
     def drain_sock() -> None:
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            handle(sock.recv_multipart(zmq.NOBLOCK))
+        while zmq.zmq_poll(items, 0):
+            handle(recv_frames(sock))
 
     loop.add_reader(sock.getsockopt(zmq.FD), drain_sock)
     loop.call_soon(drain_sock)
 
 
 async def _market_data(args: argparse.Namespace, ctx: zmq.Context, ep: dict[str, str]) -> None:
+    """zerotick's WebSocket client (``FeedConnection``: frames from the read callback, binary frames
+    past websockets' parser) with no work: each quote's ask goes out on the PUB."""
     pub = ctx.socket(zmq.PUB)
     pub.bind(ep["pub"])
     unpack = msgpack.unpackb
-    headers = {"Content-Type": "application/msgpack"}
-    async with websockets.connect(
-        args.stock_ws, max_size=None, compression=None, additional_headers=headers
-    ) as ws:
-        await ws.recv()
-        await ws.send(msgpack.packb({"action": "auth", "key": args.key, "secret": args.secret}))
-        await ws.recv()
-        await ws.send(msgpack.packb({"action": "subscribe", "quotes": [args.symbol, *args.others]}))
-        await ws.recv()
-        print("ready", flush=True)
-        async for frame in ws:
-            for msg in unpack(frame):
-                if msg.get("T") == "q":
-                    pub.send(msg["S"].encode() + b" " + str(msg["ap"]).encode(), zmq.NOBLOCK)
+    subscribed = asyncio.Event()
+
+    def on_frame(frame: bytes | str, recv_ns: int) -> list[d._Rec]:
+        assert isinstance(frame, bytes)
+        controls = False
+        for msg in unpack(frame):
+            if msg.get("T") == "q":
+                pub.send(msg["S"].encode() + b" " + str(msg["ap"]).encode(), zmq.NOBLOCK)
+            else:
+                controls = True
+        return d.decode_frame(frame)[0] if controls else []
+
+    def on_state(state: FeedState, detail: str) -> None:
+        if state is FeedState.SUBSCRIBED:
+            subscribed.set()
+
+    conn = FeedConnection(
+        "stocks", args.stock_ws, (args.key, args.secret), {"quotes": [args.symbol, *args.others]},
+        on_frame, on_state, 0.1, 1.0,
+    )  # fmt: skip
+    task = asyncio.get_running_loop().create_task(conn.run())
+    await subscribed.wait()
+    print("ready", flush=True)
+    await task
 
 
 def _dealer(loop: asyncio.AbstractEventLoop, ctx: zmq.Context, endpoint: str) -> Callable[[bytes], None]:
     """A DEALER to ``endpoint`` whose answers are read and dropped; returns its send."""
     sock = ctx.socket(zmq.DEALER)
     sock.connect(endpoint)
+    items = [(sock, zmq.POLLIN)]
 
     def drain_answers() -> None:
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            sock.recv_multipart(zmq.NOBLOCK)
+        while zmq.zmq_poll(items, 0):
+            recv_frames(sock)
 
     def send(payload: bytes) -> None:
         sock.send(payload, zmq.NOBLOCK)
@@ -112,7 +130,7 @@ async def _risk(args: argparse.Namespace, ctx: zmq.Context, ep: dict[str, str]) 
 
     def on_intent(frames: list[bytes]) -> None:
         to_execution(frames[-1])  # the order first, then the answer to signal
-        router.send_multipart([frames[0], b"ok"], zmq.NOBLOCK)
+        send_frames(router, [frames[0], b"ok"])
 
     _on_readable(loop, router, on_intent)
     print("ready", flush=True)
@@ -135,7 +153,7 @@ async def _execution(args: argparse.Namespace, ctx: zmq.Context, ep: dict[str, s
         nonlocal n
         n += 1
         writer.write(order_request(head, args.symbol, frames[-1].decode(), n))
-        router.send_multipart([frames[0], b"ack"], zmq.NOBLOCK)
+        send_frames(router, [frames[0], b"ack"])
 
     _on_readable(loop, router, on_order)
     print("ready", flush=True)
