@@ -84,7 +84,6 @@ class DirectConnection(ClientConnection):
         for skips, chunk in self._split.feed(data, direct is not None):
             if not skips:
                 super().data_received(chunk)
-                direct = self.direct
                 continue
             assert direct is not None, "FrameSplitter skips websockets only once direct is set"
             try:

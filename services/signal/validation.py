@@ -63,8 +63,8 @@ def check_intents(
             )
         qty = intent.qty
         ok = type(qty) is int and 1 <= qty <= _INT64_MAX
-        for value in (intent.limit_px, intent.stop_px, intent.tick_exch_ns, intent.tick_recv_ns,
-                      intent.signal_ns, intent.deadline_ns):  # fmt: skip
+        for name in _NANOS_FIELDS:
+            value = getattr(intent, name)
             ok = ok and type(value) is int and 0 <= value <= _INT64_MAX
         if not ok:  # which field, and why
             _int_field(intent, "qty", 1)
