@@ -336,11 +336,38 @@ class Subscriber:
         self._latest: dict[bytes, int] = {}  # conflated topic -> its index in _pass
         self._next_gap_log_ns = 0
         self._gaps_unlogged = 0
+        self._loop = loop
+        self._holding = False  # a drain_for pass: the pass end hands nothing over
+        self._rest_scheduled = False
         self._reader = _Reader(self.sock, loop, self._on_frames, self._deliver, batch, paced_s)
 
     def drain(self) -> None:
         """Take what is waiting now (a paced subscriber's owner does, right before it needs the data)."""
         self._reader.drain()
+
+    def drain_for(self, topic: bytes) -> None:
+        """Take what is waiting now; ``topic``'s frames are handed over before this returns, every
+        other topic's right after the caller's callback (``call_soon``), in arrival order. For an
+        owner that needs one topic's newest data at once and the rest only soon: it pays for
+        decoding and handling that topic alone. Each topic's frames keep their order; frames of
+        different topics may be handed over out of their arrival order."""
+        self._holding = True
+        try:
+            self._reader.drain()
+        finally:
+            self._holding = False
+        pending = self._pass
+        for i, entry in enumerate(pending):
+            if entry is not None and entry[1] == topic:
+                pending[i] = None
+                self._hand_over(entry)
+        if pending and not self._rest_scheduled:
+            self._rest_scheduled = True
+            self._loop.call_soon(self._deliver_rest)
+
+    def _deliver_rest(self) -> None:
+        self._rest_scheduled = False
+        self._deliver()
 
     def _on_frames(self, frames: list[bytes]) -> None:
         for frame in frames:
@@ -373,26 +400,27 @@ class Subscriber:
 
     def _deliver(self) -> None:
         """End of a drain pass: decode and hand over what was not superseded, in arrival order."""
-        if not self._pass:
+        if not self._pass or self._holding:
             return
         pending, self._pass = self._pass, []
         self._latest.clear()
-        handler = self._handler
         for entry in pending:
-            if entry is None:
-                continue
-            track, topic, frame, offset, _ = entry
-            try:
-                msgs = wire.decode_body(frame, topic, offset)
-            except wire.WireError as exc:
-                self._malformed(exc)
-                continue
-            track.received += len(msgs)
-            track.recv_metric.inc(len(msgs))
-            try:
-                handler(topic, msgs)
-            except Exception:
-                log.exception("handler failed", extra={"fields": {"topic": topic.decode(errors="replace")}})
+            if entry is not None:
+                self._hand_over(entry)
+
+    def _hand_over(self, entry: tuple[_TopicTrack, bytes, bytes, int, int]) -> None:
+        track, topic, frame, offset, _ = entry
+        try:
+            msgs = wire.decode_body(frame, topic, offset)
+        except wire.WireError as exc:
+            self._malformed(exc)
+            return
+        track.received += len(msgs)
+        track.recv_metric.inc(len(msgs))
+        try:
+            self._handler(topic, msgs)
+        except Exception:
+            log.exception("handler failed", extra={"fields": {"topic": topic.decode(errors="replace")}})
 
     def _track(self, topic: bytes) -> _TopicTrack:
         if len(self.topics) >= MAX_TRACKED_TOPICS:

@@ -174,7 +174,9 @@ class RiskService(Service):
         stage metrics, counters, the ops log line and the decision's publication on ``rk.rd``
         run right after this drain pass (``call_soon``), once both sends are done."""
         if self._quotes is not None:
-            self._quotes.drain()  # the newest quotes first: market data is read paced (risk.quote_drain_ms)
+            # the symbol's newest quote first (market data is read paced, risk.quote_drain_ms); the
+            # other symbols' waiting quotes are applied once the decision's sends are done
+            self._quotes.drain_for(topics.sym(topics.MD_QUOTE, intent.symbol))
         now = wall_ns()
         if now >= self.trading_day.next_start_ns:
             self._roll_day(now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,51 @@ def test_a_paced_subscriber_reads_on_its_period_or_when_asked_not_on_every_frame
                 break
             await asyncio.sleep(0.1)
         assert got == [2, 3]  # read by the period
+        sub.close()
+        pub.close()
+        ctx.term()
+
+    uvloop.run(main())
+
+
+def test_drain_for_hands_over_one_topic_now_and_the_rest_after_the_callback_in_order(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ctx = zmq.Context()
+        got: list[tuple[bytes, int]] = []
+
+        def on_batch(topic: bytes, msgs: list[wire.Quote]) -> None:
+            got.extend((topic, q.bid_px) for q in msgs)
+
+        pub = Publisher(ctx, _ep(tmp_path, "p"), "test")
+        sub = Subscriber(
+            ctx, loop, [_ep(tmp_path, "p")], [b"md.q.", b"md.t."], on_batch, "test",
+            conflate=(b"md.q.",), paced_s=60.0,
+        )  # fmt: skip
+        await asyncio.sleep(0.2)  # slow joiner
+        for topic, px in ((b"md.t.MSFT", 1), (b"md.q.AAPL", 2), (b"md.q.MSFT", 3), (b"md.q.AAPL", 4), (b"md.t.MSFT", 5)):  # fmt: skip
+            pub.publish(topic, [_quote(px)])
+        await asyncio.sleep(0.1)
+        assert got == []
+        sub.drain_for(b"md.q.AAPL")
+        assert got == [(b"md.q.AAPL", 4)]  # at once: its newest frame (the older one superseded)
+        assert sub.topics[b"md.q.AAPL"].conflated == 1
+        # the rest waits for the end of this callback; a drain before then keeps each topic's order
+        pub.publish(b"md.t.MSFT", [_quote(6)])
+        time.sleep(0.1)  # noqa: ASYNC251 - blocking on purpose: the deferred hand-over must not run yet
+        sub.drain()
+        assert got[1:] == [(b"md.t.MSFT", 1), (b"md.q.MSFT", 3), (b"md.t.MSFT", 5), (b"md.t.MSFT", 6)]
+        await asyncio.sleep(0.05)
+        assert len(got) == 5  # the deferred hand-over found nothing left: nothing twice
+        # nothing waiting on the topic asked for: the others still arrive, right after the callback
+        pub.publish(b"md.q.MSFT", [_quote(7)])
+        time.sleep(0.1)  # noqa: ASYNC251 - the frame arrives, the loop runs nothing meanwhile
+        sub.drain_for(b"md.q.AAPL")
+        assert len(got) == 5
+        await asyncio.sleep(0)
+        assert got[5:] == [(b"md.q.MSFT", 7)]
         sub.close()
         pub.close()
         ctx.term()

@@ -7,10 +7,13 @@ import asyncio
 import time
 from pathlib import Path
 
+import zmq
+
 from common import wire
 from common.config import Settings
 from common.enums import RejectReason
 from common.fixed import to_fixed
+from common.zmq_io import Publisher
 from services.risk import checks
 from services.risk.limits import RiskLimits
 from services.risk.service import RiskService
@@ -125,3 +128,43 @@ def test_risk_service_decisions(tmp_path: Path) -> None:
         "execution_unavailable": 1,
     }
     assert status["trading_state"] == "active"
+
+
+def test_a_decision_reads_its_symbols_newest_quote_first_and_the_other_symbols_right_after(
+    tmp_path: Path,
+) -> None:
+    """Risk reads market data paced: a decision drains what waits, applies its own symbol's newest
+    quote before the check, and every other symbol's once the decision's callback is done."""
+    settings = Settings(zmq={"run_dir": tmp_path}, metrics={"base_port": 0}, risk={"quote_drain_ms": 1000})
+
+    async def scenario() -> None:
+        ctx = zmq.Context()
+        pub = Publisher(ctx, settings.zmq.bind_endpoint("market_data", "pub"), "test")
+        svc = RiskService(settings)
+        running = asyncio.get_running_loop().create_task(svc.run_forever())
+        await svc.ready.wait()
+        try:
+            svc.positions_loaded = True
+            for _ in range(100):  # until the subscription has reached the publisher
+                pub.publish(b"md.q.IBM", [_quote("IBM")])
+                svc.decide(_intent("warm"))  # drains (no AAPL quote: refused)
+                await asyncio.sleep(0.02)
+                if svc.mid("IBM") is not None:
+                    break
+            assert svc.mid("IBM") is not None
+            pub.publish(b"md.q.MSFT", [_quote("MSFT")])
+            pub.publish(b"md.q.AAPL", [_quote("AAPL")])
+            time.sleep(0.2)  # noqa: ASYNC251 - blocking on purpose: both frames wait, no paced drain runs
+            d = svc.decide(_intent("a"))
+            # the AAPL quote was applied first: the check passed it, and only forwarding failed
+            assert d.reason == RejectReason.EXECUTION_UNAVAILABLE.value
+            assert svc.mid("MSFT") is None  # read, applied only after this callback
+            await asyncio.sleep(0)
+            assert svc.mid("MSFT") == f("100")
+        finally:
+            svc.request_stop()
+            await running
+            pub.close()
+            ctx.term()
+
+    asyncio.run(scenario())
