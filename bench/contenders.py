@@ -77,6 +77,21 @@ def metric_sums(port: int, names: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+def counts_by_label(port: int, name: str, label: str) -> dict[str, float]:
+    """One counter's values by one of its labels, from a Prometheus endpoint (empty when absent)."""
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except requests.RequestException:
+        return {}
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name:
+                key = s.labels.get(label, "")
+                out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
 VENUE_COUNTERS = ("zt_sim_md_messages_total", "zt_sim_md_disconnects_total")
 ZMQ_COUNTERS = ("zt_zmq_gaps_total", "zt_zmq_dropped_total")
 
@@ -188,6 +203,19 @@ class Zerotick(Contender):
         for port in self.metrics_ports().values():
             for k, v in metric_sums(port, ZMQ_COUNTERS).items():
                 out[k] = out.get(k, 0.0) + v
+        return out
+
+    def refusals(self) -> dict[str, float]:
+        """Cumulative refusals on the order path, which explain a probe without an order: risk's
+        rejections by reason, execution's refused order requests."""
+        ports = self.metrics_ports()
+        out = {
+            f"risk {reason}": n
+            for reason, n in counts_by_label(ports["risk"], "zt_risk_decisions_total", "reason").items()
+            if reason != "ok"
+        }
+        refused = counts_by_label(ports["execution"], "zt_exec_orders_total", "outcome").get("refused", 0.0)
+        out["execution refused"] = refused
         return out
 
 

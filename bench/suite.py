@@ -129,6 +129,7 @@ def wire_to_wire(
         for c in contenders:
             c.set_rate(IDLE_RATE)
         before = {c.name: c.counters() for c in contenders}
+        refused0 = {c.name: c.refusals() for c in contenders if isinstance(c, Zerotick)}
         stages0 = {c.name: stage_sums(c) for c in contenders if isinstance(c, Zerotick)}
         cpu0 = host.CpuTimes.now()
         samples: dict[str, list[float]] = {c.name: [] for c in contenders}
@@ -152,6 +153,11 @@ def wire_to_wire(
                 generated[c.name].append((g1 - g0) / (t1 - t0))
                 delivered[c.name].append((d1 - d0) / (t1 - t0))
         after = {c.name: c.counters() for c in contenders}
+        refused = {
+            c.name: {k: d for k, v in c.refusals().items() if (d := v - refused0[c.name].get(k, 0.0))}
+            for c in contenders
+            if isinstance(c, Zerotick)
+        }
         level: dict[str, Any] = {"host": host.CpuTimes.now().since(cpu0), "loadavg": host.loadavg()}
         for c in contenders:
             drops = {k: after[c.name].get(k, 0.0) - before[c.name].get(k, 0.0) for k in after[c.name]}
@@ -163,6 +169,7 @@ def wire_to_wire(
                 "background_msgs_per_s_generated": _mean(generated[c.name]),
                 "md_msgs_per_s_delivered": _mean(delivered[c.name]),
                 "drops": drops,
+                **({"refusals": refused[c.name]} if c.name in refused else {}),
                 **(
                     {"stage_mean_us": stage_means(stages0[c.name], stage_sums(c))}
                     if c.name in stages0
@@ -341,8 +348,9 @@ def table(res: dict[str, Any]) -> str:
         for name, r in level.items():
             if not isinstance(r, dict) or "latency_us" not in r:
                 continue
+            why = ", ".join(f"{k} {v:g}" for k, v in r.get("refusals", {}).items())
             extra = (
-                f"missing {r['missing']}, feed {r['background_msgs_per_s_generated']}/s,"
+                f"missing {r['missing']}{f' ({why})' if why else ''}, feed {r['background_msgs_per_s_generated']}/s,"
                 f" delivered {r['md_msgs_per_s_delivered']}/s"
             )
             row(f"  {name} @ {int(load):,} msg/s", r["latency_us"], extra)
