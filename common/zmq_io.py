@@ -416,11 +416,11 @@ class Subscriber:
             self._malformed(exc)
             return
         track.received += len(msgs)
-        track.recv_metric.inc(len(msgs))
         try:
             self._handler(topic, msgs)
         except Exception:
             log.exception("handler failed", extra={"fields": {"topic": topic.decode(errors="replace")}})
+        track.recv_metric.inc(len(msgs))  # after the handler: its sends come first
 
     def _track(self, topic: bytes) -> _TopicTrack:
         if len(self.topics) >= MAX_TRACKED_TOPICS:
