@@ -205,15 +205,18 @@ class Zerotick(Contender):
                 out[k] = out.get(k, 0.0) + v
         return out
 
-    def refusals(self) -> dict[str, float]:
-        """Cumulative refusals on the order path, which explain a probe without an order: risk's
+    def no_order_causes(self) -> dict[str, float]:
+        """Cumulative counts of what explains a probe without an order: quotes signal skipped
+        because a newer one of the symbol already waited (it trades the probe symbol alone), risk's
         rejections by reason, execution's refused order requests."""
         ports = self.metrics_ports()
-        out = {
-            f"risk {reason}": n
+        skipped = counts_by_label(ports["signal"], "zt_zmq_conflated_total", "topic").get("md.q", 0.0)
+        out = {"signal quotes conflated": skipped}
+        out.update(
+            (f"risk {reason}", n)
             for reason, n in counts_by_label(ports["risk"], "zt_risk_decisions_total", "reason").items()
             if reason != "ok"
-        }
+        )
         refused = counts_by_label(ports["execution"], "zt_exec_orders_total", "outcome").get("refused", 0.0)
         out["execution refused"] = refused
         return out

@@ -8,7 +8,9 @@ Sections (README "Benchmarks" explains each line):
   calibration   bare ZeroMQ REQ/REP round trip over ipc, paced 1 ms apart, at the start and the end
   wire_to_wire  venue writes a probe quote -> venue reads the first byte of the order POST, for
                 zerotick, the naive alpaca-py bot and the minimal client, interleaved in rounds at
-                each background rate; achieved background rate; drops on the order path per load
+                each background rate; achieved background rate; drops on the order path per load;
+                for zerotick, what explains a probe without an order (quotes signal conflated,
+                risk's rejections by reason, execution's refusals)
   risk_check    the numba pre-trade check per order, in process
   risk_rtt      signal -> risk -> signal round trip through zerotick's running risk service
   md_throughput, book   from bench.md_throughput / bench.book when those modules exist
@@ -129,7 +131,7 @@ def wire_to_wire(
         for c in contenders:
             c.set_rate(IDLE_RATE)
         before = {c.name: c.counters() for c in contenders}
-        refused0 = {c.name: c.refusals() for c in contenders if isinstance(c, Zerotick)}
+        causes0 = {c.name: c.no_order_causes() for c in contenders if isinstance(c, Zerotick)}
         stages0 = {c.name: stage_sums(c) for c in contenders if isinstance(c, Zerotick)}
         cpu0 = host.CpuTimes.now()
         samples: dict[str, list[float]] = {c.name: [] for c in contenders}
@@ -153,8 +155,8 @@ def wire_to_wire(
                 generated[c.name].append((g1 - g0) / (t1 - t0))
                 delivered[c.name].append((d1 - d0) / (t1 - t0))
         after = {c.name: c.counters() for c in contenders}
-        refused = {
-            c.name: {k: d for k, v in c.refusals().items() if (d := v - refused0[c.name].get(k, 0.0))}
+        causes = {
+            c.name: {k: d for k, v in c.no_order_causes().items() if (d := v - causes0[c.name].get(k, 0.0))}
             for c in contenders
             if isinstance(c, Zerotick)
         }
@@ -169,7 +171,7 @@ def wire_to_wire(
                 "background_msgs_per_s_generated": _mean(generated[c.name]),
                 "md_msgs_per_s_delivered": _mean(delivered[c.name]),
                 "drops": drops,
-                **({"refusals": refused[c.name]} if c.name in refused else {}),
+                **({"no_order_causes": causes[c.name]} if c.name in causes else {}),
                 **(
                     {"stage_mean_us": stage_means(stages0[c.name], stage_sums(c))}
                     if c.name in stages0
@@ -348,7 +350,7 @@ def table(res: dict[str, Any]) -> str:
         for name, r in level.items():
             if not isinstance(r, dict) or "latency_us" not in r:
                 continue
-            why = ", ".join(f"{k} {v:g}" for k, v in r.get("refusals", {}).items())
+            why = ", ".join(f"{k} {v:g}" for k, v in r.get("no_order_causes", {}).items())
             extra = (
                 f"missing {r['missing']}{f' ({why})' if why else ''}, feed {r['background_msgs_per_s_generated']}/s,"
                 f" delivered {r['md_msgs_per_s_delivered']}/s"
