@@ -1,8 +1,11 @@
 # Two entry points on a fresh machine: `make run` (the whole system on the simulator) and `make test`.
-# The distribution's python3.11 when there is one: Debian and Ubuntu build it with PGO and LTO, and
-# Python code runs ~1.5x faster on it than on a plain source build such as pyenv's (measured:
-# docs/architecture.md, "The interpreter"). PY=/path/to/python3.11 chooses another.
-PY ?= $(firstword $(wildcard /usr/bin/python3.11) python3.11)
+# The distribution's python3.11 when it can make a venv: Debian and Ubuntu build it with PGO and LTO,
+# and Python code runs ~1.5x faster on it than on a plain source build such as pyenv's (measured:
+# docs/architecture.md, "The interpreter"); else the first python3.11 on PATH that can.
+# PY=/path/to/python3.11 chooses another.
+ifeq ($(origin PY),undefined)
+PY := $(shell for p in /usr/bin/python3.11 python3.11; do $$p -c 'import ensurepip, venv' 2>/dev/null && { command -v $$p; break; }; done)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -19,7 +22,7 @@ endif
 .PHONY: setup run down test lint bench bench-deps clean debian-packages
 
 $(STAMP): pyproject.toml constraints.txt
-	@command -v $(PY) >/dev/null || { echo "python3.11 is required"; exit 1; }
+	@test -n "$(PY)" && command -v $(PY) >/dev/null || { echo "python3.11 with venv is required"; exit 1; }
 	$(PY) -m venv --clear $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)

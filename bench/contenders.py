@@ -26,6 +26,7 @@ from typing import Any
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from bench.limits import OPEN_EXECUTION, OPEN_RISK, QUIET_TRIGGERS
 from bench.naive_bot import BOT, KEY, SECRET
@@ -63,32 +64,31 @@ def _sim_section(metrics_port: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def metric_sums(port: int, names: tuple[str, ...]) -> dict[str, float]:
-    """Each named counter summed over its labels, from a Prometheus endpoint (0 when absent)."""
-    out = dict.fromkeys(names, 0.0)
+def _samples(port: int) -> list[Sample]:
+    """Every sample a Prometheus endpoint exposes now (none when it does not answer)."""
     try:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     except requests.RequestException:
-        return out
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name in out:
-                out[s.name] += s.value
+        return []
+    return [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+
+
+def metric_sums(port: int, names: tuple[str, ...]) -> dict[str, float]:
+    """Each named counter summed over its labels, from a Prometheus endpoint (0 when absent)."""
+    out = dict.fromkeys(names, 0.0)
+    for s in _samples(port):
+        if s.name in out:
+            out[s.name] += s.value
     return out
 
 
 def counts_by_label(port: int, name: str, label: str) -> dict[str, float]:
     """One counter's values by one of its labels, from a Prometheus endpoint (empty when absent)."""
-    try:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    except requests.RequestException:
-        return {}
     out: dict[str, float] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == name:
-                key = s.labels.get(label, "")
-                out[key] = out.get(key, 0.0) + s.value
+    for s in _samples(port):
+        if s.name == name:
+            key = s.labels.get(label, "")
+            out[key] = out.get(key, 0.0) + s.value
     return out
 
 

@@ -291,6 +291,10 @@ class _TopicTrack:
         self.recv_metric = ZMQ_RECEIVED.labels(service, family)
 
 
+# a frame read in a drain pass: (track, topic, frame, body offset, message count)
+_PassEntry = tuple[_TopicTrack, bytes, bytes, int, int]
+
+
 class Subscriber:
     """Connects to one or more PUB endpoints; calls ``handler(topic, messages)`` per frame.
 
@@ -331,8 +335,8 @@ class Subscriber:
         self.topics: dict[bytes, _TopicTrack] = {}
         self.untracked = 0  # frames on topics beyond MAX_TRACKED_TOPICS
         self._untracked = _TopicTrack(service, b"untracked", False)
-        # this pass's frames, in arrival order: (track, topic, frame, body offset, count); None = superseded
-        self._pass: list[tuple[_TopicTrack, bytes, bytes, int, int] | None] = []
+        # this pass's frames, in arrival order; None = superseded (or already handed over)
+        self._pass: list[_PassEntry | None] = []
         self._latest: dict[bytes, int] = {}  # conflated topic -> its index in _pass
         self._next_gap_log_ns = 0
         self._gaps_unlogged = 0
@@ -408,7 +412,7 @@ class Subscriber:
             if entry is not None:
                 self._hand_over(entry)
 
-    def _hand_over(self, entry: tuple[_TopicTrack, bytes, bytes, int, int]) -> None:
+    def _hand_over(self, entry: _PassEntry) -> None:
         track, topic, frame, offset, _ = entry
         try:
             msgs = wire.decode_body(frame, topic, offset)
