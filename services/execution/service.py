@@ -287,7 +287,8 @@ class ExecutionService(Service):
         reason = reason or invalid_request(req)
         if not reason:
             it = req.intent
-            blocked = self.gate.blocks(it.side, it.qty, lambda: self._exposure(it.symbol))
+            # The file is read once per order, by the check right before the POST is written.
+            blocked = self.gate.blocks(it.side, it.qty, lambda: self._exposure(it.symbol), read_file=False)
             if blocked is not None:
                 reason = f"{blocked.value}: trading state {self.gate.state or 'unknown'}"
         if not reason and req.intent.deadline_ns and recv > req.intent.deadline_ns:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from common import wire
+from common import trading_state, wire
 from common.clock import wall_ns
 from common.enums import TradingState, TripSource
 from common.fixed import to_fixed
@@ -72,15 +72,35 @@ def test_orders_waiting_for_a_rate_token_do_not_leave_after_a_halt(tmp_path: Pat
     run_with_venue(tmp_path, scenario)
 
 
-def test_a_halt_written_to_the_state_file_closes_the_gate_before_the_next_post(tmp_path: Path) -> None:
+def test_a_halt_written_to_the_state_file_closes_the_gate_before_the_next_post(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is read once per order, by the check right before the POST is written: the request
+    may be accepted on the state execution already knew, and still never leaves."""
+    stats: list[str] = []
+    real_stat = trading_state.os.stat
+
+    def counting_stat(path: Any, *args: Any, **kwargs: Any) -> Any:
+        stats.append(str(path))
+        return real_stat(path, *args, **kwargs)
+
     async def scenario(h: Harness) -> None:
         store = StateStore(h.svc.settings.zmq.run_dir)
+        assert (await _send(h, _request("zt-f.0"))).accepted
+        await until(lambda: _posted(h) == ["zt-f.0"])
+        monkeypatch.setattr(trading_state.os, "stat", counting_stat)
+        assert (await _send(h, _request("zt-f.1"))).accepted
+        await until(lambda: _posted(h) == ["zt-f.0", "zt-f.1"])
+        assert stats == [str(store.path)]
         current = store.load()
         store.save(StateRecord(state=TradingState.HALTED, seq=current.seq + 1, source=TripSource.CLI_OUT_OF_BAND,
                                who="cli", reason="oob", ts_ns=time.time_ns()))  # fmt: skip
-        ack = await _send(h, _request("zt-f.0"))
+        await _send(h, _request("zt-f.2"))
+        await until(lambda: h.svc.tracker.orders["zt-f.2"].status == "submit_failed")
+        assert "halted" in h.svc.tracker.orders["zt-f.2"].reason
+        assert _posted(h) == ["zt-f.0", "zt-f.1"] and h.svc.status()["trading_state"] == "halted"
+        ack = await _send(h, _request("zt-f.3"))
         assert not ack.accepted and "halted" in ack.detail
-        assert _posted(h) == [] and h.svc.status()["trading_state"] == "halted"
 
     run_with_venue(tmp_path, scenario)
 

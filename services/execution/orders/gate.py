@@ -75,10 +75,14 @@ class TradingGate:
             return  # nobody wrote one yet: wait for risk
         self.adopt(record.state, record.seq, "state_file")
 
-    def blocks(self, side: str, qty: int, exposure: Callable[[], OpenExposure]) -> RejectReason | None:
+    def blocks(
+        self, side: str, qty: int, exposure: Callable[[], OpenExposure], *, read_file: bool = True
+    ) -> RejectReason | None:
         """Why this order may not go out now (None: it may). ``exposure`` is asked only in
-        REDUCE_ONLY (it scans the open orders: not on the ACTIVE hot path)."""
-        self.refresh()
+        REDUCE_ONLY (it scans the open orders: not on the ACTIVE hot path). ``read_file=False`` for
+        an early answer that a later call before the write repeats with the file."""
+        if read_file:
+            self.refresh()
         state = self.state
         if state is TradingState.ACTIVE:
             return None
