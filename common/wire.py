@@ -238,10 +238,13 @@ class Reply(_Msg, tag="r"):
 
 
 class PositionsSnapshot(_Msg, tag="ps"):
-    """Execution's position book as of its order-event ``as_of_seq`` (-1: the venue's, not sequenced)."""
+    """Execution's position book as of its order-event ``as_of_seq`` (-1: the venue's, not sequenced).
+    ``book`` names the book (execution's incarnation): its realized P&L is one running figure for as
+    long as the name stays ("": not a book, or not known)."""
 
     as_of_seq: int
     positions: list[Position]
+    book: str = ""
 
 
 # ---- the trading state and the kill switch ---------------------------------------------------

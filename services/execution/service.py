@@ -368,7 +368,9 @@ class ExecutionService(Service):
             return wire.Reply(ok=False, detail="not ready: venue positions not loaded yet")
         now = wall_ns()
         positions = [p.to_wire(now) for p in self.tracker.positions.all()]
-        return wire.PositionsSnapshot(as_of_seq=self.events.last_seq, positions=positions)
+        return wire.PositionsSnapshot(
+            as_of_seq=self.events.last_seq, positions=positions, book=self.journal.incarnation
+        )
 
     async def _positions_reply(self) -> wire.PositionsSnapshot | wire.Reply:
         """The venue's positions right now (not sequenced with order events: ``as_of_seq`` -1)."""

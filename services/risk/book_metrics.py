@@ -2,8 +2,10 @@
 books (``common.positions``) and rendered as floats only in the gauges.
 
 Books: ``all`` is the account's (risk's own book: execution's snapshot plus every fill since);
-each configured strategy has its own book, moved by the fills carrying its name since risk started
-(fills of unconfigured strategies, and of orders zerotick adopted, share ``other``).
+each configured strategy has its own book, moved by every fill carrying its name in execution's
+order-event sequence (its journal): risk replays the sequence from the start when it starts, so a
+restarted risk shows the same books (fills of unconfigured strategies, and of orders zerotick
+adopted, share ``other``).
 Marks: the mid of the latest quote. A position without a quote is valued at its entry price and
 shows no unrealized P&L. Model equity: the account's cash (from the venue's latest account
 snapshot) plus every position at its mark; venue equity: that snapshot's own figure.
@@ -32,8 +34,18 @@ class StrategyBooks:
     def __init__(self, fold: LabelFold) -> None:
         self._fold = fold
         self.books: dict[str, PositionBook] = {}
+        self._sequence = ""  # the order-event sequence the fills come from (execution's journal id)
+        self.last_seq = 0  # the last fill applied: a replay of the same sequence is not counted again
+
+    def follow(self, sequence: str) -> None:
+        """Fills come from ``sequence`` from now on; a new one is counted from its start."""
+        if sequence != self._sequence:
+            self._sequence, self.last_seq = sequence, 0
 
     def on_fill(self, fill: wire.Fill) -> None:
+        if fill.seq <= self.last_seq:
+            return
+        self.last_seq = fill.seq
         label = self._fold(fill.strategy)
         book = self.books.get(label)
         if book is None:

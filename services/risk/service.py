@@ -349,6 +349,7 @@ class RiskService(Service):
         if not self.positions_loaded:
             self._early_fills.append(ev)
             return
+        self.strategy_books.on_fill(ev)  # every fill of the sequence, replayed ones included
         if ev.seq <= self._positions_as_of:
             self.risk.on_fill_pending_only(ev)  # already in the snapshot's positions
             return
@@ -356,7 +357,6 @@ class RiskService(Service):
 
     def _apply_fill(self, ev: wire.Fill) -> None:
         pos, reconciled = self.risk.on_fill(ev)
-        self.strategy_books.on_fill(ev)
         if reconciled:
             RECONCILED.labels(ev.symbol).inc()
             log.warning(
@@ -383,7 +383,7 @@ class RiskService(Service):
             if generation != self._positions_generation:
                 return  # execution restarted while we waited: this snapshot is of the old process
             try:
-                positions, as_of = _parse_positions(reply)
+                positions, as_of, book = _parse_positions(reply)
             except ValueError as exc:
                 # typically "not ready" (execution waits for the venue) and the same every second:
                 # logged when the answer changes, then as a reminder with the count of repeats
@@ -395,9 +395,10 @@ class RiskService(Service):
             total_before = self.risk.total_pnl
             self.risk.set_positions(positions)
             if self.trading_day.day is not None:
-                # execution restarted: its P&L starts over, the day's does not (fills since are trades)
-                self.trading_day.rebase(total_before, self.risk.total_pnl)
+                # execution restarted: a new book's P&L starts over, the day's does not
+                self.trading_day.rebase(total_before, self.risk.total_pnl, book)
             self._positions_as_of = as_of
+            self.strategy_books.follow(book.partition(".")[0])
             for p in positions:
                 self._publish_position(p.symbol)
             self.positions_loaded = True
@@ -406,7 +407,7 @@ class RiskService(Service):
             for f in early:
                 self._on_order_event(f)
             if self.trading_day.day is None:
-                self.trading_day.begin(wall_ns(), self.risk.total_pnl, self.risk.realized_pnl)
+                self.trading_day.begin(wall_ns(), self.risk.total_pnl, self.risk.realized_pnl, book)
             self.risk.set_day_baseline(self.trading_day.baseline)
             log.info("positions loaded", extra=kv(symbols=len(positions), as_of_seq=as_of))
             return
@@ -495,8 +496,9 @@ class RiskService(Service):
         }
 
 
-def _parse_positions(reply: Any) -> tuple[list[wire.Position], int]:
-    """Positions and the event seq they are as of, from execution's ``positions`` reply.
+def _parse_positions(reply: Any) -> tuple[list[wire.Position], int, str]:
+    """Positions, the event seq they are as of and the book's name, from execution's ``positions``
+    reply.
 
     Without ``as_of_seq`` the snapshot cannot be lined up with the fills: applying it would count
     fills twice or miss them, so it is refused (ValueError) like any malformed reply."""
@@ -506,7 +508,7 @@ def _parse_positions(reply: Any) -> tuple[list[wire.Position], int]:
         raise ValueError(f"expected a PositionsSnapshot, got {type(reply).__name__}")
     if reply.as_of_seq < 0:
         raise ValueError(f"not a sequenced snapshot (as_of_seq {reply.as_of_seq})")
-    return reply.positions, reply.as_of_seq
+    return reply.positions, reply.as_of_seq, reply.book
 
 
 SERVICE_CLASS = RiskService

@@ -1,22 +1,27 @@
 """The trading day the daily loss limit counts: when each day starts, and the P&L it counts from.
 
-Risk's total P&L (realized plus unrealized at the marks) runs over the positions it was given, and
-its realized part starts over when execution restarts (Alpaca reports no realized P&L, so
-execution's counts from its own start). The day's P&L is that total less a baseline, kept in two
-parts: the realized P&L and the unrealized P&L when the day began.
+Risk's total P&L (realized plus unrealized at the marks) runs over the positions it was given. Its
+realized part is execution's positions book's: the same running figure across restarts of either
+service while the book is the same (``PositionsSnapshot.book``: execution's journal and book epoch),
+starting over with a new book (a new journal, or positions re-based on the venue). The day's P&L is
+that total less a baseline, kept in two parts: the realized P&L and the unrealized P&L when the day
+began.
 
 * A new day (``risk.day_starts_at`` in ``risk.day_timezone``, default midnight in New York) takes
   both from the P&L then: the day starts at 0.
-* A jump of the total without trading (a new positions snapshot after execution restarted) moves
-  the realized part by the jump (``rebase``): the day's P&L stays where it was.
-* Risk starting: the day's realized P&L so far and the unrealized at the day's start come from the
-  record of the same day, so positions marked again by the next quotes are counted once; with no
-  record of today, the day starts then (positions without a quote yet count from their entry).
+* A new positions snapshot while risk runs (execution restarted): from the same book the total's
+  change is fills risk had not applied yet, which count; from a new book the total jumps without
+  trading, and the realized part of the baseline moves by the jump (``rebase``): the day's P&L stays.
+* Risk starting: the record of the same day gives the realized P&L so far and the unrealized at the
+  day's start, so positions marked again by the next quotes are counted once. When the record is
+  of the same book, it also holds the book's realized P&L when it was written, so fills while risk
+  was down count in the day; of another book they cannot be told from the new book's start, and the
+  note says they are not counted. With no record of today, the day starts then (positions without a
+  quote yet count from their entry).
 
 The record is written to ``<run_dir>/risk.trading_day.json`` atomically whenever it changed, at
-most once per risk heartbeat: a risk restarted the same day resumes at most one heartbeat behind,
-and realized P&L from fills while it was down is not counted. A record that cannot be read is
-logged as an error and set aside; the day then starts over (status shows why).
+most once per risk heartbeat. A record that cannot be read is logged as an error and set aside; the
+day then starts over (status shows why).
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class DayRecord(msgspec.Struct, frozen=True, kw_only=True):
     unrealized_at_start: Annotated[int, _MONEY]  # the unrealized P&L the day started from
     ts_ns: int  # wall ns it was recorded
     note: str = ""  # why the day does not count from its true start, when it does not
+    book: str = ""  # execution's positions book the realized figures are of ("": not known)
+    book_realized: Annotated[int, _MONEY] = 0  # that book's realized P&L when recorded
 
 
 _enc = msgspec.json.Encoder()
@@ -65,7 +72,8 @@ class TradingDay:
         self.base_unrealized = 0
         self.note = ""
         self.next_start_ns = 0  # wall ns the next day starts
-        self._saved: tuple[date, int, int] | None = None  # (day, realized, unrealized at start) written
+        self.book = ""  # execution's positions book the realized P&L is of ("": not known)
+        self._saved: tuple[date, int, int, str, int] | None = None  # the figures last written
         self._write_failing = False
 
     @property
@@ -83,14 +91,28 @@ class TradingDay:
         """Wall ns at which trading day ``day`` starts (its local start time, DST included)."""
         return int(datetime.combine(day, self.starts_at, self.tz).timestamp() * 1_000_000) * 1000
 
-    def begin(self, wall_ns: int, total: int, realized: int) -> None:
+    def begin(self, wall_ns: int, total: int, realized: int, book: str = "") -> None:
         """At risk's start, once the P&L is known: the day resumes from the record when it is
-        today's, else starts now."""
+        today's, else starts now. ``book``: the positions book ``realized`` is of."""
         today = self.day_of(wall_ns)
         record, note = self._load()
+        self.book = book
         if record is not None and record.day == today:
-            self._enter(today, realized - record.realized, record.unrealized_at_start, record.note)
-            log.info("trading day resumed", extra=kv(day=str(today), realized_nanos=record.realized))
+            if book and record.book == book:
+                # the same running figure: the fills since the record count in the day
+                self._enter(
+                    today, record.book_realized - record.realized, record.unrealized_at_start, record.note
+                )
+                missed = realized - record.book_realized
+            else:
+                self._enter(today, realized - record.realized, record.unrealized_at_start, record.note)
+                missed = 0
+                if record.book and book != record.book:
+                    self.note = "positions book changed while risk was down: its fills then are not counted"
+            log.info(
+                "trading day resumed",
+                extra=kv(day=str(today), realized_nanos=record.realized, realized_since_record_nanos=missed),
+            )
         else:
             note = note or "risk started during the day: counted from then"
             self._enter(today, realized, total - realized, note)
@@ -107,8 +129,12 @@ class TradingDay:
         log.info("trading day rolled", extra=kv(day=str(day)))
         return True
 
-    def rebase(self, total_before: int, total_after: int) -> None:
-        """The total jumped without trading (a new positions snapshot): the day's P&L stays."""
+    def rebase(self, total_before: int, total_after: int, book: str = "") -> None:
+        """A new positions snapshot while the day runs. From the same book the change is fills not
+        applied yet: trades. From another book the total jumped without trading: the day's P&L stays."""
+        if book and book == self.book:
+            return
+        self.book = book
         self.base_realized += total_after - total_before
 
     def pnl(self, total: int) -> int:
@@ -118,13 +144,14 @@ class TradingDay:
         """The file's new content when it changed since the last write, else None."""
         if self.day is None:
             return None
-        now = (self.day, realized - self.base_realized, self.base_unrealized)
+        now = (self.day, realized - self.base_realized, self.base_unrealized, self.book, realized)
         if self._saved == now:
             return None
         self._saved = now
         doc = DayRecord(
-            day=now[0], realized=now[1], unrealized_at_start=now[2], ts_ns=wall_ns, note=self.note
-        )
+            day=now[0], realized=now[1], unrealized_at_start=now[2], ts_ns=wall_ns, note=self.note,
+            book=self.book, book_realized=realized,
+        )  # fmt: skip
         return _enc.encode(doc) + b"\n"
 
     def save(self, data: bytes) -> None:

@@ -1,5 +1,5 @@
 """An in-process stand-in for execution on real sockets: a sequenced event log answered by Replay,
-a positions snapshot with ``as_of_seq``, order acks that refuse a reused client_order_id, and
+a positions snapshot with ``as_of_seq`` and its book, order acks that refuse a reused client_order_id, and
 heartbeats whose pid a test can change to play a restart. Any answer can be held back on a gate."""
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ class FakeExecution(Service):
         self.as_of: int | None = None  # None: len(log); a test may set any value, or a bad reply
         self.bad_positions_reply: wire.Reply | None = None
         self.pid = 1000
+        self.book = ""  # the incarnation its heartbeats and positions snapshots name
+        self.boot = 0
         self.orders: dict[str, wire.OrderRequest] = {}
         self.refused: list[str] = []
         self.positions_requests = 0
@@ -49,7 +51,7 @@ class FakeExecution(Service):
             seq += 1
             hb = wire.Heartbeat(
                 service=self.name, pid=self.pid, seq=seq, state="ok",
-                last_event_seq=self.last_event_seq(), ts_ns=wall_ns(),
+                last_event_seq=self.last_event_seq(), ts_ns=wall_ns(), incarnation=self.book, boot=self.boot,
             )  # fmt: skip
             self.pub.publish(topics.heartbeat(self.name), [hb])
             await asyncio.sleep(self.settings.zmq.heartbeat_interval_ms / 1000)
@@ -77,7 +79,7 @@ class FakeExecution(Service):
         # the snapshot is taken when the request arrives, as execution does
         as_of = self.as_of if self.as_of is not None else len(self.log)
         reply = self.bad_positions_reply or wire.PositionsSnapshot(
-            as_of_seq=as_of, positions=list(self.positions)
+            as_of_seq=as_of, positions=list(self.positions), book=self.book
         )
         return self._gated(gate, lambda: reply)
 

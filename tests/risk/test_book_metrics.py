@@ -129,7 +129,7 @@ def test_risk_service_exports_its_books_account_and_quote_ages(tmp_path: Path) -
                 exch_ns=now - 2 * 10**9, recv_ns=now,
             ))  # fmt: skip
             for x in FILLS[:3]:
-                svc._apply_fill(x)
+                svc._on_order_event(x)
             svc._on_account(b"ac.account", [wire.Account(
                 cash=f("98900"), buying_power=f("98900"), equity=f("100049.5"), last_equity=f("100000"), ts_ns=now,
             )])  # fmt: skip

@@ -83,6 +83,29 @@ def test_a_restart_the_same_day_resumes_the_day_s_p_and_l_even_if_the_total_star
     assert again.pnl(usd("-80")) == usd("-1280")
 
 
+def test_a_restart_on_the_same_book_counts_the_fills_while_risk_was_down(tmp_path: Path) -> None:
+    first = TradingDay(NY, time(0, 0), tmp_path)
+    first.begin(ns("2026-11-30T09:00:00-05:00"), usd("1000"), usd("1000"), book="j1.0")
+    save(first, ns("2026-11-30T11:00:00-05:00"), usd("800"))  # 200 lost today
+    # risk is down; execution realizes another 300 loss on the same book
+    again = TradingDay(NY, time(0, 0), tmp_path)
+    again.begin(ns("2026-11-30T11:05:00-05:00"), usd("500"), usd("500"), book="j1.0")
+    assert again.pnl(usd("500")) == usd("-500")
+    # on another book the figure in between cannot be told from the new book's start
+    other = TradingDay(NY, time(0, 0), tmp_path)
+    other.begin(ns("2026-11-30T11:05:00-05:00"), usd("40"), usd("40"), book="j2.0")
+    assert other.pnl(usd("40")) == usd("-200") and "book changed" in other.note
+
+
+def test_a_snapshot_of_the_same_book_moves_the_day_by_its_fills(tmp_path: Path) -> None:
+    day = TradingDay(NY, time(0, 0), tmp_path)
+    day.begin(ns("2026-11-30T09:00:00-05:00"), 0, 0, book="j1.0")
+    day.rebase(usd("-800"), usd("-900"), book="j1.0")  # a fill risk had not applied: a trade
+    assert day.pnl(usd("-900")) == usd("-900")
+    day.rebase(usd("-900"), usd("0"), book="j1.1")  # re-based on the venue: no trade
+    assert day.pnl(usd("0")) == usd("-900")
+
+
 def test_unrealized_p_and_l_is_counted_once_across_a_restart(tmp_path: Path) -> None:
     """Positions are valued at their entry until the next quote marks them: the record keeps the
     unrealized P&L the day started from, not a figure that already holds the marks."""
