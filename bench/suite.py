@@ -378,7 +378,7 @@ def table(res: dict[str, Any]) -> str:
     for name in ("approved_us", "rejected_us"):
         st = res["risk_rtt"].get(name, {})
         row(f"  {name.removesuffix('_us')}", st, f"failures {st.get('failures', '-')}")
-    for section in ("md_throughput", "book"):
+    for section in ("md_throughput", "book", "journal_start"):
         sec = res[section]
         if not sec.get("available"):
             lines.append(f"{section}: not available")
@@ -494,6 +494,7 @@ def run_suite(plan: Plan, quick: bool, idle_poll: bool, cpus: set[int] | None = 
     res["risk_check"] = risk_check(plan.risk_check_orders)
     res["md_throughput"] = optional_module("md_throughput", quick)
     res["book"] = optional_module("book", quick)
+    res["journal_start"] = optional_module("journal_start", quick)
     res["calibration"]["end"] = calibration(plan.calibration_n)
     res["meta"]["cpu"] = host.CpuTimes.now().since(cpu0)
     res["meta"]["loadavg_end"] = host.loadavg()

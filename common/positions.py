@@ -13,6 +13,8 @@ from fractions import Fraction
 from common import wire
 from common.fixed import SCALE
 
+ExactPosition = tuple[str, int, str, str]  # symbol, qty nanos, cost and realized as exact rationals
+
 
 def _round_half_even(x: Fraction) -> int:
     return round(x)  # Fraction.__round__ rounds half to even
@@ -33,6 +35,15 @@ class SymbolPosition:
     def realized_pnl(self) -> int:
         """Realized P&L in nanos of money."""
         return _round_half_even(self.realized / SCALE)
+
+    def exact(self) -> ExactPosition:
+        """Everything the position is, with nothing rounded (``from_exact`` reads it back)."""
+        return (self.symbol, self.qty, str(self.cost), str(self.realized))
+
+    @classmethod
+    def from_exact(cls, p: ExactPosition) -> SymbolPosition:
+        symbol, qty, cost, realized = p
+        return cls(symbol, qty, Fraction(cost), Fraction(realized))
 
     def apply_fill(self, side: str, qty: int, px: int) -> None:
         if qty <= 0 or px < 0:
@@ -98,3 +109,14 @@ class PositionBook:
 
     def all(self) -> list[SymbolPosition]:
         return list(self._by_symbol.values())
+
+    def exact(self) -> list[ExactPosition]:
+        return [p.exact() for p in self._by_symbol.values()]
+
+    @classmethod
+    def from_exact(cls, positions: list[ExactPosition]) -> PositionBook:
+        book = cls()
+        for p in positions:
+            pos = SymbolPosition.from_exact(p)
+            book._by_symbol[pos.symbol] = pos
+        return book

@@ -45,7 +45,7 @@ def test_quick_suite_writes_every_section(tmp_path: Path) -> None:
     res = orjson.loads(out.read_bytes())
 
     assert set(res) >= {"meta", "calibration", "wire_to_wire", "risk_check", "risk_rtt", "md_throughput",
-                        "book", "memory", "startup"}  # fmt: skip
+                        "book", "journal_start", "memory", "startup"}  # fmt: skip
     meta = res["meta"]
     assert meta["quick"] is True and meta["idle_poll"] is False
     usable = sorted(os.sched_getaffinity(0))
@@ -100,6 +100,15 @@ def test_quick_suite_writes_every_section(tmp_path: Path) -> None:
     for section in ("md_throughput", "book"):
         assert isinstance(res[section]["available"], bool)
         assert "error" not in res[section], res[section]
+    journal = res["journal_start"]
+    assert journal["available"] and "error" not in journal, journal
+    # a start from the snapshot reads the kept orders' updates, not the history (counts, not times)
+    assert journal["result"]["events_read_whole"] == journal["result"]["events"]
+    assert (
+        journal["result"]["events_read_from_snapshot"]
+        == journal["result"]["orders_rebuilt_from_snapshot"]
+        == 1000
+    )
 
     assert set(res["memory"]) == set(CONTENDERS)
     assert set(res["memory"]["zerotick"]) == {"sim", "market_data", "signal", "risk", "execution"}

@@ -14,9 +14,10 @@ import pytest
 
 from common import trading_state, wire
 from common.clock import wall_ns
-from common.enums import TradingState, TripSource
+from common.enums import RejectReason, TradingState, TripSource
 from common.fixed import to_fixed
 from common.trading_state import StateRecord, StateStore
+from services.execution.orders.gate import OpenExposure, TradingGate
 from tests.execution.test_service import run as run_with_venue
 from tests.kit.execution import Harness
 from tests.kit.waiting import until
@@ -44,6 +45,10 @@ async def _trip(h: Harness, state: TradingState, seq: int) -> wire.TripReport:
     report = await h.orders.request(wire.Trip(state=state, seq=seq), timeout_ms=5000)
     assert isinstance(report, wire.TripReport), report
     return report
+
+
+def _no_exposure() -> OpenExposure:
+    return OpenExposure(position=0, open_buy=0, open_sell=0)
 
 
 def _posted(h: Harness) -> list[str]:
@@ -103,6 +108,15 @@ def test_a_halt_written_to_the_state_file_closes_the_gate_before_the_next_post(
         assert not ack.accepted and "halted" in ack.detail
 
     run_with_venue(tmp_path, scenario)
+
+
+def test_a_gate_that_knows_no_state_yet_reads_the_file_even_for_an_early_answer(tmp_path: Path) -> None:
+    gate = TradingGate(tmp_path)  # execution starts before risk wrote the state file
+    assert gate.blocks("buy", 1, _no_exposure, read_file=False) is RejectReason.HALTED  # closed: unknown
+    StateStore(tmp_path).save(StateRecord(state=TradingState.ACTIVE, seq=0, source=TripSource.CLI_OUT_OF_BAND,
+                                          who="risk", reason="first start", ts_ns=time.time_ns()))  # fmt: skip
+    assert gate.blocks("buy", 1, _no_exposure, read_file=False) is None  # risk's first event not yet in
+    assert gate.state is TradingState.ACTIVE
 
 
 def test_reduce_only_lets_through_only_what_shrinks_the_position(tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ full simulator; only what execution uses is implemented."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -256,3 +257,14 @@ def _now() -> str:
     return (
         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
     )
+
+
+@contextlib.asynccontextmanager
+async def tiny_venue() -> AsyncIterator[TinyVenue]:
+    """A started TinyVenue, stopped on the way out."""
+    venue = TinyVenue()
+    await venue.start()
+    try:
+        yield venue
+    finally:
+        await venue.stop()

@@ -28,12 +28,16 @@ class EventLog:
         self._events.append(stamped)
         return stamped
 
-    def restore(self, events: list[OrderEvent]) -> None:
-        """Continue a journaled sequence: keep its newest events, go on from its last seq."""
+    def restore(self, events: list[OrderEvent], last_seq: int = 0) -> None:
+        """Continue a journaled sequence: keep its newest events (the contiguous tail of it), go on
+        from its last seq (``last_seq`` when that is later: the events after it are not kept)."""
         for ev in events:
             if ev.seq > self.last_seq:
                 self._events.append(ev)
                 self.last_seq = ev.seq
+        if last_seq > self.last_seq:
+            self._events.clear()
+            self.last_seq = last_seq
 
     @property
     def first_seq(self) -> int:

@@ -80,8 +80,9 @@ class TradingGate:
     ) -> RejectReason | None:
         """Why this order may not go out now (None: it may). ``exposure`` is asked only in
         REDUCE_ONLY (it scans the open orders: not on the ACTIVE hot path). ``read_file=False`` for
-        an early answer that a later call before the write repeats with the file."""
-        if read_file:
+        an early answer that a later call before the write repeats with the file; the file is read
+        all the same while no state is known."""
+        if read_file or self.state is None:
             self.refresh()
         state = self.state
         if state is TradingState.ACTIVE:

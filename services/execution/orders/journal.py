@@ -13,6 +13,14 @@ restarted execution continues the same sequence). Also: the positions base (venu
 seq), the ids of orders whose fills are already in that base, and meta (journal id, book epoch,
 boots).
 
+Start-up reads what changed since the last book snapshot, not the whole history
+(``record_snapshot``, taken by execution when it is ready, every ``SNAPSHOT_EVERY`` events and when
+it stops): the book at a seq ``S`` exactly (cost and realized P&L as rationals), the orders worth
+keeping (open ones and the newest closed ones: each by the seq of its last update) and the submits'
+rowid then; every other order's id joins ``retired``. ``load`` then reads the kept orders' last
+updates, the events after ``S``, the submits after that rowid (and the kept orders'), and the
+retired ids. Nothing is deleted: ``events_after`` still serves any seq to a peer that replays.
+
 Durability: ``synchronous=NORMAL`` in WAL mode. A commit is in the OS page cache when it returns, so
 a SIGKILL at any instant loses nothing committed (SQLite's WAL is atomic per transaction); the same
 holds for a submit record once its ``write()`` returned (records carry their length and a CRC32, so a
@@ -50,6 +58,7 @@ import orjson
 from common import wire
 from common.clock import wall_ns
 from common.log import kv
+from common.positions import ExactPosition
 from services.execution.metrics import JOURNAL_OK, JOURNAL_WRITE, JOURNAL_WRITE_ERRORS
 from services.execution.orders.event_log import OrderEvent
 
@@ -68,7 +77,14 @@ CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, ev BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS base (id INTEGER PRIMARY KEY CHECK (id = 1), as_of_seq INTEGER NOT NULL,
     epoch INTEGER NOT NULL, ts_ns INTEGER NOT NULL, positions BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS retired (coid TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), as_of_seq INTEGER NOT NULL,
+    epoch INTEGER NOT NULL, ts_ns INTEGER NOT NULL, submits_rowid INTEGER NOT NULL, book BLOB NOT NULL,
+    kept BLOB NOT NULL);
 """
+SNAPSHOT_EVERY = 10_000  # events between book snapshots: what a start reads beyond the kept orders
+KEEP_CLOSED = 1_000  # closed orders a snapshot keeps for the next start (the newest)
+
+KeptOrder = tuple[str, int]  # client_order_id, seq of its last update (0: none yet)
 
 
 class JournalError(RuntimeError):
@@ -95,15 +111,50 @@ class Submit:
 class Recovered:
     """What a previous run left: everything execution rebuilds its state from."""
 
+    # the kept orders' last updates up to the snapshot, then every event after it, in seq order
     events: list[OrderEvent] = field(default_factory=list)
     submits: dict[str, Submit] = field(default_factory=dict)  # the newest attempt per client_order_id
     base_seq: int = -1  # -1: no positions base yet (a first start)
     base_ts_ns: int = 0
     base_positions: list[wire.Position] = field(default_factory=list)
     retired: set[str] = field(default_factory=set)
+    last_seq: int = 0  # the sequence's last seq
+    tail_after: int = -1  # the events after this seq are all in ``events`` (the contiguous tail)
+    book_seq: int = -1  # ``book`` is the positions at this seq (-1: no usable snapshot: use the base)
+    book: list[ExactPosition] = field(default_factory=list)
 
 
 SubmitRecord = tuple[str, int, int, dict[str, Any]]  # client_order_id, attempt, ts_ns, body
+
+
+def _kept(blob: bytes) -> list[KeptOrder]:
+    out: list[KeptOrder] = []
+    for coid, seq in orjson.loads(blob):
+        if not isinstance(coid, str) or not isinstance(seq, int):
+            raise ValueError(f"not a kept order: {coid!r}, {seq!r}"[:200])
+        out.append((coid, seq))
+    return out
+
+
+def _exact(p: Any) -> ExactPosition:
+    symbol, qty, cost, realized = p
+    if not (
+        isinstance(symbol, str)
+        and isinstance(qty, int)
+        and isinstance(cost, str)
+        and isinstance(realized, str)
+    ):
+        raise ValueError(f"not an exact position: {p!r}"[:200])
+    return (symbol, qty, cost, realized)
+
+
+def _decode_events(rows: Iterable[tuple[bytes]]) -> list[OrderEvent]:
+    out: list[OrderEvent] = []
+    for (blob,) in rows:
+        ev = wire.decode(blob)
+        if isinstance(ev, wire.OrderUpdate | wire.Fill):
+            out.append(ev)
+    return out
 
 
 def encode_submit(client_order_id: str, attempt: int, ts_ns: int, body: dict[str, Any]) -> bytes:
@@ -148,6 +199,10 @@ class SqliteJournal:
         self._unflushed: list[SubmitRecord] = []  # in the log, not yet in the submits table
         self._submit_write_ns: list[int] = []  # how long each logged submit's write took, not yet observed
         self._flush_scheduled = False
+        self.snapshot_seq = -1  # as_of_seq of the last book snapshot (-1: none)
+        self._snapshot_rowid = 0  # the submits' rowid then
+        self._orphans: list[str] = []  # submitted ids the last snapshot kept though nobody tracked them
+        self._retired_written: set[str] = set()  # ids in the retired table (read by load)
         try:
             self._open()
         except (sqlite3.Error, OSError) as exc:
@@ -326,6 +381,40 @@ class SqliteJournal:
                 db.executemany("INSERT OR IGNORE INTO retired (coid) VALUES (?)", rows)
         except (sqlite3.Error, OSError, JournalError) as exc:
             self._failed(exc, "retired")
+            return
+        self._retired_written.update(c for (c,) in rows)
+
+    def record_snapshot(
+        self, as_of_seq: int, book: list[ExactPosition], kept: list[KeptOrder], retired: set[str]
+    ) -> None:
+        """The book at ``as_of_seq`` and the orders the next start rebuilds; ``retired``: every other
+        order's id (those already written are skipped). A journaled submit of an id in neither is
+        kept too: a submit is forgotten only once its order is known closed. One transaction."""
+        self.flush_submits()
+        new_retired = [(c,) for c in retired - self._retired_written]
+        try:
+            db = self._conn()
+            (rowid,) = db.execute("SELECT coalesce(max(rowid), 0) FROM submits").fetchone()
+            known = retired | {coid for coid, _ in kept}
+            since = db.execute(
+                "SELECT DISTINCT coid FROM submits WHERE rowid > ? AND rowid <= ?",
+                (self._snapshot_rowid, rowid),
+            )
+            orphans = [c for c in dict.fromkeys([*self._orphans, *(c for (c,) in since)]) if c not in known]
+            kept = [*kept, *((c, 0) for c in orphans)]
+            with db:
+                db.execute("BEGIN")
+                db.executemany("INSERT OR IGNORE INTO retired (coid) VALUES (?)", new_retired)
+                db.execute(
+                    "INSERT OR REPLACE INTO snapshot (id, as_of_seq, epoch, ts_ns, submits_rowid, book, kept)"
+                    " VALUES (1, ?, ?, ?, ?, ?, ?)",
+                    (as_of_seq, self.book_epoch, wall_ns(), rowid, orjson.dumps(book), orjson.dumps(kept)),
+                )
+        except (sqlite3.Error, OSError, JournalError) as exc:
+            self._failed(exc, "snapshot")
+            return
+        self._retired_written.update(c for (c,) in new_retired)
+        self.snapshot_seq, self._snapshot_rowid, self._orphans = as_of_seq, rowid, orphans
 
     def set_meta(self, key: str, value: str) -> None:
         try:
@@ -347,12 +436,7 @@ class SqliteJournal:
         rows = self._db.execute(
             "SELECT ev FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
         ).fetchall()
-        out: list[OrderEvent] = []
-        for (blob,) in rows:
-            ev = wire.decode(blob)
-            if isinstance(ev, wire.OrderUpdate | wire.Fill):
-                out.append(ev)
-        return out
+        return _decode_events(rows)
 
     @property
     def submits(self) -> list[tuple[str, int, dict[str, Any]]]:
@@ -369,21 +453,54 @@ class SqliteJournal:
         if self._db is None:
             return rec
         db = self._db
-        rec.events = self.events_after(-1, 1 << 62)
-        for coid, attempt, ts_ns, body in db.execute(
-            "SELECT coid, attempt, ts_ns, body FROM submits ORDER BY rowid"
-        ):
+        row = db.execute("SELECT as_of_seq, epoch, ts_ns, positions FROM base WHERE id = 1").fetchone()
+        base_epoch = -1
+        if row is not None:
+            rec.base_seq, base_epoch, rec.base_ts_ns = int(row[0]), int(row[1]), int(row[2])
+            rec.base_positions = msgspec.msgpack.decode(row[3], type=list[wire.Position])
+        snap = db.execute(
+            "SELECT as_of_seq, epoch, submits_rowid, book, kept FROM snapshot WHERE id = 1"
+        ).fetchone()
+        try:
+            kept: list[KeptOrder] = _kept(snap[4]) if snap is not None else []
+            book: list[ExactPosition] = [_exact(p) for p in orjson.loads(snap[3])] if snap is not None else []
+        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+            log.error("book snapshot unreadable: reading the whole journal", extra=kv(error=str(exc)[:200]))
+            snap = None
+        if snap is None:
+            rec.events = self.events_after(-1, 1 << 62)
+            submits = db.execute("SELECT coid, attempt, ts_ns, body FROM submits ORDER BY rowid")
+        else:
+            as_of, epoch, submits_rowid = int(snap[0]), int(snap[1]), int(snap[2])
+            seqs = orjson.dumps([seq for _, seq in kept if seq])
+            coids = orjson.dumps([coid for coid, _ in kept])
+            rows = db.execute(
+                "SELECT ev FROM events WHERE seq > ? OR seq IN (SELECT value FROM json_each(?)) ORDER BY seq",
+                (as_of, seqs),
+            ).fetchall()
+            rec.events = _decode_events(rows)
+            rec.tail_after = self.snapshot_seq = as_of
+            self._snapshot_rowid = submits_rowid
+            self._orphans = [coid for coid, seq in kept if not seq]
+            if epoch == base_epoch and as_of >= rec.base_seq:  # not re-based since: the book is current
+                rec.book_seq = as_of
+                rec.book = book
+            submits = db.execute(
+                "SELECT coid, attempt, ts_ns, body FROM submits"
+                " WHERE rowid > ? OR coid IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+                (submits_rowid, coids),
+            )
+        for coid, attempt, ts_ns, body in submits:
             try:
                 doc = orjson.loads(body)
             except orjson.JSONDecodeError:
                 log.error("unreadable journaled submit skipped", extra=kv(coid=coid))
                 continue
             rec.submits[coid] = Submit(coid, attempt, ts_ns, doc)
-        row = db.execute("SELECT as_of_seq, ts_ns, positions FROM base WHERE id = 1").fetchone()
-        if row is not None:
-            rec.base_seq, rec.base_ts_ns = int(row[0]), int(row[1])
-            rec.base_positions = msgspec.msgpack.decode(row[2], type=list[wire.Position])
+        (last,) = db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        rec.last_seq = max(int(last), rec.tail_after, 0)
         rec.retired = {c for (c,) in db.execute("SELECT coid FROM retired")}
+        self._retired_written = set(rec.retired)
         return rec
 
     # ---- health ----------------------------------------------------------------------------------

@@ -219,6 +219,7 @@ class TrackedOrder:
     last_post_ns: int = 0  # when our last POST of it was written (an unknown outcome may land later)
     created_ns: int = field(default_factory=wall_ns)  # when execution started tracking it
     updated_ns: int = 0  # when execution last published an update of it
+    update_seq: int = 0  # the seq of its last published update (0: none yet)
     history: list[str] = field(default_factory=list)
 
     @property

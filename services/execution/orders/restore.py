@@ -1,8 +1,10 @@
 """Execution's state rebuilt from its journal after a restart (SIGKILL at any instant included).
 
-From the journaled events: the sequence continues at the last seq; every order ever sent is tracked
-again with its last published state; the positions book is the journaled base (venue positions at a
-seq) plus every journaled Fill after it. A submit journaled without any event after it is an order
+From the journal: the sequence continues at the last seq; the orders the last book snapshot kept
+(open ones and the newest closed ones), and every order after it, are tracked again with their last
+published state, and every other id ever sent stays refused; the positions book is the snapshot's
+(exact, at its seq) or, when there is none or the book was re-based on the venue since, the base
+(venue positions at a seq), plus every journaled Fill after that seq. A submit journaled without any event after it is an order
 whose POST may or may not have reached the venue: it comes back as ``unknown`` and is resolved by a
 lookup of its client_order_id (reconcile), never sent again.
 """
@@ -13,6 +15,7 @@ import logging
 
 from common import fixed, wire
 from common.log import kv
+from common.positions import PositionBook
 from services.execution.orders.journal import Recovered
 from services.execution.orders.order_state import SUBMITTING, UNKNOWN, TrackedOrder
 from services.execution.orders.tracker import OrderTracker
@@ -37,15 +40,21 @@ def _order_from_update(u: wire.OrderUpdate) -> TrackedOrder:
         intent_signal_ns=u.intent_signal_ns,
         tick_recv_ns=u.tick_recv_ns,
         sent_ns=u.sent_ns,
+        update_seq=u.seq,
     )
 
 
 def restore(tracker: OrderTracker, rec: Recovered) -> list[TrackedOrder]:
     """Rebuild ``tracker`` (events, orders, positions) from ``rec``; returns the orders whose submit
     outcome is unknown (journaled before a POST, no answer journaled)."""
-    tracker.events.restore(rec.events)
+    tracker.events.restore([e for e in rec.events if e.seq > rec.tail_after], rec.last_seq)
     tracker.retired_coids |= rec.retired
-    tracker.reset_positions(rec.base_positions)
+    if rec.book_seq >= 0:
+        tracker.positions = PositionBook.from_exact(rec.book)
+        book_seq = rec.book_seq
+    else:
+        tracker.reset_positions(rec.base_positions)
+        book_seq = rec.base_seq
     fills = 0
     for ev in rec.events:
         if isinstance(ev, wire.OrderUpdate):
@@ -53,7 +62,7 @@ def restore(tracker: OrderTracker, rec: Recovered) -> list[TrackedOrder]:
             tracker.orders[order.client_order_id] = order
             if order.venue_order_id:
                 tracker.coid_by_venue_id[order.venue_order_id] = order.client_order_id
-        elif ev.seq > rec.base_seq:
+        elif ev.seq > book_seq:
             tracker.positions.apply_fill(ev.symbol, ev.side, ev.qty, ev.px)
             fills += 1
     unknown: list[TrackedOrder] = []
@@ -85,7 +94,8 @@ def restore(tracker: OrderTracker, rec: Recovered) -> list[TrackedOrder]:
             orders=len(tracker.orders),
             open=tracker.open_orders(),
             unknown=len(unknown),
-            fills_after_base=fills,
+            fills_after_book=fills,
+            book_seq=book_seq,
         ),
     )
     return unknown

@@ -15,9 +15,10 @@ from common.positions import PositionBook
 from common.zmq_io import Publisher
 from services.execution.metrics import ADOPTED, ORDERS, OrderEventCounters
 from services.execution.orders.event_log import EventLog, OrderEvent
-from services.execution.orders.journal import OrderJournal
+from services.execution.orders.journal import KeptOrder, OrderJournal
 from services.execution.orders.order_state import (
     KNOWN_STATUSES,
+    TERMINAL,
     OrderParseError,
     TrackedOrder,
     VenueOrder,
@@ -67,6 +68,18 @@ class OrderTracker:
         self.positions = PositionBook()
         for p in start_positions:
             self.positions.get(p.symbol).set_from_venue(p.qty, p.avg_px)
+
+    def snapshot(self, keep_closed: int) -> tuple[list[KeptOrder], set[str]]:
+        """What a journal snapshot keeps for the next start: every open order and the newest
+        ``keep_closed`` closed ones (by the seq of their last update); and every other id ever
+        tracked, to be refused still."""
+        open_orders: list[TrackedOrder] = []
+        closed: list[TrackedOrder] = []
+        for o in self.orders.values():
+            (closed if o.status in TERMINAL else open_orders).append(o)
+        cut = max(0, len(closed) - keep_closed)
+        kept = [(o.client_order_id, o.update_seq) for o in (*open_orders, *closed[cut:])]
+        return kept, self.retired_coids.union([o.client_order_id for o in closed[:cut]])
 
     def open_orders(self) -> int:
         return sum(1 for o in self.orders.values() if not o.terminal)
@@ -244,12 +257,13 @@ class OrderTracker:
             sent_ns=order.sent_ns,
         )
         self.counters.update(order.status)
-        self._publish(update, topics.sym(topics.EX_UPDATE, order.symbol))
+        order.update_seq = self._publish(update, topics.sym(topics.EX_UPDATE, order.symbol))
 
-    def _publish(self, event: OrderEvent, topic: bytes) -> None:
+    def _publish(self, event: OrderEvent, topic: bytes) -> int:
         stamped = self.events.append(event)
         self.journal.record_event(stamped)
         self.pub.publish(topic, [stamped])
+        return stamped.seq
 
     def recent(self, limit: int) -> list[TrackedOrder]:
         """Every open order, and the ``limit`` tracked last (oldest first)."""
