@@ -1,20 +1,23 @@
-"""Receiving execution's order events (OrderUpdate, Fill) without losing any.
+"""Receiving execution's order events (OrderUpdate, Fill) without losing any: the ZeroMQ Guide's
+Clone pattern, a snapshot that carries its seq, then every event after it.
 
-Execution numbers every order event with a gap-free ``seq`` and keeps them for replay. PUB/SUB can
-drop (slow joiner, high-water mark, a subscriber restart), so a receiver:
-  * delivers events strictly in seq order, each exactly once;
-  * on a gap, or when a heartbeat announces a newer seq than it has, asks execution for
-    ``Replay(after_seq)`` over request/reply and fills the hole;
-  * on start, replays from 0 to learn everything that happened before it connected;
+Execution numbers every order event with a gap-free ``seq``, keeps them for replay and answers
+``Control(positions)`` with its state as of a seq (``PositionsSnapshot``: the account's positions,
+each strategy's, and the last update of every open order). PUB/SUB can drop (slow joiner,
+high-water mark, a subscriber restart), so a receiver:
+  * on start asks for that snapshot (retrying with backoff until a usable one comes), hands it to its
+    owner (``on_snapshot``), then delivers the events after its seq: so a start costs what happened
+    since the snapshot, not the whole history;
+  * delivers events strictly in seq order, each exactly once; on a gap, or when a heartbeat announces
+    a newer seq than it has, asks execution for ``Replay(after_seq)`` over request/reply;
   * tells a restart of execution from a reconnect by its heartbeat: ``incarnation`` names the
     sequence (the same across restarts: execution continues it from its journal), ``boot`` counts
-    starts. A new incarnation (or a seq going backwards) means the sequence started over: it starts
-    from 0 and calls ``on_reset``. A restart on the same incarnation keeps the sequence: a receiver
-    with ``on_reset`` (risk: pending quantity of orders the dead process had accepted but never
-    journaled must go) starts over from 0 all the same, replaying execution's journal; one without
-    (signal) simply continues;
+    starts. A new incarnation (or a seq going backwards) means the sequence started over; so does a
+    restart for a receiver made with ``reset_on_restart`` (risk: the pending quantity of orders the
+    dead process accepted but never journaled must go). Either way it stops delivering, tells its
+    owner (``on_reset``), and starts over from a new snapshot; until then ``anchored`` is False;
   * when execution no longer holds the events it missed (evicted from its bounded log), skips ahead
-    and says so: the owner's snapshot request (e.g. positions) is the remedy.
+    and says so.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from collections.abc import Callable
 from typing import Any
 
 from common import topics, wire
+from common.backoff import Backoff
 from common.bounds import MAX_NANOS, InboundFilter, message_error
 from common.clock import wall_ns
+from common.enums import ControlCmd
 from common.ratelog import ConditionLog
 from common.zmq_io import RpcClient, RpcError
 
@@ -37,6 +42,8 @@ OrderEvent = wire.OrderUpdate | wire.Fill
 # Execution answers a Replay with at most this many events; a full page means there may be more.
 REPLAY_PAGE = 10_000
 RETRY_S = 0.5
+SNAPSHOT_RETRY_MIN_S = 0.05  # the first wait: at start-up execution is often a moment from ready
+SNAPSHOT_RETRY_S = 1.0  # the longest
 
 # Alpaca order statuses after which an order can no longer fill, plus execution's own "submit_failed".
 TERMINAL_STATUSES = frozenset(
@@ -49,23 +56,34 @@ class OrderEventReceiver:
         self,
         service: Any,
         on_event: Callable[[OrderEvent], None],
-        replay_timeout_ms: int = 2000,
+        on_snapshot: Callable[[wire.PositionsSnapshot], None],
+        *,
         on_reset: Callable[[], None] | None = None,
+        reset_on_restart: bool = False,
+        replay_timeout_ms: int = 2000,
+        snapshot_timeout_ms: int = 2000,
     ):
         """``service`` is a common.service.Service; subscribes to execution's PUB itself."""
         self._on_event = on_event
+        self._on_snapshot = on_snapshot
         self._on_reset = on_reset
+        self._reset_on_restart = reset_on_restart
         self._peer_incarnation = ""
         self._peer_boot = 0
         self.restarts = 0  # execution restarts seen (boot changed)
         self._replay_log = ConditionLog(log)  # a replay retried every RETRY_S: logged on change
+        self._snapshot_log = ConditionLog(log)
         self.resets = 0
-        self._epoch = 0  # bumped on every reset: a replay answer from before it is of the old sequence
+        self._epoch = 0  # bumped on every reset: an answer from before it is of the old sequence
+        self.anchored = False  # a snapshot is applied: events after its seq are delivered
+        self.snapshot_seq = 0  # the seq the applied snapshot is as of
+        self.snapshots = 0
         self.bad_replies = 0
         self.skipped = 0
         self.last_seq = 0
         self._buffer: dict[int, OrderEvent] = {}
         self._client: RpcClient = service.client("execution", timeout_ms=replay_timeout_ms)
+        self._snapshot_client: RpcClient = service.client("execution", timeout_ms=snapshot_timeout_ms)
         self._replaying = False
         self._want_replay = False
         self._loop = service.loop
@@ -74,7 +92,7 @@ class OrderEventReceiver:
         self.handler_errors = 0
         self.gaps_filled = 0
         service.subscribe("execution", [topics.EX, topics.heartbeat("execution")], self._on_batch)
-        self._request_replay()
+        self._fetch_snapshot()
 
     def _on_batch(self, topic: bytes, msgs: list[Any]) -> None:
         for m in msgs:
@@ -101,22 +119,68 @@ class OrderEventReceiver:
                 "execution restarted",
                 extra={"fields": {"boot": hb.boot, "incarnation": hb.incarnation, "seq": hb.last_event_seq}},
             )
-        if new_sequence or (restarted and self._on_reset is not None):
+        if new_sequence or (restarted and self._reset_on_restart):
             log.warning(
-                "order events start over from 0",
+                "order events start over from a new snapshot",
                 extra={"fields": {"incarnation": hb.incarnation, "new_sequence": new_sequence}},
             )
             self.resets += 1
             self._epoch += 1
+            self.anchored = False
             self.last_seq = 0
             self._buffer.clear()
             if self._on_reset is not None:
                 self._on_reset()
-            self._request_replay()
+            self._fetch_snapshot()
         elif hb.last_event_seq > self.last_seq and not self._buffer:
             self._request_replay()
 
+    # ---- the snapshot -------------------------------------------------------------------------
+
+    def _fetch_snapshot(self) -> None:
+        self._tasks.run_once("order_state_snapshot", self._snapshot(self._epoch))
+
+    async def _snapshot(self, epoch: int) -> None:
+        """Ask until a usable snapshot of the current sequence comes; apply it, then replay after it."""
+        backoff = Backoff(SNAPSHOT_RETRY_MIN_S, SNAPSHOT_RETRY_S)
+        while epoch == self._epoch:
+            try:
+                reply = await self._snapshot_client.request(wire.Control(cmd=ControlCmd.POSITIONS))
+            except RpcError as exc:
+                self._snapshot_log.report(
+                    "unreachable", "waiting for execution's snapshot", logging.INFO, error=str(exc)[:300]
+                )
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            if epoch != self._epoch:
+                return  # execution restarted while we waited: this snapshot is of the old process
+            why = snapshot_error(reply)
+            if why:
+                # typically "not ready" (execution waits for the venue) and the same every second:
+                # logged when the answer changes, then as a reminder with the count of repeats
+                self._snapshot_log.report(why[:200], "execution's snapshot not usable", error=why[:300])
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            assert isinstance(reply, wire.PositionsSnapshot)
+            try:
+                self._on_snapshot(reply)
+            except Exception as exc:
+                self.handler_errors += 1
+                log.exception("order state snapshot handler failed, will retry")
+                self._snapshot_log.report("handler", "execution's snapshot not applied", error=str(exc)[:300])
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self._snapshot_log.clear()
+            self.snapshots += 1
+            self.snapshot_seq = self.last_seq = reply.as_of_seq
+            self._buffer = {k: v for k, v in self._buffer.items() if k > reply.as_of_seq}
+            self.anchored = True
+            self._request_replay()
+            return
+
     def _accept(self, ev: OrderEvent) -> None:
+        if not self.anchored:
+            return  # before the snapshot: the replay after it brings this event
         if ev.seq <= self.last_seq:
             return  # duplicate (replay overlapping live delivery)
         if ev.seq == self.last_seq + 1:
@@ -143,6 +207,8 @@ class OrderEventReceiver:
             log.exception("order event handler failed", extra={"fields": {"seq": ev.seq}})
 
     def _request_replay(self) -> None:
+        if not self.anchored:
+            return
         if self._replaying:
             self._want_replay = True
             return
@@ -151,7 +217,7 @@ class OrderEventReceiver:
 
     async def _replay(self) -> None:
         try:
-            while True:
+            while self.anchored:
                 self._want_replay = False
                 before, epoch = self.last_seq, self._epoch
                 try:
@@ -213,3 +279,25 @@ class OrderEventReceiver:
             f"bad:{detail[:80]}", "execution's replay answer not usable, will retry", error=detail[:300]
         )
         return None
+
+
+def snapshot_error(reply: Any) -> str:
+    """Why execution's ``Control(positions)`` answer cannot anchor a receiver ("" when it can).
+
+    Without ``as_of_seq`` the snapshot cannot be lined up with the events: applying it would count
+    fills twice or miss them, so it is refused like any malformed reply."""
+    if isinstance(reply, wire.Reply):
+        return f"execution refused: {reply.detail}"
+    if not isinstance(reply, wire.PositionsSnapshot):
+        return f"expected a PositionsSnapshot, got {type(reply).__name__}"
+    if not 0 <= reply.as_of_seq <= MAX_NANOS:
+        return f"not a sequenced snapshot (as_of_seq {reply.as_of_seq})"
+    now = wall_ns()
+    parts: list[Any] = [*reply.positions, *reply.open_orders]
+    for book in reply.strategies:
+        parts += book.positions
+    for part in parts:
+        reason = message_error(part, now)
+        if reason:
+            return f"{reason} out of range in {type(part).__name__} {part!r}"[:300]
+    return ""

@@ -237,14 +237,25 @@ class Reply(_Msg, tag="r"):
     data: bytes = b""  # nested encoded payload (e.g. a list of messages), or orjson for status
 
 
+class StrategyPositions(_Msg, tag="sps"):
+    """One strategy's positions: every fill of its orders in execution's order-event sequence."""
+
+    strategy: str
+    positions: list[Position]
+
+
 class PositionsSnapshot(_Msg, tag="ps"):
-    """Execution's position book as of its order-event ``as_of_seq`` (-1: the venue's, not sequenced).
+    """Execution's state as of its order-event ``as_of_seq`` (-1: the venue's positions, not
+    sequenced): the account's position book, each strategy's positions and the last update of every
+    open order, so a receiver starts from here and needs only the events after ``as_of_seq``.
     ``book`` names the book (execution's incarnation): its realized P&L is one running figure for as
     long as the name stays ("": not a book, or not known)."""
 
     as_of_seq: int
     positions: list[Position]
     book: str = ""
+    strategies: list[StrategyPositions] = []
+    open_orders: list[OrderUpdate] = []
 
 
 # ---- the trading state and the kill switch ---------------------------------------------------

@@ -239,8 +239,7 @@ class ExecutionService(Service):
         """The book and the orders worth keeping, so the next start reads the journal from here."""
         if not self.ready or not self.journal.ok:
             return  # a book not reconciled yet is not one to start from
-        kept, retired = self.tracker.snapshot(KEEP_CLOSED)
-        self.journal.record_snapshot(self.events.last_seq, self.tracker.positions.exact(), kept, retired)
+        self.journal.record_snapshot(self.tracker.snapshot(KEEP_CLOSED))
 
     # ---- requests ---------------------------------------------------------------------------
 
@@ -385,14 +384,20 @@ class ExecutionService(Service):
         return None
 
     def _book_positions_reply(self) -> wire.PositionsSnapshot | wire.Reply:
-        """Positions as of ``events.last_seq``: a receiver applies
-        only fills with a greater seq on top, so nothing is counted twice or missed."""
+        """Execution's state as of ``events.last_seq`` (positions, each strategy's, the open orders): a
+        receiver applies only the events with a greater seq on top, so nothing is counted twice or missed."""
         if not self.ready:
             return wire.Reply(ok=False, detail="not ready: venue positions not loaded yet")
         now = wall_ns()
-        positions = [p.to_wire(now) for p in self.tracker.positions.all()]
         return wire.PositionsSnapshot(
-            as_of_seq=self.events.last_seq, positions=positions, book=self.journal.incarnation
+            as_of_seq=self.events.last_seq,
+            positions=[p.to_wire(now) for p in self.tracker.positions.all()],
+            book=self.journal.incarnation,
+            strategies=[
+                wire.StrategyPositions(strategy=name, positions=[p.to_wire(now) for p in book.all()])
+                for name, book in self.tracker.strategy_books.items()
+            ],
+            open_orders=self.tracker.open_order_updates(),
         )
 
     async def _positions_reply(self) -> wire.PositionsSnapshot | wire.Reply:

@@ -2,10 +2,9 @@
 books (``common.positions``) and rendered as floats only in the gauges.
 
 Books: ``all`` is the account's (risk's own book: execution's snapshot plus every fill since);
-each configured strategy has its own book, moved by every fill carrying its name in execution's
-order-event sequence (its journal): risk replays the sequence from the start when it starts, so a
-restarted risk shows the same books (fills of unconfigured strategies, and of orders zerotick
-adopted, share ``other``).
+each configured strategy has its own book: execution's book of the fills carrying its name (its
+snapshot, when risk starts and after execution restarts) plus every fill since, so a restarted risk
+shows the same books (unconfigured strategies, and orders zerotick adopted, share ``other``).
 Marks: the mid of the latest quote. A position without a quote is valued at its entry price and
 shows no unrealized P&L. Model equity: the account's cash (from the venue's latest account
 snapshot) plus every position at its mark; venue equity: that snapshot's own figure.
@@ -34,23 +33,27 @@ class StrategyBooks:
     def __init__(self, fold: LabelFold) -> None:
         self._fold = fold
         self.books: dict[str, PositionBook] = {}
-        self._sequence = ""  # the order-event sequence the fills come from (execution's journal id)
-        self.last_seq = 0  # the last fill applied: a replay of the same sequence is not counted again
 
-    def follow(self, sequence: str) -> None:
-        """Fills come from ``sequence`` from now on; a new one is counted from its start."""
-        if sequence != self._sequence:
-            self._sequence, self.last_seq = sequence, 0
+    def load(self, strategies: list[wire.StrategyPositions]) -> None:
+        """Execution's per-strategy positions at its snapshot replace ours."""
+        self.books = {}
+        for sp in strategies:
+            book = self._book(sp.strategy)
+            for p in sp.positions:  # strategies folded into one label add up
+                pos = book.get(p.symbol)
+                pos.qty += p.qty
+                pos.cost += p.qty * p.avg_px
+                pos.realized += p.realized_pnl * SCALE
 
     def on_fill(self, fill: wire.Fill) -> None:
-        if fill.seq <= self.last_seq:
-            return
-        self.last_seq = fill.seq
-        label = self._fold(fill.strategy)
+        self._book(fill.strategy).apply_fill(fill.symbol, fill.side, fill.qty, fill.px)
+
+    def _book(self, strategy: str) -> PositionBook:
+        label = self._fold(strategy)
         book = self.books.get(label)
         if book is None:
             book = self.books[label] = PositionBook()
-        book.apply_fill(fill.symbol, fill.side, fill.qty, fill.px)
+        return book
 
 
 @dataclass

@@ -11,19 +11,17 @@ from time import perf_counter_ns
 from typing import Any
 
 from common import oplog, topics, wire
-from common.backoff import Backoff
 from common.clock import tick_age_error, wall_ns
 from common.config import Settings
-from common.enums import ControlCmd, OpsEvent, RejectReason, TradingState
+from common.enums import OpsEvent, RejectReason, TradingState
 from common.fixed import to_float, to_str
 from common.ids import client_order_id
 from common.log import kv
 from common.metric_labels import LabelFold, configured_strategies, configured_symbols
 from common.metrics import STAGE_LATENCY
 from common.order_events import OrderEvent, OrderEventReceiver
-from common.ratelog import ConditionLog
 from common.service import Service
-from common.zmq_io import RpcClient, RpcError, RpcTimeout, Subscriber
+from common.zmq_io import RpcClient, RpcTimeout, Subscriber
 from services.risk import checks
 from services.risk.book_metrics import BookFigures, BookGauges, StrategyBooks, book_figures
 from services.risk.kill_switch import SET_TRADING_STATE, KillSwitch
@@ -44,8 +42,6 @@ from services.risk.triggers import Exposure, Triggers
 
 log = logging.getLogger(__name__)
 
-POSITIONS_RETRY_S = 1.0  # the longest wait between asks for execution's positions
-POSITIONS_RETRY_MIN_S = 0.05  # the first: at start-up execution is often a moment from ready
 ACCOUNT_MAX_AGE_NS = 60 * 1_000_000_000
 
 
@@ -72,18 +68,13 @@ class RiskService(Service):
         self.kill_switch = KillSwitch(self.trading, self.guard, settings)
         declare_kill_switch_series()
         self.decisions: Counter[str] = Counter()
-        self.positions_loaded = False  # a positions snapshot from the current execution is applied
-        self._positions_as_of = 0  # execution's event seq the loaded positions include
-        self._positions_generation = 0  # bumped on every execution restart: older snapshots are void
-        self._early_fills: list[wire.Fill] = []  # fills seen before the positions snapshot arrived
-        self._positions_log = ConditionLog(log)
+        self.positions_loaded = False  # a snapshot of the current execution is applied
         self._prefix = settings.execution.client_order_id_prefix
         self._max_age_ns = r.intent_max_age_ms * 1_000_000
         self._check_lat = CHECK_LATENCY
         self._s2r_lat = STAGE_LATENCY.labels(self.name, "signal_to_risk")
         self._check_ns = 0  # the numba check's duration in the decision being made (0: not run)
         self._execution: RpcClient | None = None
-        self._snapshots: RpcClient | None = None  # positions requests (a longer timeout)
         self._events: OrderEventReceiver | None = None
         self.ready = asyncio.Event()  # set once start() has connected to peers
         self.triggers = Triggers(settings.kill_switch)
@@ -100,15 +91,19 @@ class RiskService(Service):
     async def start(self) -> None:
         self._execution = self.peer_client("execution")  # orders: execution takes them only from us
         self.kill_switch.execution = self._execution
-        self._snapshots = self.client("execution", timeout_ms=2_000)
         self._quotes = self.subscribe(
             "market_data", [topics.MD_QUOTE], self._on_market_data, conflate=(topics.MD_QUOTE,),
             paced_ms=self._risk_config.quote_drain_ms or None,
         )  # fmt: skip
         self.subscribe("execution", [topics.ACCOUNT], self._on_account)
-        self._events = OrderEventReceiver(self, self._on_order_event, on_reset=self._on_execution_reset)
+        self._events = OrderEventReceiver(
+            self,
+            self._on_order_event,
+            self._on_snapshot,
+            on_reset=self._on_execution_reset,
+            reset_on_restart=True,
+        )
         self.subscribe("execution", [topics.heartbeat("execution")], self._on_execution_heartbeat)
-        self._spawn_load_positions()
         self.tasks.spawn("trading_state_beacon", self._trading_state_beacon)
         self.tasks.spawn("kill_switch_triggers", self.trigger_runner.run)
         self.ready.set()
@@ -116,27 +111,16 @@ class RiskService(Service):
     def _spawn(self, coro: Any) -> None:
         self.tasks.run_once(coro.__qualname__.rsplit(".", 1)[-1].lstrip("_"), coro)
 
-    def _spawn_load_positions(self) -> None:
-        self._spawn(self._load_positions(self._positions_generation))
-
     def _on_execution_reset(self) -> None:
-        """Execution restarted: its sequence starts over, so our positions need a new snapshot.
-
-        A snapshot still in flight may come from the old process (its as_of_seq counts the old
-        sequence): the generation bump makes it void."""
-        self._positions_generation += 1
+        """Execution restarted: until its new snapshot, nothing is approved, and the pending quantity
+        of orders the dead process accepted but never journaled goes (the snapshot lists the rest)."""
         self.positions_loaded = False
-        self._positions_as_of = 0
-        self._early_fills.clear()
         self.risk.clear_pending()
-        self._spawn_load_positions()
 
     @property
     def trading_ready(self) -> bool:
-        """Positions are loaded and the order events up to the snapshot have been received, so the
-        pending (open) quantity of orders placed before the snapshot is known too."""
-        events_seq = self._events.last_seq if self._events is not None else 0
-        return self.positions_loaded and events_seq >= self._positions_as_of
+        """Execution's snapshot is applied: positions, and the open orders behind the pending quantity."""
+        return self.positions_loaded
 
     # ---- requests ---------------------------------------------------------------------------
 
@@ -346,17 +330,8 @@ class RiskService(Service):
             self.risk.on_order_update(ev)
             self.triggers.on_order_update(ev)
             return
-        if not self.positions_loaded:
-            self._early_fills.append(ev)
-            return
-        self.strategy_books.on_fill(ev)  # every fill of the sequence, replayed ones included
-        if ev.seq <= self._positions_as_of:
-            self.risk.on_fill_pending_only(ev)  # already in the snapshot's positions
-            return
-        self._apply_fill(ev)
-
-    def _apply_fill(self, ev: wire.Fill) -> None:
         pos, reconciled = self.risk.on_fill(ev)
+        self.strategy_books.on_fill(ev)
         if reconciled:
             RECONCILED.labels(ev.symbol).inc()
             log.warning(
@@ -368,49 +343,29 @@ class RiskService(Service):
         pos = self.risk.positions.get(symbol)
         self.pub.publish(topics.sym(topics.RK_POSITION, symbol), [pos.to_wire(wall_ns())])
 
-    async def _load_positions(self, generation: int) -> None:
-        assert self._snapshots is not None, "start() not called"
-        backoff = Backoff(POSITIONS_RETRY_MIN_S, POSITIONS_RETRY_S)
-        while generation == self._positions_generation:
-            try:
-                reply = await self._snapshots.request(wire.Control(cmd=ControlCmd.POSITIONS))
-            except RpcError as exc:
-                self._positions_log.report(
-                    "unreachable", "waiting for execution's positions", logging.INFO, error=str(exc)[:300]
-                )
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            if generation != self._positions_generation:
-                return  # execution restarted while we waited: this snapshot is of the old process
-            try:
-                positions, as_of, book = _parse_positions(reply)
-            except ValueError as exc:
-                # typically "not ready" (execution waits for the venue) and the same every second:
-                # logged when the answer changes, then as a reminder with the count of repeats
-                self._positions_log.report(
-                    str(exc)[:200], "execution's positions reply not usable", error=str(exc)[:300]
-                )
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            total_before = self.risk.total_pnl
-            self.risk.set_positions(positions)
-            if self.trading_day.day is not None:
-                # execution restarted: a new book's P&L starts over, the day's does not
-                self.trading_day.rebase(total_before, self.risk.total_pnl, book)
-            self._positions_as_of = as_of
-            self.strategy_books.follow(book.partition(".")[0])
-            for p in positions:
-                self._publish_position(p.symbol)
-            self.positions_loaded = True
-            self._positions_log.clear()
-            early, self._early_fills = self._early_fills, []
-            for f in early:
-                self._on_order_event(f)
-            if self.trading_day.day is None:
-                self.trading_day.begin(wall_ns(), self.risk.total_pnl, self.risk.realized_pnl, book)
-            self.risk.set_day_baseline(self.trading_day.baseline)
-            log.info("positions loaded", extra=kv(symbols=len(positions), as_of_seq=as_of))
-            return
+    def _on_snapshot(self, snap: wire.PositionsSnapshot) -> None:
+        """Execution's state as of ``snap.as_of_seq``: the receiver delivers the events after it."""
+        total_before = self.risk.total_pnl
+        self.risk.set_positions(snap.positions)
+        self.risk.clear_pending()
+        for order in snap.open_orders:
+            self.risk.on_order_update(order)
+        self.strategy_books.load(snap.strategies)
+        if self.trading_day.day is not None:
+            # execution restarted: a new book's P&L starts over, the day's does not
+            self.trading_day.rebase(total_before, self.risk.total_pnl, snap.book)
+        for p in snap.positions:
+            self._publish_position(p.symbol)
+        self.positions_loaded = True
+        if self.trading_day.day is None:
+            self.trading_day.begin(wall_ns(), self.risk.total_pnl, self.risk.realized_pnl, snap.book)
+        self.risk.set_day_baseline(self.trading_day.baseline)
+        log.info(
+            "execution's snapshot applied",
+            extra=kv(
+                symbols=len(snap.positions), open_orders=len(snap.open_orders), as_of_seq=snap.as_of_seq
+            ),
+        )
 
     # ---- reporting --------------------------------------------------------------------------
 
@@ -452,9 +407,7 @@ class RiskService(Service):
     def state_reason(self) -> str:
         if self.trading_ready:
             return ""
-        if not self.positions_loaded:
-            return "waiting for execution's positions"
-        return "catching up with execution's order events"
+        return "waiting for execution's snapshot"
 
     def status(self) -> dict[str, Any]:
         return {
@@ -469,7 +422,7 @@ class RiskService(Service):
             "trading_day": self.trading_day.status(self.risk.total_pnl),
             "positions_loaded": self.positions_loaded,
             "trading_ready": self.trading_ready,
-            "positions_as_of_seq": self._positions_as_of,
+            "positions_as_of_seq": self._events.snapshot_seq if self._events else 0,
             "positions": {
                 p.symbol: {
                     "qty": to_str(p.qty),
@@ -494,21 +447,6 @@ class RiskService(Service):
             "last_event_seq": self._events.last_seq if self._events else 0,
             "triggers": self.triggers.status(self._exposure()),
         }
-
-
-def _parse_positions(reply: Any) -> tuple[list[wire.Position], int, str]:
-    """Positions, the event seq they are as of and the book's name, from execution's ``positions``
-    reply.
-
-    Without ``as_of_seq`` the snapshot cannot be lined up with the fills: applying it would count
-    fills twice or miss them, so it is refused (ValueError) like any malformed reply."""
-    if isinstance(reply, wire.Reply):
-        raise ValueError(f"execution refused: {reply.detail}")
-    if not isinstance(reply, wire.PositionsSnapshot):
-        raise ValueError(f"expected a PositionsSnapshot, got {type(reply).__name__}")
-    if reply.as_of_seq < 0:
-        raise ValueError(f"not a sequenced snapshot (as_of_seq {reply.as_of_seq})")
-    return reply.positions, reply.as_of_seq, reply.book
 
 
 SERVICE_CLASS = RiskService

@@ -83,6 +83,25 @@ class StrategyHost:
                     self._call(slot, name, exch_ns, m.recv_ns, m, out=out)
         return out
 
+    def load_snapshot(self, snap: wire.PositionsSnapshot) -> None:
+        """Execution's state as of a seq (at start, and when its sequence starts over): each
+        strategy's positions and working orders, as execution knows them, replace what the strategy
+        had; an order sent since and not in it stays working until its events say otherwise."""
+        books = {b.strategy: b for b in snap.strategies}
+        for slot in self.slots.values():
+            s = slot.strategy
+            book = books.get(s.name)
+            s.positions = {p.symbol: p.qty for p in (book.positions if book else ()) if p.qty}
+            s.open_orders = {c: i for c, i in s.open_orders.items() if c in self._sent}
+        for u in snap.open_orders:
+            sent = self._sent.get(u.client_order_id)
+            slot = sent[0] if sent else self.slots.get(u.strategy)
+            if slot is None:
+                continue
+            slot.strategy.open_orders[u.client_order_id] = sent[1] if sent else _intent_of(u)
+            if sent is None:
+                _remember(self._owner, u.client_order_id, slot)
+
     def on_order_event(self, ev: wire.OrderUpdate | wire.Fill) -> list[wire.OrderIntent]:
         """Execution's sequenced events decide the order's state, whatever risk's answer said and
         whenever it arrives."""

@@ -104,7 +104,7 @@ class SignalService(Service):
             self._on_market_data,
             conflate=(topics.MD_QUOTE, topics.MD_BOOK),
         )
-        self._events = OrderEventReceiver(self, self._on_order_event)
+        self._events = OrderEventReceiver(self, self._on_order_event, self.host.load_snapshot)
         self.tasks.spawn("strategy_timer", self._timer_loop)
         log.info("strategies loaded", extra=kv(strategies=list(self.host.slots)))
 

@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 
+from common.clock import wall_ns
 from common.fixed import to_fixed
 from services.execution import service as execution_service
 from services.execution.orders.event_log import EventLog
 from services.execution.orders.journal import JOURNAL_FILE, SqliteJournal
-from services.execution.orders.order_state import UNKNOWN, TrackedOrder
+from services.execution.orders.order_state import SUBMIT_FAILED, UNKNOWN, TrackedOrder
 from services.execution.orders.restore import restore
-from services.execution.orders.tracker import OrderTracker
+from services.execution.orders.tracker import UNCONFIRMED_KEEP_NS, OrderTracker
 from tests.execution.test_service import make_settings
 from tests.kit.execution import running_execution
 from tests.kit.tiny_venue import tiny_venue
@@ -97,8 +98,7 @@ class Flow:
 
 
 def _snapshot(t: OrderTracker, j: SqliteJournal, keep_closed: int) -> None:
-    kept, retired = t.snapshot(keep_closed)
-    j.record_snapshot(t.events.last_seq, t.positions.exact(), kept, retired)
+    j.record_snapshot(t.snapshot(keep_closed))
 
 
 def _open_orders(t: OrderTracker) -> dict[str, tuple[str, int, int]]:
@@ -195,6 +195,26 @@ def test_an_unreadable_snapshot_reads_the_whole_journal(
     assert read == live.events.last_seq
     assert again.positions.exact() == live.positions.exact()
     assert _open_orders(again) == _open_orders(live)
+
+
+def test_an_end_that_is_our_verdict_is_kept_a_day_when_the_order_was_posted(tmp_path: Path) -> None:
+    """A POSTed order judged never placed (or lost by the venue) may still show up at the venue: the
+    next start must know it, not ignore it as a retired id. One refused before any POST need not."""
+    j = SqliteJournal(tmp_path / JOURNAL_FILE)
+    j.record_base(0, [], new_epoch=False)
+    t = _tracker(j)
+    flow = Flow(t, random.Random(9))
+    posted, refused = flow.submit(acknowledged=False), flow.submit(acknowledged=False)
+    now = wall_ns()
+    for coid, post_ns in ((posted, now), (refused, 0)):
+        order = t.orders[coid]
+        order.last_post_ns = post_ns
+        order.mark(SUBMIT_FAILED, "lookup found nothing")
+        t.emit_update(order, "submit_failed", now)
+    snap = t.snapshot(keep_closed=0)
+    assert [c for c, _ in snap.kept] == [posted] and refused in snap.retired
+    t.orders[posted].updated_ns = now - 2 * UNCONFIRMED_KEEP_NS  # a day later it goes too
+    assert posted in t.snapshot(keep_closed=0).retired
 
 
 def test_execution_snapshots_when_ready_when_quiet_and_when_it_stops(

@@ -12,6 +12,8 @@ import msgspec
 from common import topics, wire
 from common.clock import wall_ns
 from common.config import Settings
+from common.order_events import TERMINAL_STATUSES
+from common.positions import PositionBook
 from common.service import Service
 
 
@@ -78,10 +80,25 @@ class FakeExecution(Service):
         self.positions_requests += 1
         # the snapshot is taken when the request arrives, as execution does
         as_of = self.as_of if self.as_of is not None else len(self.log)
-        reply = self.bad_positions_reply or wire.PositionsSnapshot(
-            as_of_seq=as_of, positions=list(self.positions), book=self.book
-        )
+        reply = self.bad_positions_reply or self.snapshot(as_of)
         return self._gated(gate, lambda: reply)
+
+    def snapshot(self, as_of: int) -> wire.PositionsSnapshot:
+        """Its state as of ``as_of`` as execution gives it: the account's positions as set, each
+        strategy's from its fills, and the last update of every open order."""
+        last: dict[str, wire.OrderUpdate] = {}
+        books: dict[str, PositionBook] = {}
+        for ev in self.log[:as_of]:
+            if isinstance(ev, wire.OrderUpdate):
+                last[ev.client_order_id] = ev
+            else:
+                books.setdefault(ev.strategy, PositionBook()).apply_fill(ev.symbol, ev.side, ev.qty, ev.px)
+        return wire.PositionsSnapshot(
+            as_of_seq=as_of, positions=list(self.positions), book=self.book,
+            strategies=[wire.StrategyPositions(strategy=s, positions=[p.to_wire(1) for p in b.all()])
+                        for s, b in books.items()],
+            open_orders=[u for u in last.values() if u.status not in TERMINAL_STATUSES],
+        )  # fmt: skip
 
     def _replay(self, after_seq: int) -> wire.Reply:
         return wire.Reply(ok=True, detail="", data=wire.encode_list(self.log[after_seq:]))

@@ -1,5 +1,6 @@
 """The risk service against a fake execution on real sockets: it approves nothing before it knows
-positions and the open orders behind them, ignores a snapshot from before an execution restart,
+positions and the open orders behind them (both in execution's snapshot), ignores a snapshot from
+before an execution restart,
 survives unusable snapshots, keeps a live order's quantity when an intent is repeated, and rejects
 out-of-range or ageless intents instead of failing."""
 
@@ -87,18 +88,19 @@ def _run(
 
 
 def test_no_approval_until_the_open_orders_behind_the_snapshot_are_known(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+
     def prepare(ex: FakeExecution) -> None:
         ex.record(_open_order("zt-old.1", "400"), publish=False)  # open before risk started
-        ex.replay_gate = asyncio.Event()  # the event replay is slow; the snapshot is not
+        ex.positions_gates = [gate]  # the snapshot is slow
 
     async def scenario(ex: FakeExecution, risk: RiskService) -> None:
-        await until(lambda: risk.positions_loaded, "the positions snapshot")
+        await until(lambda: ex.positions_requests == 1, "the snapshot request")
         early = risk.decide(_intent("a", "200"))  # 400 open + 200 > 500: must not pass unseen
         assert (early.approved, early.reason) == (False, RejectReason.NOT_READY.value)
         assert risk.heartbeat_state() == "not_ready"  # what `zerotick status` shows meanwhile
-        assert ex.replay_gate is not None
-        ex.replay_gate.set()
-        await until(lambda: risk.trading_ready, "the replay up to the snapshot")
+        gate.set()
+        await until(lambda: risk.trading_ready, "the snapshot with its open orders")
         assert risk.heartbeat_state() == "active"
         assert risk.decide(_intent("b", "200")).reason == RejectReason.MAX_POSITION.value
         assert risk.decide(_intent("c", "100")).approved

@@ -1,7 +1,7 @@
-"""Per-strategy position books are built from every fill in execution's order-event sequence: a
-restarted risk shows the same books as before, an execution restart on the same journal (whose
-replay from 0 risk asks for) does not count a fill twice, and a new journal is counted from its
-start. Risk is the real service; execution is a stand-in on real sockets."""
+"""Per-strategy position books: execution's per-strategy positions at its snapshot, plus every fill
+since. A restarted risk shows the same books as before, an execution restart re-reads them from a
+new snapshot without counting a fill twice, and a new journal starts them over. Risk is the real
+service; execution is a stand-in on real sockets."""
 
 from __future__ import annotations
 
@@ -42,8 +42,11 @@ def _settings(tmp_path: Path) -> Settings:
 
 
 def _record(ex: FakeExecution, fills: list[wire.Fill]) -> None:
-    """The fills, journaled and published, and the account book they make as the snapshot."""
+    """The fills, journaled and published, and the account book they make for the next snapshot."""
     account = PositionBook()
+    for ev in ex.log:
+        if isinstance(ev, wire.Fill):
+            account.apply_fill(ev.symbol, ev.side, ev.qty, ev.px)
     for x in fills:
         ex.record(x)
         account.apply_fill(x.symbol, x.side, x.qty, x.px)
@@ -53,7 +56,7 @@ def _record(ex: FakeExecution, fills: list[wire.Fill]) -> None:
 def _books(risk: RiskService) -> dict[str, tuple[int, int]]:
     """Each strategy's AAPL (qty, realized money nanos), as risk exports them."""
     fig = risk.book_figures()
-    return {s: (fig.position_qty[("AAPL", s)], fig.realized[("AAPL", s)]) for s in ("s1", "s2")}
+    return {s: (fig.position_qty.get(("AAPL", s), 0), fig.realized.get(("AAPL", s), 0)) for s in ("s1", "s2")}
 
 
 def _run(tmp_path: Path, lives: list[Callable[[FakeExecution, RiskService], Awaitable[None]]]) -> None:
@@ -70,7 +73,7 @@ def _run(tmp_path: Path, lives: list[Callable[[FakeExecution, RiskService], Awai
                 risk = RiskService(settings)
                 risk_task = loop.create_task(risk.run_forever())
                 try:
-                    await risk.ready.wait()
+                    await until(lambda risk=risk: risk.trading_ready, "risk ready")  # type: ignore[misc]
                     await life(ex, risk)
                 finally:
                     risk.request_stop()
@@ -88,30 +91,30 @@ EXPECTED = {"s1": (f("6"), f("12")), "s2": (f("5"), 0)}  # s1: bought 10 at 100,
 def test_strategy_books_survive_restarts_of_risk_and_of_execution(tmp_path: Path) -> None:
     async def first(ex: FakeExecution, risk: RiskService) -> None:
         _record(ex, [_fill("s1", "buy", "10", "100"), _fill("s2", "buy", "5", "102")])
-        await until(lambda: risk.trading_ready and risk.strategy_books.last_seq == 2, "the first fills")
+        await until(lambda: risk.status()["last_event_seq"] == 2, "the first fills, live")
         _record(ex, [_fill("s1", "sell", "4", "103")])
-        await until(lambda: risk.strategy_books.last_seq == 3, "a live fill")
+        await until(lambda: risk.status()["last_event_seq"] == 3, "a live fill")
         assert _books(risk) == EXPECTED
-        # execution restarts on the same journal: risk replays its sequence from 0
+        # execution restarts on the same journal: risk takes its new snapshot (as of seq 3)
         asked = ex.positions_requests
         ex.boot += 1
-        await until(lambda: ex.positions_requests > asked, "a new positions request")
-        # ready again: the snapshot is loaded and the replay has delivered seqs 1..3 again
-        await until(lambda: risk.trading_ready, "positions again")
-        assert risk.status()["last_event_seq"] == 3
+        await until(lambda: ex.positions_requests > asked and risk.trading_ready, "the new snapshot")
+        assert risk.status()["positions_as_of_seq"] == 3
         assert _books(risk) == EXPECTED
 
     async def second(ex: FakeExecution, risk: RiskService) -> None:
-        # risk restarted: before it took any fill live, its books are what they were
-        await until(lambda: risk.trading_ready and risk.strategy_books.last_seq == 3, "the replay")
+        # risk restarted: from execution's snapshot alone, its books are what they were
+        assert risk.status()["positions_as_of_seq"] == 3
         assert _books(risk) == EXPECTED
-        # execution starts a new journal: a new sequence, counted from its own start
+        # execution starts a new journal: a new sequence, a new snapshot, counted from its start
         ex.log.clear()
+        ex.positions = []
         ex.book = "j2.0"
-        _record(ex, [_fill("s2", "sell", "5", "104")])
         await until(
-            lambda: risk.strategy_books.last_seq == 1 and risk.trading_ready, "the new journal's fill"
+            lambda: risk.status()["positions_as_of_seq"] == 0 and risk.trading_ready, "the new journal"
         )
-        assert _books(risk) == {"s1": EXPECTED["s1"], "s2": (0, f("10"))}
+        _record(ex, [_fill("s2", "sell", "5", "104")])
+        await until(lambda: risk.status()["last_event_seq"] == 1, "the new journal's fill")
+        assert _books(risk) == {"s1": (0, 0), "s2": (f("-5"), 0)}
 
     _run(tmp_path, [first, second])

@@ -162,7 +162,7 @@ def test_rejected_keys_show_the_reason_in_status_without_log_floods(tmp_path: Pa
         execution = wait_until(
             lambda: (s := _ctl_status("execution", config, env))["uptime_s"] > 5 and not procs.dead() and s,
             60,
-            "execution up for 5 s (risk has asked for its positions every second)",
+            "execution up for 5 s (risk has asked for its snapshot every second)",
         )
         assert execution["ready"] is False
         assert execution["not_ready_reason"].startswith(
@@ -175,7 +175,7 @@ def test_rejected_keys_show_the_reason_in_status_without_log_floods(tmp_path: Pa
         logs = procs.tails_full()
         assert SECRET not in logs
         assert logs.count("rejected the API keys (HTTP 401)") == 1  # execution: once, not per retry
-        assert logs.count("execution's positions reply not usable") == 1  # risk: once, not every second
+        assert logs.count("execution's snapshot not usable") == 1  # risk: once, not every second
     finally:
         procs.stop_all()
         kill_pid(venue.pid)

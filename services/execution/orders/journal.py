@@ -79,12 +79,23 @@ CREATE TABLE IF NOT EXISTS base (id INTEGER PRIMARY KEY CHECK (id = 1), as_of_se
 CREATE TABLE IF NOT EXISTS retired (coid TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), as_of_seq INTEGER NOT NULL,
     epoch INTEGER NOT NULL, ts_ns INTEGER NOT NULL, submits_rowid INTEGER NOT NULL, book BLOB NOT NULL,
-    kept BLOB NOT NULL);
+    strategies BLOB NOT NULL, kept BLOB NOT NULL);
 """
 SNAPSHOT_EVERY = 10_000  # events between book snapshots: what a start reads beyond the kept orders
 KEEP_CLOSED = 1_000  # closed orders a snapshot keeps for the next start (the newest)
 
 KeptOrder = tuple[str, int]  # client_order_id, seq of its last update (0: none yet)
+
+
+@dataclass(slots=True)
+class BookSnapshot:
+    """What a start needs from before ``as_of_seq`` (built by the tracker, see ``record_snapshot``)."""
+
+    as_of_seq: int
+    book: list[ExactPosition]  # the account's positions
+    strategies: dict[str, list[ExactPosition]]  # each strategy's positions
+    kept: list[KeptOrder]  # the orders the next start rebuilds
+    retired: set[str]  # every other id ever tracked
 
 
 class JournalError(RuntimeError):
@@ -122,6 +133,8 @@ class Recovered:
     tail_after: int = -1  # the events after this seq are all in ``events`` (the contiguous tail)
     book_seq: int = -1  # ``book`` is the positions at this seq (-1: no usable snapshot: use the base)
     book: list[ExactPosition] = field(default_factory=list)
+    # each strategy's positions at the snapshot's seq (tail_after); without one, built from every fill
+    strategy_books: dict[str, list[ExactPosition]] = field(default_factory=dict)
 
 
 SubmitRecord = tuple[str, int, int, dict[str, Any]]  # client_order_id, attempt, ts_ns, body
@@ -134,6 +147,13 @@ def _kept(blob: bytes) -> list[KeptOrder]:
             raise ValueError(f"not a kept order: {coid!r}, {seq!r}"[:200])
         out.append((coid, seq))
     return out
+
+
+def _strategies(blob: bytes) -> dict[str, list[ExactPosition]]:
+    doc = orjson.loads(blob)
+    if not isinstance(doc, dict):
+        raise ValueError("strategy books: not an object")
+    return {str(name): [_exact(p) for p in positions] for name, positions in doc.items()}
 
 
 def _exact(p: Any) -> ExactPosition:
@@ -384,12 +404,11 @@ class SqliteJournal:
             return
         self._retired_written.update(c for (c,) in rows)
 
-    def record_snapshot(
-        self, as_of_seq: int, book: list[ExactPosition], kept: list[KeptOrder], retired: set[str]
-    ) -> None:
-        """The book at ``as_of_seq`` and the orders the next start rebuilds; ``retired``: every other
+    def record_snapshot(self, snap: BookSnapshot) -> None:
+        """The books at ``as_of_seq`` and the orders the next start rebuilds; ``retired``: every other
         order's id (those already written are skipped). A journaled submit of an id in neither is
         kept too: a submit is forgotten only once its order is known closed. One transaction."""
+        as_of_seq, kept, retired = snap.as_of_seq, snap.kept, snap.retired
         self.flush_submits()
         new_retired = [(c,) for c in retired - self._retired_written]
         try:
@@ -406,10 +425,12 @@ class SqliteJournal:
                 db.execute("BEGIN")
                 db.executemany("INSERT OR IGNORE INTO retired (coid) VALUES (?)", new_retired)
                 db.execute(
-                    "INSERT OR REPLACE INTO snapshot (id, as_of_seq, epoch, ts_ns, submits_rowid, book, kept)"
-                    " VALUES (1, ?, ?, ?, ?, ?, ?)",
-                    (as_of_seq, self.book_epoch, wall_ns(), rowid, orjson.dumps(book), orjson.dumps(kept)),
-                )
+                    "INSERT OR REPLACE INTO snapshot"
+                    " (id, as_of_seq, epoch, ts_ns, submits_rowid, book, strategies, kept)"
+                    " VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                    (as_of_seq, self.book_epoch, wall_ns(), rowid, orjson.dumps(snap.book), orjson.dumps(snap.strategies),
+                     orjson.dumps(kept)),
+                )  # fmt: skip
         except (sqlite3.Error, OSError, JournalError) as exc:
             self._failed(exc, "snapshot")
             return
@@ -459,11 +480,12 @@ class SqliteJournal:
             rec.base_seq, base_epoch, rec.base_ts_ns = int(row[0]), int(row[1]), int(row[2])
             rec.base_positions = msgspec.msgpack.decode(row[3], type=list[wire.Position])
         snap = db.execute(
-            "SELECT as_of_seq, epoch, submits_rowid, book, kept FROM snapshot WHERE id = 1"
+            "SELECT as_of_seq, epoch, submits_rowid, book, kept, strategies FROM snapshot WHERE id = 1"
         ).fetchone()
         try:
             kept: list[KeptOrder] = _kept(snap[4]) if snap is not None else []
             book: list[ExactPosition] = [_exact(p) for p in orjson.loads(snap[3])] if snap is not None else []
+            strategies = _strategies(snap[5]) if snap is not None else {}
         except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
             log.error("book snapshot unreadable: reading the whole journal", extra=kv(error=str(exc)[:200]))
             snap = None
@@ -480,6 +502,7 @@ class SqliteJournal:
             ).fetchall()
             rec.events = _decode_events(rows)
             rec.tail_after = self.snapshot_seq = as_of
+            rec.strategy_books = strategies
             self._snapshot_rowid = submits_rowid
             self._orphans = [coid for coid, seq in kept if not seq]
             if epoch == base_epoch and as_of >= rec.base_seq:  # not re-based since: the book is current

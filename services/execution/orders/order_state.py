@@ -38,6 +38,7 @@ from common.order_events import TERMINAL_STATUSES
 SUBMITTING = "pending_submit"  # ours: queued, no venue answer yet
 UNKNOWN = "unknown"  # ours: the POST outcome could not be established yet
 SUBMIT_FAILED = "submit_failed"  # ours: never placed at the venue
+VENUE_LOST_STATUS = "venue_lost"  # ours: the venue no longer knows an order it had
 
 TERMINAL = TERMINAL_STATUSES
 _RANK: dict[str, int] = {

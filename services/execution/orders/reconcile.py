@@ -25,7 +25,13 @@ from common.log import kv
 from common.order_events import TERMINAL_STATUSES
 from services.execution.metrics import BOOK_REBASED, RECONCILES, VENUE_LOST
 from services.execution.orders.journal import JournalError, SqliteJournal
-from services.execution.orders.order_state import SUBMITTING, UNKNOWN, OrderParseError, VenueOrder
+from services.execution.orders.order_state import (
+    SUBMITTING,
+    UNKNOWN,
+    VENUE_LOST_STATUS,
+    OrderParseError,
+    VenueOrder,
+)
 from services.execution.orders.placement import OrderPlacer, Spawn
 from services.execution.orders.submitter import OrderSubmitter, is_not_found
 from services.execution.orders.tracker import OrderTracker
@@ -39,7 +45,6 @@ CLOSED_SCAN = 100  # newest closed orders read by the first startup snapshot
 PAGE = 500  # Alpaca's maximum page of GET /v2/orders
 SINCE_MARGIN_NS = 60 * 1_000_000_000  # the next reconcile pages from this long before this one began
 VERIFY_TRIES = 4
-VENUE_LOST_STATUS = "venue_lost"
 
 
 def venue_position(doc: dict[str, Any], ts_ns: int) -> wire.Position:

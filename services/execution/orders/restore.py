@@ -40,6 +40,7 @@ def _order_from_update(u: wire.OrderUpdate) -> TrackedOrder:
         intent_signal_ns=u.intent_signal_ns,
         tick_recv_ns=u.tick_recv_ns,
         sent_ns=u.sent_ns,
+        updated_ns=u.recv_ns,
         update_seq=u.seq,
     )
 
@@ -55,6 +56,7 @@ def restore(tracker: OrderTracker, rec: Recovered) -> list[TrackedOrder]:
     else:
         tracker.reset_positions(rec.base_positions)
         book_seq = rec.base_seq
+    tracker.strategy_books = {name: PositionBook.from_exact(b) for name, b in rec.strategy_books.items()}
     fills = 0
     for ev in rec.events:
         if isinstance(ev, wire.OrderUpdate):
@@ -62,9 +64,9 @@ def restore(tracker: OrderTracker, rec: Recovered) -> list[TrackedOrder]:
             tracker.orders[order.client_order_id] = order
             if order.venue_order_id:
                 tracker.coid_by_venue_id[order.venue_order_id] = order.client_order_id
-        elif ev.seq > book_seq:
-            tracker.positions.apply_fill(ev.symbol, ev.side, ev.qty, ev.px)
-            fills += 1
+        else:  # every fill loaded is after the strategy books' seq; the account's base may be later
+            tracker.apply_fill(ev.strategy, ev.symbol, ev.side, ev.qty, ev.px, account=ev.seq > book_seq)
+            fills += ev.seq > book_seq
     unknown: list[TrackedOrder] = []
     for coid, sub in rec.submits.items():
         order = tracker.orders.get(coid)

@@ -15,10 +15,12 @@ from common.positions import PositionBook
 from common.zmq_io import Publisher
 from services.execution.metrics import ADOPTED, ORDERS, OrderEventCounters
 from services.execution.orders.event_log import EventLog, OrderEvent
-from services.execution.orders.journal import KeptOrder, OrderJournal
+from services.execution.orders.journal import BookSnapshot, OrderJournal
 from services.execution.orders.order_state import (
     KNOWN_STATUSES,
+    SUBMIT_FAILED,
     TERMINAL,
+    VENUE_LOST_STATUS,
     OrderParseError,
     TrackedOrder,
     VenueOrder,
@@ -27,6 +29,11 @@ from services.execution.orders.order_state import (
 )
 
 log = logging.getLogger(__name__)
+
+# Ends that are our verdict, not the venue's: an order POSTed and then judged never placed, or lost by
+# the venue, may still show up there. A snapshot keeps them this long (a retired id is ignored).
+UNCONFIRMED_ENDS = frozenset({SUBMIT_FAILED, VENUE_LOST_STATUS})
+UNCONFIRMED_KEEP_NS = 86_400 * 1_000_000_000
 
 
 class OrderTracker:
@@ -50,6 +57,8 @@ class OrderTracker:
         self.max_tracked = max_tracked
         # venue positions at start plus every Fill since: consistent with events.last_seq at any moment
         self.positions = PositionBook()
+        # each strategy's positions: every fill of its orders in the sequence (never re-based)
+        self.strategy_books: dict[str, PositionBook] = {}
         self.fills_applied = 0
 
     def is_known(self, coid: str) -> bool:
@@ -69,17 +78,35 @@ class OrderTracker:
         for p in start_positions:
             self.positions.get(p.symbol).set_from_venue(p.qty, p.avg_px)
 
-    def snapshot(self, keep_closed: int) -> tuple[list[KeptOrder], set[str]]:
-        """What a journal snapshot keeps for the next start: every open order and the newest
-        ``keep_closed`` closed ones (by the seq of their last update); and every other id ever
-        tracked, to be refused still."""
-        open_orders: list[TrackedOrder] = []
+    def apply_fill(
+        self, strategy: str, symbol: str, side: str, qty: int, px: int, account: bool = True
+    ) -> None:
+        """A fill moves the account's book (unless its base already holds it) and its strategy's."""
+        if account:
+            self.positions.apply_fill(symbol, side, qty, px)
+        book = self.strategy_books.get(strategy)
+        if book is None:
+            book = self.strategy_books[strategy] = PositionBook()
+        book.apply_fill(symbol, side, qty, px)
+
+    def snapshot(self, keep_closed: int) -> BookSnapshot:
+        """The books now, and what a journal snapshot keeps for the next start: every open order and
+        the newest ``keep_closed`` closed ones (by the seq of their last update); and every other id
+        ever tracked, to be refused still."""
+        open_orders: list[TrackedOrder] = []  # and closed ones the venue may still show: kept too
         closed: list[TrackedOrder] = []
+        young = wall_ns() - UNCONFIRMED_KEEP_NS
         for o in self.orders.values():
-            (closed if o.status in TERMINAL else open_orders).append(o)
+            unconfirmed = o.status in UNCONFIRMED_ENDS and o.last_post_ns and o.updated_ns > young
+            (closed if o.status in TERMINAL and not unconfirmed else open_orders).append(o)
         cut = max(0, len(closed) - keep_closed)
-        kept = [(o.client_order_id, o.update_seq) for o in (*open_orders, *closed[cut:])]
-        return kept, self.retired_coids.union([o.client_order_id for o in closed[:cut]])
+        return BookSnapshot(
+            as_of_seq=self.events.last_seq,
+            book=self.positions.exact(),
+            strategies={name: book.exact() for name, book in self.strategy_books.items()},
+            kept=[(o.client_order_id, o.update_seq) for o in (*open_orders, *closed[cut:])],
+            retired=self.retired_coids.union([o.client_order_id for o in closed[:cut]]),
+        )
 
     def open_orders(self) -> int:
         return sum(1 for o in self.orders.values() if not o.terminal)
@@ -201,7 +228,7 @@ class OrderTracker:
                 recv_ns=recv_ns,
             )
             # Fill before the update: a position rises before the pending quantity that became it falls.
-            self.positions.apply_fill(order.symbol, order.side, f.qty, f.px)
+            self.apply_fill(order.strategy, order.symbol, order.side, f.qty, f.px)
             self.fills_applied += 1
             self.counters.fill(order.strategy, order.symbol, order.side)
             oplog.order_line(
@@ -221,6 +248,14 @@ class OrderTracker:
                 ORDERS.labels("filled").inc()
             self.emit_update(order, event, recv_ns)
 
+    def open_order_updates(self) -> list[wire.OrderUpdate]:
+        """The last published update of every open order (a receiver's snapshot)."""
+        out = []
+        for o in self.orders.values():
+            if not o.terminal and o.update_seq:
+                out.append(_update_of(o, "snapshot", o.updated_ns, o.update_seq))
+        return out
+
     def emit_update(self, order: TrackedOrder, event: str, recv_ns: int) -> None:
         order.updated_ns = recv_ns
         if order.terminal:
@@ -236,26 +271,7 @@ class OrderTracker:
                 status=order.status,
                 filled_qty=fixed.to_str(order.filled_qty),
             )
-        update = wire.OrderUpdate(
-            seq=0,
-            client_order_id=order.client_order_id,
-            venue_order_id=order.venue_order_id,
-            strategy=order.strategy,
-            symbol=order.symbol,
-            side=order.side,  # type: ignore[arg-type]
-            status=order.status,
-            event=event,
-            qty=order.qty,
-            filled_qty=order.filled_qty,
-            filled_avg_px=order.filled_avg_px,
-            limit_px=order.limit_px,
-            reason=order.reason,
-            venue_ns=order.venue_ns,
-            recv_ns=recv_ns,
-            intent_signal_ns=order.intent_signal_ns,
-            tick_recv_ns=order.tick_recv_ns,
-            sent_ns=order.sent_ns,
-        )
+        update = _update_of(order, event, recv_ns, 0)
         self.counters.update(order.status)
         order.update_seq = self._publish(update, topics.sym(topics.EX_UPDATE, order.symbol))
 
@@ -295,3 +311,26 @@ def _optional_nanos(data: dict[str, Any], key: str, signed: bool = False) -> int
     except OrderParseError:
         log.warning("unreadable trade update field ignored", extra=kv(field=key, value=str(value)[:40]))
         return None
+
+
+def _update_of(order: TrackedOrder, event: str, recv_ns: int, seq: int) -> wire.OrderUpdate:
+    return wire.OrderUpdate(
+        seq=seq,
+        client_order_id=order.client_order_id,
+        venue_order_id=order.venue_order_id,
+        strategy=order.strategy,
+        symbol=order.symbol,
+        side=order.side,  # type: ignore[arg-type]
+        status=order.status,
+        event=event,
+        qty=order.qty,
+        filled_qty=order.filled_qty,
+        filled_avg_px=order.filled_avg_px,
+        limit_px=order.limit_px,
+        reason=order.reason,
+        venue_ns=order.venue_ns,
+        recv_ns=recv_ns,
+        intent_signal_ns=order.intent_signal_ns,
+        tick_recv_ns=order.tick_recv_ns,
+        sent_ns=order.sent_ns,
+    )
