@@ -101,6 +101,17 @@ def _snapshot(t: OrderTracker, j: SqliteJournal, keep_closed: int) -> None:
     j.record_snapshot(t.snapshot(keep_closed))
 
 
+def _journaled_with_a_snapshot(path: Path, seed: int, orders: int) -> OrderTracker:
+    """A journal with ``orders`` orders through a tracker and a snapshot at the end (2 closed kept)."""
+    j = SqliteJournal(path)
+    j.record_base(0, [], new_epoch=False)
+    live = _tracker(j)
+    Flow(live, random.Random(seed)).run(orders)
+    _snapshot(live, j, keep_closed=2)
+    j.close()
+    return live
+
+
 def _open_orders(t: OrderTracker) -> dict[str, tuple[str, int, int]]:
     return {c: (o.status, o.filled_qty, o.filled_avg_px) for c, o in t.orders.items() if not o.terminal}
 
@@ -182,12 +193,7 @@ def test_an_unreadable_snapshot_reads_the_whole_journal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / JOURNAL_FILE
-    j = SqliteJournal(path)
-    j.record_base(0, [], new_epoch=False)
-    live = _tracker(j)
-    Flow(live, random.Random(8)).run(30)
-    _snapshot(live, j, keep_closed=2)
-    j.close()
+    live = _journaled_with_a_snapshot(path, seed=8, orders=30)
     with sqlite3.connect(path) as db:
         db.execute("UPDATE snapshot SET book = ?", (b'[["AAPL", "ten", "1", "0"]]',))
     again, _, read = _restart(path)
@@ -247,3 +253,28 @@ def test_execution_snapshots_when_ready_when_quiet_and_when_it_stops(
                 assert not (await h2.order("zt-s.1", qty="10")).accepted  # refused: sent before
 
     asyncio.run(main())
+
+
+def test_a_snapshot_of_another_layout_is_dropped_and_one_older_than_a_new_epoch_s_base_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / JOURNAL_FILE
+    live = _journaled_with_a_snapshot(path, seed=10, orders=20)
+    with sqlite3.connect(path) as db:  # a base of a later epoch, yet older than the snapshot
+        db.execute("UPDATE base SET epoch = epoch + 1")
+    again, _, read = _restart(path)
+    assert "after a base of another epoch" in caplog.text
+    assert read == live.events.last_seq and again.positions.exact() == live.positions.exact()
+    again.journal.close()  # type: ignore[attr-defined]
+    with sqlite3.connect(path) as db:  # another version's layout
+        db.execute("DROP TABLE snapshot")
+        db.execute("CREATE TABLE snapshot (id INTEGER PRIMARY KEY, as_of_seq INTEGER, book BLOB)")
+        db.execute("INSERT INTO snapshot VALUES (1, 5, x'00')")
+    j = SqliteJournal(path)
+    assert j.ok and "another layout dropped" in caplog.text
+    rec = j.load()
+    assert len(rec.events) == live.events.last_seq  # no snapshot: the whole journal
+    t = _tracker(j)
+    restore(t, rec)
+    _snapshot(t, j, keep_closed=2)
+    assert j.ok and j.snapshot_seq == live.events.last_seq

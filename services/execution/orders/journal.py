@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), as_o
     epoch INTEGER NOT NULL, ts_ns INTEGER NOT NULL, submits_rowid INTEGER NOT NULL, book BLOB NOT NULL,
     strategies BLOB NOT NULL, kept BLOB NOT NULL);
 """
+_SNAPSHOT_COLUMNS = ("id", "as_of_seq", "epoch", "ts_ns", "submits_rowid", "book", "strategies", "kept")
 SNAPSHOT_EVERY = 10_000  # events between book snapshots: what a start reads beyond the kept orders
 KEEP_CLOSED = 1_000  # closed orders a snapshot keeps for the next start (the newest)
 
@@ -95,7 +96,9 @@ class BookSnapshot:
     book: list[ExactPosition]  # the account's positions
     strategies: dict[str, list[ExactPosition]]  # each strategy's positions
     kept: list[KeptOrder]  # the orders the next start rebuilds
-    retired: set[str]  # every other id ever tracked
+    retired: set[str]  # every other id ever tracked (not read back: the retired table holds them)
+    epoch: int = -1  # read back: the book epoch it was taken in
+    submits_rowid: int = 0  # read back: the submits' last rowid then
 
 
 class JournalError(RuntimeError):
@@ -239,6 +242,11 @@ class SqliteJournal:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoint() runs them (the fsyncs), in a worker thread
         db.executescript(_SCHEMA)
+        columns = tuple(r[1] for r in db.execute("PRAGMA table_info(snapshot)"))
+        if columns != _SNAPSHOT_COLUMNS:  # another version's: a snapshot is only a shortcut, drop it
+            log.warning("book snapshot of another layout dropped", extra=kv(columns=",".join(columns)))
+            db.execute("DROP TABLE snapshot")
+            db.executescript(_SCHEMA)
         meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
         self.journal_id = meta.get("journal_id") or uuid.uuid4().hex[:16]
         self.book_epoch = int(meta.get("book_epoch", "0"))
@@ -421,16 +429,16 @@ class SqliteJournal:
             )
             orphans = [c for c in dict.fromkeys([*self._orphans, *(c for (c,) in since)]) if c not in known]
             kept = [*kept, *((c, 0) for c in orphans)]
+            books = orjson.dumps(snap.book), orjson.dumps(snap.strategies)
+            row = (as_of_seq, self.book_epoch, wall_ns(), rowid, *books, orjson.dumps(kept))
             with db:
                 db.execute("BEGIN")
                 db.executemany("INSERT OR IGNORE INTO retired (coid) VALUES (?)", new_retired)
                 db.execute(
-                    "INSERT OR REPLACE INTO snapshot"
-                    " (id, as_of_seq, epoch, ts_ns, submits_rowid, book, strategies, kept)"
+                    f"INSERT OR REPLACE INTO snapshot (id, {', '.join(_SNAPSHOT_COLUMNS[1:])})"
                     " VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
-                    (as_of_seq, self.book_epoch, wall_ns(), rowid, orjson.dumps(snap.book), orjson.dumps(snap.strategies),
-                     orjson.dumps(kept)),
-                )  # fmt: skip
+                    row,
+                )
         except (sqlite3.Error, OSError, JournalError) as exc:
             self._failed(exc, "snapshot")
             return
@@ -479,39 +487,32 @@ class SqliteJournal:
         if row is not None:
             rec.base_seq, base_epoch, rec.base_ts_ns = int(row[0]), int(row[1]), int(row[2])
             rec.base_positions = msgspec.msgpack.decode(row[3], type=list[wire.Position])
-        snap = db.execute(
-            "SELECT as_of_seq, epoch, submits_rowid, book, kept, strategies FROM snapshot WHERE id = 1"
-        ).fetchone()
-        try:
-            kept: list[KeptOrder] = _kept(snap[4]) if snap is not None else []
-            book: list[ExactPosition] = [_exact(p) for p in orjson.loads(snap[3])] if snap is not None else []
-            strategies = _strategies(snap[5]) if snap is not None else {}
-        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
-            log.error("book snapshot unreadable: reading the whole journal", extra=kv(error=str(exc)[:200]))
+        snap = self._stored_snapshot()
+        current = snap is not None and snap.epoch == base_epoch and snap.as_of_seq >= rec.base_seq
+        if snap is not None and not current and rec.base_seq < snap.as_of_seq:
+            # a base of another epoch older than the snapshot: its fills before it were not read
+            log.error("book snapshot after a base of another epoch: reading the whole journal")
             snap = None
         if snap is None:
             rec.events = self.events_after(-1, 1 << 62)
             submits = db.execute("SELECT coid, attempt, ts_ns, body FROM submits ORDER BY rowid")
         else:
-            as_of, epoch, submits_rowid = int(snap[0]), int(snap[1]), int(snap[2])
-            seqs = orjson.dumps([seq for _, seq in kept if seq])
-            coids = orjson.dumps([coid for coid, _ in kept])
+            seqs = orjson.dumps([seq for _, seq in snap.kept if seq])
             rows = db.execute(
                 "SELECT ev FROM events WHERE seq > ? OR seq IN (SELECT value FROM json_each(?)) ORDER BY seq",
-                (as_of, seqs),
+                (snap.as_of_seq, seqs),
             ).fetchall()
             rec.events = _decode_events(rows)
-            rec.tail_after = self.snapshot_seq = as_of
-            rec.strategy_books = strategies
-            self._snapshot_rowid = submits_rowid
-            self._orphans = [coid for coid, seq in kept if not seq]
-            if epoch == base_epoch and as_of >= rec.base_seq:  # not re-based since: the book is current
-                rec.book_seq = as_of
-                rec.book = book
+            rec.tail_after = self.snapshot_seq = snap.as_of_seq
+            rec.strategy_books = snap.strategies
+            self._snapshot_rowid = snap.submits_rowid
+            self._orphans = [coid for coid, seq in snap.kept if not seq]
+            if current:  # not re-based since: the book is the positions at its seq
+                rec.book_seq, rec.book = snap.as_of_seq, snap.book
             submits = db.execute(
                 "SELECT coid, attempt, ts_ns, body FROM submits"
                 " WHERE rowid > ? OR coid IN (SELECT value FROM json_each(?)) ORDER BY rowid",
-                (submits_rowid, coids),
+                (snap.submits_rowid, orjson.dumps([coid for coid, _ in snap.kept])),
             )
         for coid, attempt, ts_ns, body in submits:
             try:
@@ -525,6 +526,29 @@ class SqliteJournal:
         rec.retired = {c for (c,) in db.execute("SELECT coid FROM retired")}
         self._retired_written = set(rec.retired)
         return rec
+
+    def _stored_snapshot(self) -> BookSnapshot | None:
+        """The last book snapshot as written, None when there is none or it cannot be read (then
+        the whole journal is read: logged as an error)."""
+        assert self._db is not None
+        row = self._db.execute(
+            "SELECT as_of_seq, epoch, submits_rowid, book, strategies, kept FROM snapshot WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            return BookSnapshot(
+                as_of_seq=int(row[0]),
+                book=[_exact(p) for p in orjson.loads(row[3])],
+                strategies=_strategies(row[4]),
+                kept=_kept(row[5]),
+                retired=set(),
+                epoch=int(row[1]),
+                submits_rowid=int(row[2]),
+            )
+        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+            log.error("book snapshot unreadable: reading the whole journal", extra=kv(error=str(exc)[:200]))
+            return None
 
     # ---- health ----------------------------------------------------------------------------------
 

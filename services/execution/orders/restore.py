@@ -4,9 +4,10 @@ From the journal: the sequence continues at the last seq; the orders the last bo
 (open ones and the newest closed ones), and every order after it, are tracked again with their last
 published state, and every other id ever sent stays refused; the positions book is the snapshot's
 (exact, at its seq) or, when there is none or the book was re-based on the venue since, the base
-(venue positions at a seq), plus every journaled Fill after that seq. A submit journaled without any event after it is an order
-whose POST may or may not have reached the venue: it comes back as ``unknown`` and is resolved by a
-lookup of its client_order_id (reconcile), never sent again.
+(venue positions at a seq), plus every journaled Fill after that seq; each strategy's book is the
+snapshot's plus every Fill after it (without a snapshot: every Fill). A submit journaled without any
+event after it is an order whose POST may or may not have reached the venue: it comes back as
+``unknown`` and is resolved by a lookup of its client_order_id (reconcile), never sent again.
 """
 
 from __future__ import annotations
