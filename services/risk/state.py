@@ -279,12 +279,12 @@ class RiskState:
         """Apply a fill; returns the position and whether the venue's quantity had to be adopted."""
         pos = self.positions.apply_fill(f.symbol, f.side, f.qty, f.px)
         reconciled = f.position_qty is not None and pos.reconcile_qty(f.position_qty)
-        self.on_fill_pending_only(f)
+        self._fill_pending(f)
         self._sync_position(f.symbol)
         return pos, reconciled
 
-    def on_fill_pending_only(self, f: wire.Fill) -> None:
-        """A fill already counted in a positions snapshot: only the pending quantity moves."""
+    def _fill_pending(self, f: wire.Fill) -> None:
+        """The filled part of an open order is no longer pending."""
         p = self.pending.get(f.client_order_id)
         if p is not None:
             self._count(p, -1)
