@@ -36,6 +36,13 @@ class SymbolPosition:
         """Realized P&L in nanos of money."""
         return _round_half_even(self.realized / SCALE)
 
+    def add_from_venue(self, qty: int, avg_px: int, realized_pnl: int) -> None:
+        """Add a reported position (quantity, average price, realized P&L) to this one: two books
+        shown as one."""
+        self.qty += qty
+        self.cost += qty * avg_px
+        self.realized += realized_pnl * SCALE
+
     def exact(self) -> ExactPosition:
         """Everything the position is, with nothing rounded (``from_exact`` reads it back)."""
         return (self.symbol, self.qty, str(self.cost), str(self.realized))

@@ -40,10 +40,7 @@ class StrategyBooks:
         for sp in strategies:
             book = self._book(sp.strategy)
             for p in sp.positions:  # strategies folded into one label add up
-                pos = book.get(p.symbol)
-                pos.qty += p.qty
-                pos.cost += p.qty * p.avg_px
-                pos.realized += p.realized_pnl * SCALE
+                book.get(p.symbol).add_from_venue(p.qty, p.avg_px, p.realized_pnl)
 
     def on_fill(self, fill: wire.Fill) -> None:
         self._book(fill.strategy).apply_fill(fill.symbol, fill.side, fill.qty, fill.px)

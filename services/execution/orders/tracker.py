@@ -93,18 +93,18 @@ class OrderTracker:
         """The books now, and what a journal snapshot keeps for the next start: every open order and
         the newest ``keep_closed`` closed ones (by the seq of their last update); and every other id
         ever tracked, to be refused still."""
-        open_orders: list[TrackedOrder] = []  # and closed ones the venue may still show: kept too
+        always: list[TrackedOrder] = []  # open, or closed by our verdict and young: always kept
         closed: list[TrackedOrder] = []
         young = wall_ns() - UNCONFIRMED_KEEP_NS
         for o in self.orders.values():
             unconfirmed = o.status in UNCONFIRMED_ENDS and o.last_post_ns and o.updated_ns > young
-            (closed if o.status in TERMINAL and not unconfirmed else open_orders).append(o)
+            (closed if o.status in TERMINAL and not unconfirmed else always).append(o)
         cut = max(0, len(closed) - keep_closed)
         return BookSnapshot(
             as_of_seq=self.events.last_seq,
             book=self.positions.exact(),
             strategies={name: book.exact() for name, book in self.strategy_books.items()},
-            kept=[(o.client_order_id, o.update_seq) for o in (*open_orders, *closed[cut:])],
+            kept=[(o.client_order_id, o.update_seq) for o in (*always, *closed[cut:])],
             retired=self.retired_coids.union([o.client_order_id for o in closed[:cut]]),
         )
 
