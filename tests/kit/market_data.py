@@ -222,8 +222,13 @@ def rpc_control(run_dir: Path, cmd: str, timeout_ms: int = 5000) -> wire.Reply:
         ctx.term()
 
 
-def wait_feeds_subscribed(run_dir: Path, feeds: tuple[str, ...], timeout: float = 20.0) -> dict[str, Any]:
-    """Poll the service's status (a SUB that joins late can miss the first FeedStatus)."""
+def wait_feeds_subscribed(
+    run_dir: Path, feeds: tuple[str, ...], sub: MdSubscriber | None = None, timeout: float = 20.0
+) -> dict[str, Any]:
+    """Poll the service's status (a SUB that joins late can miss the first FeedStatus). With ``sub``,
+    also wait until that SUB has joined: one connected before the service bound retries every
+    ``RECONNECT_IVL`` (100 ms), longer than the service takes from binding to subscribed, so data
+    sent right away could be published before it is there to receive it."""
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -232,6 +237,8 @@ def wait_feeds_subscribed(run_dir: Path, feeds: tuple[str, ...], timeout: float 
         except AssertionError:
             continue
         if all(last.get(f, {}).get("state") == "subscribed" for f in feeds):
+            if sub is not None:  # every feed's status is republished at least once a second
+                sub.wait_for(lambda _t, m: isinstance(m, wire.FeedStatus), 5.0, "any status: the SUB joined")
             return last
         time.sleep(0.05)
     raise AssertionError(f"feeds not subscribed in time: {last}")

@@ -3,6 +3,7 @@ market_data service sees the same normalized stream again."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from common import wire
@@ -30,6 +31,23 @@ def _collect_quotes(sub: MdSubscriber, n: int) -> list[tuple[str, int, int, int]
         return len(out) >= n
 
     sub.wait_for(take, timeout=30.0, what=f"{n} quotes")
+    return out
+
+
+def _collect_until_quiet(sub: MdSubscriber, quiet_s: float = 1.0) -> list[tuple[str, int, int, int]]:
+    """Every quote until none has come for ``quiet_s`` (the replay has ended)."""
+    out: list[tuple[str, int, int, int]] = []
+    last = time.monotonic()
+    deadline = last + 30.0
+    while not out or time.monotonic() - last < quiet_s:
+        assert time.monotonic() < deadline, f"the replay did not end; {len(out)} quotes so far"
+        if not sub.sock.poll(100):
+            continue
+        _topic, msgs = wire.decode_batch(sub.sock.recv())
+        for m in msgs:
+            if isinstance(m, wire.Quote):
+                out.append((m.symbol, m.bid_px, m.ask_px, m.exch_ns))
+                last = time.monotonic()
     return out
 
 
@@ -65,9 +83,10 @@ def test_market_data_capture_replays_on_the_venue_as_the_same_stream(tmp_path: P
     sub_b = MdSubscriber(b_dir / "run")
     md_b = start_service(cfg_b, tmp_path / "md_b.log")
     try:
-        wait_feeds_subscribed(b_dir / "run", ("stocks", "crypto"))
+        wait_feeds_subscribed(b_dir / "run", ("stocks", "crypto"), sub_b)
         _post(urls_b["rest"], "/sim/feed/resume")
-        replayed = _collect_quotes(sub_b, N_QUOTES)
+        # the whole replay: the recording started when its SUB joined, a little after the capture did
+        replayed = _collect_until_quiet(sub_b)
     finally:
         stop_process(md_b)
         stop_process(sim_b)
@@ -80,13 +99,11 @@ def test_market_data_capture_replays_on_the_venue_as_the_same_stream(tmp_path: P
     for symbol in {q[0] for q in recorded}:
         rec = [q for q in recorded if q[0] == symbol]
         rep = [q for q in replayed if q[0] == symbol]
-        if rec[0] not in rep:
-            continue  # the replay stopped collecting before this symbol's first recorded quote
+        assert rec[0] in rep, symbol
         start = rep.index(rec[0])
-        overlap = min(len(rec), len(rep) - start)
-        assert rep[start : start + overlap] == rec[:overlap], symbol
-        compared += overlap
-    assert compared >= N_QUOTES // 2
+        assert rep[start : start + len(rec)] == rec, symbol
+        compared += len(rec)
+    assert compared == len(recorded) >= N_QUOTES
 
 
 def _venue_config(d: Path, sim_lines: str) -> Path:

@@ -33,7 +33,7 @@ def venue() -> Iterator[FakeAlpaca]:
 
 def _run(tmp_path: Path, venue: FakeAlpaca, extra: str = "") -> tuple[object, MdSubscriber]:
     cfg = write_config(tmp_path, venue.url(STOCKS), venue.url(CRYPTO), extra)
-    sub = MdSubscriber(tmp_path / "run")  # before the process starts: no slow-joiner loss
+    sub = MdSubscriber(tmp_path / "run")
     proc = start_service(cfg, tmp_path / "md.log")
     return proc, sub
 
@@ -47,7 +47,7 @@ def test_streams_normalized_data_survives_bad_frames_and_reconnects(
 ) -> None:
     proc, sub = _run(tmp_path, venue)
     try:
-        wait_feeds_subscribed(tmp_path / "run", ("stocks", "crypto"))
+        wait_feeds_subscribed(tmp_path / "run", ("stocks", "crypto"), sub)
         stock_sub = next(s for s in venue.subscribes if "orderbooks" not in s)
         crypto_sub = next(s for s in venue.subscribes if "orderbooks" in s)
         assert stock_sub["quotes"] == ["AAPL", "MSFT"] and crypto_sub["orderbooks"] == ["BTC/USD"]

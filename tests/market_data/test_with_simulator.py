@@ -68,7 +68,7 @@ def test_quotes_and_books_from_simulator_and_recovery_after_drop(tmp_path: Path)
     sub = MdSubscriber(md_dir / "run")
     md = start_service(cfg, tmp_path / "md.log")
     try:
-        wait_feeds_subscribed(md_dir / "run", ("stocks", "crypto"))
+        wait_feeds_subscribed(md_dir / "run", ("stocks", "crypto"), sub)
         _post(
             rest,
             "/sim/inject/quote",
