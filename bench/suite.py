@@ -326,8 +326,11 @@ def timed_start(zt: Zerotick) -> dict[str, Any]:
 
 
 def numba_cache_warm() -> bool:
+    """Whether numba's cache holds compiled functions: in ``NUMBA_CACHE_DIR`` (``make`` sets it),
+    else in the ``__pycache__`` folders next to the services' sources (numba's default)."""
     folder = os.environ.get("NUMBA_CACHE_DIR")
-    return bool(folder) and any(Path(folder).rglob("*.nbi"))
+    root = Path(folder) if folder else Path(__file__).resolve().parents[1] / "services"
+    return any(root.rglob("*.nbi"))
 
 
 # ---- output -----------------------------------------------------------------------------------
