@@ -148,7 +148,8 @@ class RiskService(Service):
             if not self.trading.adopt_external():
                 self._publish_trading_state(self.trading.event())
             elif self.trading.state is TradingState.HALTED:
-                await self.kill_switch.tell_execution(self.trading.record.seq, TradingState.HALTED, False, 0)
+                record = self.trading.record  # a `kill --flatten` written to the file still flattens
+                await self.kill_switch.tell_execution(record.seq, TradingState.HALTED, record.flatten, 0)
             await asyncio.sleep(interval)
 
     def decide(self, intent: wire.OrderIntent) -> wire.RiskDecision:

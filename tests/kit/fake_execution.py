@@ -1,6 +1,7 @@
 """An in-process stand-in for execution on real sockets: a sequenced event log answered by Replay,
-a positions snapshot with ``as_of_seq`` and its book, order acks that refuse a reused client_order_id, and
-heartbeats whose pid a test can change to play a restart. Any answer can be held back on a gate."""
+a positions snapshot with ``as_of_seq`` and its book, order acks that refuse a reused client_order_id, trips
+kept and answered as confirmed, and heartbeats whose pid a test can change to play a restart. Any answer
+can be held back on a gate."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class FakeExecution(Service):
         self.boot = 0
         self.orders: dict[str, wire.OrderRequest] = {}
         self.refused: list[str] = []
+        self.trips: list[wire.Trip] = []
         self.positions_requests = 0
         # a test sets a gate (an unset Event) to hold that kind of answer back until it is set
         self.replay_gate: asyncio.Event | None = None
@@ -70,6 +72,12 @@ class FakeExecution(Service):
                 )
             self.orders[coid] = msg
             return wire.OrderAck(client_order_id=coid, accepted=True, detail="queued", ts_ns=wall_ns())
+        if isinstance(msg, wire.Trip):
+            self.trips.append(msg)
+            return wire.TripReport(
+                state=msg.state, seq=msg.seq, ok=True, open_orders=0, positions=0, canceled=0, closed=0,
+                confirm_us=1, detail="confirmed",
+            )  # fmt: skip
         return super().handle(msg)
 
     def control(self, cmd: wire.Control) -> Any:

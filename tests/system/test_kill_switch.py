@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.enums import OrderStatus, QueryOrderStatus
 from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest
 
 from tests.kit.system import clean_env, free_port, kill_pid, read_logs, status_json, system_up, write_toml
@@ -50,6 +50,11 @@ def _client(port: int) -> TradingClient:
 
 def _open_orders(client: TradingClient) -> list[Any]:
     return list(client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500)))
+
+
+def _canceled_orders(client: TradingClient) -> int:
+    closed = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.CLOSED, limit=500))
+    return sum(1 for o in closed if o.status == OrderStatus.CANCELED)
 
 
 def _all_orders(client: TradingClient) -> int:
@@ -91,7 +96,9 @@ def test_kill_flatten_drill_restart_and_reset(tmp_path: Path) -> None:
         assert kill.returncode == 0, kill.stdout + kill.stderr + read_logs(run_dir)
         out = orjson.loads(kill.stdout)
         assert out["confirmed"] and out["via_services"]["ok"], out
-        assert out["via_services"]["canceled"] >= LADDER and out["via_services"]["closed"] >= 1
+        # The venue judges what was canceled: risk may adopt the halt the CLI wrote to the state file
+        # and trip execution before the CLI's own command arrives, which then finds nothing left.
+        assert _canceled_orders(client) >= LADDER, out
         assert _open_orders(client) == [] and client.get_all_positions() == []
         time.sleep(2.0)
         assert _all_orders(client) == returned_orders, "an order arrived after the kill returned"
