@@ -45,7 +45,8 @@ class KillResult:
     elapsed_ms: float
 
 
-def _write_state(settings: Any, state: TradingState, reason: str, flatten: bool) -> StateRecord:
+def write_state(settings: Any, state: TradingState, reason: str, flatten: bool) -> StateRecord:
+    """Write ``state`` to the state file as the CLI, out of band: the next seq, who ran it."""
     store = StateStore(settings.zmq.run_dir)
     current = store.load()
     record = StateRecord(
@@ -64,7 +65,7 @@ def _write_state(settings: Any, state: TradingState, reason: str, flatten: bool)
 def kill(settings: Any, reason: str, flatten: bool, timeout_s: float) -> KillResult:
     start = time.monotonic()
     audit = AuditLog(settings.zmq.run_dir)
-    record = _write_state(settings, TradingState.HALTED, reason, flatten)
+    record = write_state(settings, TradingState.HALTED, reason, flatten)
     audit.append("kill_requested", record)
     via: dict[str, Any] | None = None
     error = ""
@@ -120,7 +121,7 @@ def set_state(
     except NotRunning:
         current = StateStore(settings.zmq.run_dir).load()
         if state.code > current.state.code:
-            record = _write_state(settings, state, reason, False)
+            record = write_state(settings, state, reason, False)
             AuditLog(settings.zmq.run_dir).append("change_out_of_band", record)
             return True, {"state": state.value, "detail": "risk not reachable: written to the state file"}
         return False, {

@@ -6,9 +6,11 @@ can be held back on a gate."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+import uvloop
 
 from common import topics, wire
 from common.clock import wall_ns
@@ -16,6 +18,10 @@ from common.config import Settings
 from common.order_events import TERMINAL_STATUSES
 from common.positions import PositionBook
 from common.service import Service
+from tests.kit.waiting import until
+
+if TYPE_CHECKING:
+    from services.risk.service import RiskService
 
 
 class FakeExecution(Service):
@@ -121,3 +127,37 @@ class FakeExecution(Service):
             return answer()
 
         return later()
+
+
+def run_risk(
+    settings: Settings,
+    body: Callable[[FakeExecution, RiskService], Awaitable[None]],
+    *,
+    prepare: Callable[[FakeExecution], None] | None = None,
+    until_positions: bool = True,
+) -> None:
+    """A risk life beside an execution stand-in (set up by ``prepare`` before either starts): the
+    real risk service on real sockets and uvloop, ``body`` run once risk has loaded execution's
+    positions (or, ``until_positions=False``, once it serves)."""
+    from services.risk.service import RiskService  # numba: only for the tests that run risk
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        ex = FakeExecution(settings)
+        if prepare is not None:
+            prepare(ex)
+        ex_task = loop.create_task(ex.run_forever())
+        svc = RiskService(settings)
+        running = loop.create_task(svc.run_forever())
+        try:
+            if until_positions:
+                await until(lambda: svc.positions_loaded, "positions loaded")
+            else:
+                await svc.ready.wait()
+            await body(ex, svc)
+        finally:
+            for s in (svc, ex):
+                s.request_stop()
+            await asyncio.gather(running, ex_task)
+
+    uvloop.run(scenario())

@@ -178,19 +178,41 @@ class MdSubscriber:
         self.sock.connect(ZmqConfig(run_dir=run_dir).endpoint("market_data", "pub"))
         self.seen: list[tuple[bytes, Any]] = []
 
+    def _receive(self, timeout_ms: int) -> list[tuple[bytes, Any]]:
+        """The messages of the next frame (none if nothing came in ``timeout_ms``), kept in ``seen``."""
+        if not self.sock.poll(timeout_ms):
+            return []
+        topic, msgs = wire.decode_batch(self.sock.recv())
+        got = [(topic, m) for m in msgs]
+        self.seen.extend(got)
+        return got
+
     def wait_for(self, pred: Callable[[bytes, Any], bool], timeout: float = 15.0, what: str = "") -> Any:
         """Return the first message (from now on) matching ``pred``; fail after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.sock.poll(100):
-                topic, msgs = wire.decode_batch(self.sock.recv())
-                for m in msgs:
-                    self.seen.append((topic, m))
-                    if pred(topic, m):
-                        return m
+            for topic, m in self._receive(100):
+                if pred(topic, m):
+                    return m
         raise AssertionError(
             f"timed out waiting for {what or pred}; saw {[type(m).__name__ for _, m in self.seen[-20:]]}"
         )
+
+    def until_quiet(
+        self, pred: Callable[[bytes, Any], bool], quiet_s: float = 1.0, timeout: float = 30.0
+    ) -> list[Any]:
+        """Every message matching ``pred`` until, after the first, none has come for ``quiet_s`` (a
+        replay has ended; feed statuses keep coming, so ``pred`` says what counts)."""
+        out: list[Any] = []
+        last = time.monotonic()
+        deadline = last + timeout
+        while not out or time.monotonic() - last < quiet_s:
+            assert time.monotonic() < deadline, f"still receiving after {timeout}s; {len(out)} messages"
+            got = [m for topic, m in self._receive(100) if pred(topic, m)]
+            if got:
+                out += got
+                last = time.monotonic()
+        return out
 
     def wait_feed(self, feed: str, state: str, timeout: float = 15.0) -> wire.FeedStatus:
         return self.wait_for(

@@ -3,7 +3,6 @@ market_data service sees the same normalized stream again."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from common import wire
@@ -31,23 +30,6 @@ def _collect_quotes(sub: MdSubscriber, n: int) -> list[tuple[str, int, int, int]
         return len(out) >= n
 
     sub.wait_for(take, timeout=30.0, what=f"{n} quotes")
-    return out
-
-
-def _collect_until_quiet(sub: MdSubscriber, quiet_s: float = 1.0) -> list[tuple[str, int, int, int]]:
-    """Every quote until none has come for ``quiet_s`` (the replay has ended)."""
-    out: list[tuple[str, int, int, int]] = []
-    last = time.monotonic()
-    deadline = last + 30.0
-    while not out or time.monotonic() - last < quiet_s:
-        assert time.monotonic() < deadline, f"the replay did not end; {len(out)} quotes so far"
-        if not sub.sock.poll(100):
-            continue
-        _topic, msgs = wire.decode_batch(sub.sock.recv())
-        for m in msgs:
-            if isinstance(m, wire.Quote):
-                out.append((m.symbol, m.bid_px, m.ask_px, m.exch_ns))
-                last = time.monotonic()
     return out
 
 
@@ -86,7 +68,10 @@ def test_market_data_capture_replays_on_the_venue_as_the_same_stream(tmp_path: P
         wait_feeds_subscribed(b_dir / "run", ("stocks", "crypto"), sub_b)
         _post(urls_b["rest"], "/sim/feed/resume")
         # the whole replay: the recording started when its SUB joined, a little after the capture did
-        replayed = _collect_until_quiet(sub_b)
+        replayed = [
+            (m.symbol, m.bid_px, m.ask_px, m.exch_ns)
+            for m in sub_b.until_quiet(lambda _t, m: isinstance(m, wire.Quote))
+        ]
     finally:
         stop_process(md_b)
         stop_process(sim_b)

@@ -6,18 +6,16 @@ risk service, its loop and its run folder."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 import pytest
 
 from common.config import Settings
-from common.enums import TradingState, TripSource
-from common.trading_state import StateRecord, StateStore
+from common.enums import TradingState
 from services.risk.service import RiskService
-from tests.kit.fake_execution import FakeExecution
+from tests.kit.fake_execution import FakeExecution, run_risk
 from tests.kit.waiting import until
+from zerotick.kill_switch import write_state
 
 
 @pytest.mark.parametrize("flatten", [True, False])
@@ -30,29 +28,15 @@ def test_a_kill_written_to_the_state_file_trips_execution_as_the_record_asks(
         market_data={"stocks": ["AAPL"], "crypto": []},
     )
 
-    async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        ex = FakeExecution(settings)
-        ex.book, ex.boot = "j1.0", 1
-        ex_task = loop.create_task(ex.run_forever())
-        svc = RiskService(settings)
-        running = loop.create_task(svc.run_forever())
-        try:
-            await until(lambda: svc.positions_loaded, "positions loaded")
-            assert svc.trading.state is TradingState.ACTIVE and ex.trips == []
-            store = StateStore(tmp_path)
-            written = StateRecord(
-                state=TradingState.HALTED, seq=store.load().seq + 1, source=TripSource.CLI_OUT_OF_BAND,
-                who="cli:test", reason="drill", ts_ns=time.time_ns(), flatten=flatten,
-            )  # fmt: skip
-            store.save(written)  # as `zerotick kill` does before it asks risk
-            await until(lambda: ex.trips != [], "the trip risk sends after adopting the file")
-            trip = ex.trips[0]
-            assert (trip.state, trip.seq, trip.flatten) == (TradingState.HALTED, written.seq, flatten)
-            assert svc.trading.state is TradingState.HALTED
-        finally:
-            for s in (svc, ex):
-                s.request_stop()
-            await asyncio.gather(running, ex_task)
+    async def body(ex: FakeExecution, svc: RiskService) -> None:
+        assert svc.trading.state is TradingState.ACTIVE and ex.trips == []
+        written = write_state(settings, TradingState.HALTED, "drill", flatten)  # `zerotick kill`'s first step
+        await until(lambda: ex.trips != [], "the trip risk sends after adopting the file")
+        trip = ex.trips[0]
+        assert (trip.state, trip.seq, trip.flatten) == (TradingState.HALTED, written.seq, flatten)
+        assert svc.trading.state is TradingState.HALTED
 
-    asyncio.run(scenario())
+    def prepare(ex: FakeExecution) -> None:
+        ex.book, ex.boot = "j1.0", 1
+
+    run_risk(settings, body, prepare=prepare)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvloop
 
 from common import topics, wire
 from common.config import Settings
@@ -22,7 +21,7 @@ from common.fixed import to_fixed
 from common.peer_link import credentials
 from common.zmq_io import RpcClient, RpcUnavailable
 from services.risk.service import RiskService
-from tests.kit.fake_execution import FakeExecution
+from tests.kit.fake_execution import FakeExecution, run_risk
 from tests.kit.waiting import until
 
 
@@ -67,24 +66,11 @@ def _run(
     prepare: Callable[[FakeExecution], None],
     scenario: Callable[[FakeExecution, RiskService], Awaitable[None]],
 ) -> None:
-    async def main() -> None:
-        settings = _settings(tmp_path)
-        loop = asyncio.get_running_loop()
-        ex = FakeExecution(settings)
-        prepare(ex)
-        ex_task = loop.create_task(ex.run_forever())
-        risk = RiskService(settings)
-        risk_task = loop.create_task(risk.run_forever())
-        try:
-            await risk.ready.wait()
-            risk.risk.on_quote(_quote())
-            await scenario(ex, risk)
-        finally:
-            for svc in (risk, ex):
-                svc.request_stop()
-            await asyncio.gather(risk_task, ex_task)
+    async def quoted(ex: FakeExecution, risk: RiskService) -> None:
+        risk.risk.on_quote(_quote())
+        await scenario(ex, risk)
 
-    uvloop.run(main())
+    run_risk(_settings(tmp_path), quoted, prepare=prepare, until_positions=False)
 
 
 def test_no_approval_until_the_open_orders_behind_the_snapshot_are_known(tmp_path: Path) -> None:

@@ -7,9 +7,8 @@ everything else is the real risk service, its loop and its run folder."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import REGISTRY
@@ -19,7 +18,7 @@ from common.config import Settings
 from common.fixed import to_fixed
 from services.risk.service import RiskService
 from services.risk.trading_day import DAY_FILE
-from tests.kit.fake_execution import FakeExecution
+from tests.kit.fake_execution import FakeExecution, run_risk
 from tests.kit.waiting import until
 
 
@@ -48,37 +47,21 @@ def _settings(tmp_path: Path) -> Settings:
     )
 
 
+def _holding(state: dict[str, object]) -> Callable[[FakeExecution], None]:
+    """Execution's stand-in holds these positions on this book, after its first boot."""
+
+    def prepare(ex: FakeExecution) -> None:
+        ex.positions, ex.book, ex.boot = state["positions"], state["book"], 1  # type: ignore[assignment]
+
+    return prepare
+
+
 async def restarted(ex: FakeExecution, svc: RiskService, positions: list[wire.Position], book: str) -> None:
     """Execution restarts (its heartbeat's boot changes) and answers with a new snapshot."""
     asked = ex.positions_requests
     ex.positions, ex.book = positions, book
     ex.boot += 1
     await until(lambda: ex.positions_requests > asked and svc.positions_loaded, "the new snapshot")
-
-
-def run_risk(
-    settings: Settings,
-    ex_state: dict[str, object],
-    body: Callable[[FakeExecution, RiskService], Awaitable[None]],
-) -> None:
-    """A risk life beside an execution stand-in holding ``ex_state`` (positions, book)."""
-
-    async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        ex = FakeExecution(settings)
-        ex.positions, ex.book, ex.boot = ex_state["positions"], ex_state["book"], 1  # type: ignore[assignment]
-        ex_task = loop.create_task(ex.run_forever())
-        svc = RiskService(settings)
-        running = loop.create_task(svc.run_forever())
-        try:
-            await until(lambda: svc.positions_loaded, "positions loaded")
-            await body(ex, svc)
-        finally:
-            for s in (svc, ex):
-                s.request_stop()
-            await asyncio.gather(running, ex_task)
-
-    asyncio.run(scenario())
 
 
 def test_the_day_s_p_and_l_survives_restarts_of_risk_and_of_execution(tmp_path: Path) -> None:
@@ -100,7 +83,7 @@ def test_the_day_s_p_and_l_survives_restarts_of_risk_and_of_execution(tmp_path: 
             lambda: day_file.exists() and b'"unrealized_at_start":0,' in day_file.read_bytes(), "the record"
         )
 
-    run_risk(settings, state, first_life)
+    run_risk(settings, first_life, prepare=_holding(state))
 
     # everything restarted on a new journal: execution's realized P&L starts over, its snapshot says 0
     state = {"positions": [position("10", "100", "0")], "book": "j2.0"}
@@ -122,7 +105,7 @@ def test_the_day_s_p_and_l_survives_restarts_of_risk_and_of_execution(tmp_path: 
         svc.refresh_metrics()
         assert REGISTRY.get_sample_value("zt_risk_day_pnl_usd") == -550.0
 
-    run_risk(settings, state, second_life)
+    run_risk(settings, second_life, prepare=_holding(state))
 
 
 def test_fills_while_risk_was_down_count_in_the_day_when_the_book_is_the_same(tmp_path: Path) -> None:
@@ -135,7 +118,7 @@ def test_fills_while_risk_was_down_count_in_the_day_when_the_book_is_the_same(tm
         day_file = tmp_path / DAY_FILE
         await until(lambda: day_file.exists() and b'"book":"j1.0"' in day_file.read_bytes(), "the record")
 
-    run_risk(settings, state, first_life)
+    run_risk(settings, first_life, prepare=_holding(state))
     # while risk is down the 10 are sold at 60: 400 lost, realized on execution's same book
     state = {"positions": [position("0", "0", "1600")], "book": "j1.0"}
 
@@ -147,4 +130,4 @@ def test_fills_while_risk_was_down_count_in_the_day_when_the_book_is_the_same(tm
         assert svc.risk.day_pnl == f("-500")
         assert svc.status()["trading_day"]["note"] == "risk started during the day: counted from then"
 
-    run_risk(settings, state, second_life)
+    run_risk(settings, second_life, prepare=_holding(state))
