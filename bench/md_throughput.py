@@ -39,6 +39,8 @@ from typing import Any
 
 import msgpack
 
+from bench.host import cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 KEY, SECRET = "bench-key", "bench-secret-value"
 STOCKS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "AMD", "INTC", "NFLX"]
@@ -265,11 +267,6 @@ def _subscriber_main(endpoint: str, prefix: str) -> None:
 # ---- the run -------------------------------------------------------------------------------------
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _child(args: list[str], root: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZT_", "APCA_", "ZEROTICK_"))}
     env["PYTHONPATH"] = str(root)
@@ -320,12 +317,12 @@ def _phase(
     try:
         _read_json(sub, 15)  # connected: it got a feed status
         assert feeder.stdin is not None
-        cpu0 = _cpu_s(service_pid)
+        cpu0 = cpu_seconds(service_pid)
         feeder.stdin.write(f"go {phase} {seconds}\n")
         feeder.stdin.flush()
         sent = _read_json(feeder, seconds + 30)
         got = _read_json(sub, 120)
-        cpu = _cpu_s(service_pid) - cpu0
+        cpu = cpu_seconds(service_pid) - cpu0
     finally:
         _stop(sub)
     expected: dict[str, int] = sent["expected"]

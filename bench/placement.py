@@ -25,6 +25,13 @@ from bench.wire_to_wire import percentile
 
 PLACEMENTS: dict[str, dict[str, set[int]]] = {
     "all four on CPU 1": {"market_data": {1}, "signal": {1}, "risk": {1}, "execution": {1}},
+    "all four on CPU 1, ZeroMQ I/O threads on 0": {
+        "market_data": {1},
+        "signal": {1},
+        "risk": {1},
+        "execution": {1},
+        "zmq_io": {0},
+    },
     "market_data, signal on 0; risk, execution on 1": {
         "market_data": {0},
         "signal": {0},
@@ -37,10 +44,21 @@ PLACEMENTS: dict[str, dict[str, set[int]]] = {
 
 
 def place(pids: dict[str, int], placement: dict[str, set[int]]) -> None:
+    """Every thread of each service on its CPUs; libzmq's I/O threads on ``placement["zmq_io"]``
+    when the placement names them apart."""
+    io_cpus = placement.get("zmq_io")
     for service, cpus in placement.items():
+        if service == "zmq_io":
+            continue
         pid = pids[service]
         for tid in os.listdir(f"/proc/{pid}/task"):
-            os.sched_setaffinity(int(tid), cpus)
+            on_io = io_cpus is not None and _thread_name(pid, tid).startswith("ZMQbg/IO")
+            os.sched_setaffinity(int(tid), io_cpus if on_io and io_cpus else cpus)
+
+
+def _thread_name(pid: int, tid: str) -> str:
+    with open(f"/proc/{pid}/task/{tid}/comm") as f:
+        return f.read().strip()
 
 
 def main(argv: list[str] | None = None) -> None:

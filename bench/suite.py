@@ -139,14 +139,16 @@ def wire_to_wire(
         missing = dict.fromkeys(samples, 0)
         generated: dict[str, list[float]] = {c.name: [] for c in contenders}
         delivered: dict[str, list[float]] = {c.name: [] for c in contenders}
+        venue_cpu: dict[str, list[float]] = {c.name: [] for c in contenders}
         for r in range(plan.rounds):
             order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
             for c in order:
                 c.set_rate(load)
                 time.sleep(plan.settle_s)
-                (g0, d0), t0 = md_counts(c), time.monotonic()
+                venue = c.pids()["sim"]
+                (g0, d0), v0, t0 = md_counts(c), host.cpu_seconds(venue), time.monotonic()
                 lat, miss = probe_round(c, plan.probes_per_round, plan.probe_rate)
-                (g1, d1), t1 = md_counts(c), time.monotonic()
+                (g1, d1), v1, t1 = md_counts(c), host.cpu_seconds(venue), time.monotonic()
                 c.set_rate(IDLE_RATE)
                 samples[c.name] += lat
                 missing[c.name] += miss
@@ -154,6 +156,7 @@ def wire_to_wire(
                     round_p50[c.name].append(percentile(sorted(lat), 0.5))
                 generated[c.name].append((g1 - g0) / (t1 - t0))
                 delivered[c.name].append((d1 - d0) / (t1 - t0))
+                venue_cpu[c.name].append(100 * (v1 - v0) / (t1 - t0))
         after = {c.name: c.counters() for c in contenders}
         causes = {
             c.name: {k: d for k, v in c.no_order_causes().items() if (d := v - causes0[c.name].get(k, 0.0))}
@@ -170,6 +173,8 @@ def wire_to_wire(
                 "round_p50_us": round_p50[c.name],
                 "background_msgs_per_s_generated": _mean(generated[c.name]),
                 "md_msgs_per_s_delivered": _mean(delivered[c.name]),
+                # near 100 the venue, not the contender, sets the latency (its loop reads the POST late)
+                "venue_cpu_pct": _mean(venue_cpu[c.name]),
                 "drops": drops,
                 **({"no_order_causes": causes[c.name]} if c.name in causes else {}),
                 **(
@@ -356,7 +361,7 @@ def table(res: dict[str, Any]) -> str:
             why = ", ".join(f"{k} {v:g}" for k, v in r.get("no_order_causes", {}).items())
             extra = (
                 f"missing {r['missing']}{f' ({why})' if why else ''}, feed {r['background_msgs_per_s_generated']}/s,"
-                f" delivered {r['md_msgs_per_s_delivered']}/s"
+                f" delivered {r['md_msgs_per_s_delivered']}/s, venue CPU {r.get('venue_cpu_pct', '?')}%"
             )
             row(f"  {name} @ {int(load):,} msg/s", r["latency_us"], extra)
             if r.get("stage_mean_us"):

@@ -25,6 +25,7 @@ import msgpack
 import uvloop
 import websockets
 
+from bench.host import cpu_seconds
 from simulator.app import parse_ready_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,11 +39,6 @@ def _config(path: Path, batch_max: int) -> None:
         f'[sim]\nkey_id = "{KEY}"\nsecret_key = "{SECRET}"\nstocks = [{stocks}]\ncrypto = []\n'
         f"batch_max = {batch_max}\nbar_interval_s = 60.0\n"
     )
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(sorted_vals: list[int], q: float) -> float:
@@ -99,10 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         try:
             assert proc.stdout is not None
             urls = parse_ready_line(proc.stdout.readline().strip())
-            cpu0 = _cpu_seconds(proc.pid)
+            cpu0 = cpu_seconds(proc.pid)
             t0 = time.perf_counter()
             msgs, frames, gaps = uvloop.run(_subscribe_and_count(urls["test"], args.warmup, args.seconds))
-            venue_cpu = (_cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - t0)
+            venue_cpu = (cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - t0)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -49,12 +49,31 @@ def wire_num(nanos: int) -> float:
     return nanos / SCALE
 
 
+# A walk revisits the same few hundred prices and sizes: their Decimals are made once (immutable, so
+# shared), the cache emptied whenever it outgrows its bound.
+_EXACT: dict[int, Decimal] = {}
+_EXACT_MAX = 65_536
+
+
 def exact(nanos: int) -> Decimal:
-    if nanos % SCALE == 0:
-        return Decimal(nanos // SCALE)
-    if nanos % TICK == 0:
-        return Decimal(nanos // TICK).scaleb(-2)
-    return to_decimal(nanos)
+    d = _EXACT.get(nanos)
+    if d is None:
+        if nanos % SCALE == 0:
+            d = Decimal(nanos // SCALE)
+        elif nanos % TICK == 0:
+            d = Decimal(nanos // TICK).scaleb(-2)
+        else:
+            d = to_decimal(nanos)
+        if len(_EXACT) >= _EXACT_MAX:
+            _EXACT.clear()
+        _EXACT[nanos] = d
+    return d
+
+
+def _below(rng: random.Random, k: int) -> int:
+    """An int in [0, k), from one ``random()`` call: ``randrange`` costs ~10 times more, and the
+    float's 53 bits leave no bias that matters for k this small."""
+    return int(rng.random() * k)
 
 
 class MdEvent:
@@ -245,7 +264,7 @@ class _StockProcess:
 
     def step(self, rng: random.Random, ts_ns: int, out: list[MdEvent], market: Market) -> None:
         if rng.random() < 0.75:
-            move = rng.randrange(4)
+            move = _below(rng, 4)
             if move == 0 and self.bid + TICK < self.ask:
                 self.bid += TICK
             elif move == 1 and self.bid > TICK and self.ask - self.bid < MAX_SPREAD_TICKS * TICK:
@@ -254,12 +273,12 @@ class _StockProcess:
                 self.ask -= TICK
             elif move == 3 and self.ask - self.bid < MAX_SPREAD_TICKS * TICK:
                 self.ask += TICK
-            self.bid_sz = rng.randint(1, 10) * 100 * SHARE
-            self.ask_sz = rng.randint(1, 10) * 100 * SHARE
+            self.bid_sz = (_below(rng, 10) + 1) * 100 * SHARE
+            self.ask_sz = (_below(rng, 10) + 1) * 100 * SHARE
             out.append(quote_event(self.symbol, self.bid, self.bid_sz, self.ask, self.ask_sz, ts_ns))
         else:
             px = self.ask if rng.random() < 0.5 else self.bid
-            sz = rng.randint(1, 300) * SHARE
+            sz = (_below(rng, 300) + 1) * SHARE
             out.append(trade_event(self.symbol, px, sz, market.next_trade_id(), ts_ns))
             market.record_trade(self.symbol, px, sz)
 
@@ -288,7 +307,7 @@ class _CryptoProcess:
 
     @staticmethod
     def _size(rng: random.Random) -> int:
-        return rng.randint(1, 50_000) * CRYPTO_LOT
+        return (_below(rng, 50_000) + 1) * CRYPTO_LOT
 
     def _refill(self, rng: random.Random, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
         """Keep ``depth`` levels a side (after a touch moved or a level was eaten)."""
@@ -326,7 +345,7 @@ class _CryptoProcess:
         bids: list[tuple[int, int]] = []
         asks: list[tuple[int, int]] = []
         self._refill(rng, bids, asks)
-        top = book.top()
+        top = book.top() if bids or asks else before  # the refill changed nothing: the same top
         if top is None:
             return
         b, b_sz, a, a_sz = top
@@ -334,7 +353,7 @@ class _CryptoProcess:
         if r < 0.15:
             buy = rng.random() < 0.5
             px, avail = (a, a_sz) if buy else (b, b_sz)
-            sz = min(avail, rng.randint(1, 20_000) * CRYPTO_LOT)
+            sz = min(avail, (_below(rng, 20_000) + 1) * CRYPTO_LOT)
             side, changes = (book.asks, asks) if buy else (book.bids, bids)
             left = avail - sz
             if left:
@@ -345,7 +364,7 @@ class _CryptoProcess:
             out.append(trade_event(self.symbol, px, sz, market.next_trade_id(), ts_ns, "B" if buy else "S"))
             market.record_trade(self.symbol, px, sz)
         elif r < 0.45:
-            move = rng.randrange(4)
+            move = _below(rng, 4)
             if move == 0 and b + TICK < a:  # bid improves
                 book.bids[b + TICK] = self._size(rng)
                 bids.append((b + TICK, book.bids[b + TICK]))
@@ -361,7 +380,7 @@ class _CryptoProcess:
         else:
             side, changes = (book.bids, bids) if rng.random() < 0.5 else (book.asks, asks)
             levels = sorted(side)
-            px = levels[rng.randrange(len(levels))]
+            px = levels[_below(rng, len(levels))]
             side[px] = self._size(rng)
             changes.append((px, side[px]))
         self._refill(rng, bids, asks)
@@ -450,8 +469,9 @@ class Market:
         goal = len(out) + n
         rng = self._rng
         order = self._order
+        k = len(order)
         while len(out) < goal:
-            order[rng.randrange(len(order))].step(rng, now_ns, out, self)
+            order[_below(rng, k)].step(rng, now_ns, out, self)
         return out
 
     def opening_quotes(self, now_ns: int) -> list[MdEvent]:

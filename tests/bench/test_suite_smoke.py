@@ -80,6 +80,7 @@ def test_quick_suite_writes_every_section(tmp_path: Path) -> None:
             _stats_ok(r["latency_us"])
             assert r["latency_us"]["n"] + r["missing"] == probes
             assert r["background_msgs_per_s_generated"] > 0
+            assert r["venue_cpu_pct"] > 0  # the venue's own CPU while it served this contender
             assert "zt_sim_md_disconnects_total" in r["drops"]
         assert {"zt_zmq_gaps_total", "zt_zmq_dropped_total"} <= set(level["zerotick"]["drops"])
         # what explains a probe without an order: only the counts this load added
