@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,22 @@ class CpuTimes:
             "steal_pct": round(100 * (self.steal - earlier.steal) / span, 2),
             "busy_pct": round(100 * (span - (self.idle - earlier.idle)) / span, 2),
         }
+
+
+def code_version() -> dict[str, object]:
+    """The commit the measured code is at, and whether the work tree differed from it."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True,
+            timeout=10, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "modified": None}
+    return {"commit": commit, "modified": bool(changes.strip())}
 
 
 def cpu_seconds(pid: int) -> float:

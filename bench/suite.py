@@ -458,6 +458,7 @@ def run_suite(plan: Plan, quick: bool, idle_poll: bool, cpus: set[int] | None = 
     res: dict[str, Any] = {
         "meta": {
             "started_utc": started.isoformat(),
+            "code": host.code_version(),
             "quick": quick,
             "idle_poll": idle_poll,
             "pinned_cpus": sorted(cpus) if cpus else None,

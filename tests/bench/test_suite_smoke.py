@@ -48,6 +48,10 @@ def test_quick_suite_writes_every_section(tmp_path: Path) -> None:
                         "book", "journal_start", "memory", "startup"}  # fmt: skip
     meta = res["meta"]
     assert meta["quick"] is True and meta["idle_poll"] is False
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    assert meta["code"]["commit"] == head and isinstance(meta["code"]["modified"], bool)
     usable = sorted(os.sched_getaffinity(0))
     pinned = [usable[-1]] if len(usable) >= 2 else None  # --pin auto
     assert meta["pinned_cpus"] == pinned
