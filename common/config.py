@@ -362,10 +362,6 @@ class RiskConfig(Section):
     # (one wake-up per period instead of one per frame; the decision still sees the newest quote).
     # 0 = on every frame.
     quote_drain_ms: int = Field(default=5, ge=0, le=1_000)
-    # An intent built from a quote risk has not read yet (its tick is newer than risk's quote of the
-    # symbol: the quote is still on its way to risk) waits up to this long for it; then, or at
-    # once with 0, it is judged by the quote risk holds.
-    quote_wait_ms: int = Field(default=2, ge=0, le=100)
     duplicate_window_ms: int = Field(default=1_000, ge=0, le=3_600_000)  # 0 = no duplicate guard
     allow_short: bool = False
     symbols: dict[str, SymbolRiskLimits] = Field(default_factory=dict)

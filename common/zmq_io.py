@@ -153,7 +153,6 @@ class _Reader:
         self._fd = sock.getsockopt(zmq.FD)
         self._paced_s = paced_s
         self._timer: asyncio.TimerHandle | None = None
-        self._waiters: list[asyncio.Future[None]] = []
         if paced_s is None:
             loop.add_reader(self._fd, self.drain)
         else:
@@ -194,44 +193,10 @@ class _Reader:
         finally:
             if self._on_pass_end is not None:
                 self._on_pass_end()
-            if self._waiters:
-                self._wake()
         if not left and not sock.closed:
             self.kick()  # more may be waiting, and the edge-triggered FD will not fire for them
 
-    async def arrival(self, timeout_s: float) -> None:
-        """Return after the next drain pass, once a message may wait on a paced socket, or after
-        ``timeout_s``, whichever comes first. A paced reader watches its FD only while someone waits."""
-        fut = self.loop.create_future()
-        self._waiters.append(fut)
-        timer = self.loop.call_later(timeout_s, _settle, fut)
-        if self._paced_s is not None and len(self._waiters) == 1:
-            self.loop.add_reader(self._fd, self._wake)
-            if _zmq_poll(self._poll_items, 0):  # already waiting: the FD's edge may have passed
-                self._wake()
-        try:
-            await fut
-        finally:
-            timer.cancel()
-            if fut in self._waiters:
-                self._waiters.remove(fut)
-                if not self._waiters:
-                    self._stop_watching()
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        self._stop_watching()
-        for fut in waiters:
-            _settle(fut)
-
-    def _stop_watching(self) -> None:
-        if self._paced_s is not None and not self.sock.closed:
-            self.loop.remove_reader(self._fd)
-
     def close(self) -> None:
-        for fut in self._waiters:
-            _settle(fut)
-        self._waiters = []
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -239,11 +204,6 @@ class _Reader:
             self.loop.remove_reader(self._fd)
         except Exception:
             pass
-
-
-def _settle(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class _TopicOut:
@@ -388,10 +348,6 @@ class Subscriber:
     def drain(self) -> None:
         """Take what is waiting now (a paced subscriber's owner does, right before it needs the data)."""
         self._reader.drain()
-
-    async def arrival(self, timeout_s: float) -> None:
-        """Wait until a frame may have arrived (or ``timeout_s``); the caller drains what it needs."""
-        await self._reader.arrival(timeout_s)
 
     def drain_for(self, topic: bytes) -> None:
         """Take what is waiting now; ``topic``'s frames are handed over before this returns, every

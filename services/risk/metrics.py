@@ -42,11 +42,6 @@ RECONCILED = Counter(
 TRIGGER_FIRED = Counter(
     "zt_kill_switch_trigger_fired_total", "Automatic kill-switch triggers that changed the state", ["trigger"]
 )
-QUOTE_WAITS = Counter(
-    "zt_risk_quote_waits_total",
-    "Decisions that waited for the quote their intent was built from (outcome: arrived, timeout)",
-    ["outcome"],
-)
 QUOTES_REFUSED = Counter(
     "zt_risk_quotes_refused_total",
     "Quotes not kept: a symbol outside the allow list, or beyond the cap on unconfigured symbols",

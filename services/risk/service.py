@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable
 from fractions import Fraction
 from time import perf_counter_ns
 from typing import Any
@@ -32,7 +31,6 @@ from services.risk.metrics import (
     DAY_PNL,
     DECISIONS,
     QUOTE_AGE,
-    QUOTE_WAITS,
     RECONCILED,
     declare_kill_switch_series,
 )
@@ -41,10 +39,6 @@ from services.risk.trading_day import TradingDay
 from services.risk.trading_state import TradingStateOwner
 from services.risk.trigger_runner import TriggerRunner
 from services.risk.triggers import Exposure, Triggers
-
-# beyond this many decisions waiting for their quote, the next ones are judged at once: a flood of
-# intents claiming ticks risk never sees costs no more than this many timers
-MAX_WAITING_DECISIONS = 64
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +56,6 @@ class RiskService(Service):
         configured = {*md.stocks, *md.crypto, *r.symbols, *(r.allow_symbols or ())}
         self.risk = RiskState(RiskLimits.from_config(r), known_symbols=frozenset(configured))
         self._risk_config = r
-        self._quote_wait_s = r.quote_wait_ms / 1000
-        self._waiting = 0  # decisions waiting for their quote (at most MAX_WAITING_DECISIONS)
         self._quotes: Subscriber | None = None
         self._account_ts_ns = 0  # wall ns of the account snapshot in force (0: none)
         self.account: wire.Account | None = None  # the venue's latest account snapshot
@@ -160,53 +152,16 @@ class RiskService(Service):
                 await self.kill_switch.tell_execution(record.seq, TradingState.HALTED, record.flatten, 0)
             await asyncio.sleep(interval)
 
-    def decide(self, intent: wire.OrderIntent) -> wire.RiskDecision | Awaitable[wire.RiskDecision]:
+    def decide(self, intent: wire.OrderIntent) -> wire.RiskDecision:
         """The decision on ``intent``; an approved order is forwarded to execution first.
 
         Only what the decision needs runs before the order request and the reply go out: the
         stage metrics, counters, the ops log line and the decision's publication on ``rk.rd``
         run right after this drain pass (``call_soon``), once both sends are done."""
-        # the symbol's newest quote first (market data is read paced, risk.quote_drain_ms); the
-        # other symbols' waiting quotes are applied once the decision's sends are done
-        quotes = self._quotes
-        if quotes is not None:
-            topic = topics.sym(topics.MD_QUOTE, intent.symbol)
-            quotes.drain_for(topic)
-            if self._quote_behind(intent) and self._quote_wait_s and self._waiting < MAX_WAITING_DECISIONS:
-                self._waiting += 1
-                waiting = self.loop.create_task(self._decide_once_quoted(intent, topic, quotes))
-                waiting.add_done_callback(self._waited)
-                return waiting
-        return self._decide_now(intent)
-
-    def _waited(self, _: asyncio.Task[wire.RiskDecision]) -> None:
-        self._waiting -= 1
-
-    def _quote_behind(self, intent: wire.OrderIntent) -> bool:
-        """The intent was built from a newer quote of its symbol than the one risk holds."""
-        return intent.tick_exch_ns > (self.quote_exch_ns(intent.symbol) or 0)
-
-    async def _decide_once_quoted(
-        self, intent: wire.OrderIntent, topic: bytes, quotes: Subscriber
-    ) -> wire.RiskDecision:
-        """The intent's quote is still on its way to risk: wait for it, without holding the loop,
-        at most ``risk.quote_wait_ms``; then decide on what risk holds. Rare: market_data's PUB
-        writes a quote to risk's ``md.q.`` subscription before signal's per-symbol one
-        (docs/architecture.md, "The critical path")."""
-        deadline = self.loop.time() + self._quote_wait_s
-        while True:
-            left = deadline - self.loop.time()
-            if left <= 0:
-                QUOTE_WAITS.labels("timeout").inc()
-                break
-            await quotes.arrival(left)
-            quotes.drain_for(topic)
-            if not self._quote_behind(intent):
-                QUOTE_WAITS.labels("arrived").inc()
-                break
-        return self._decide_now(intent)
-
-    def _decide_now(self, intent: wire.OrderIntent) -> wire.RiskDecision:
+        if self._quotes is not None:
+            # the symbol's newest quote first (market data is read paced, risk.quote_drain_ms); the
+            # other symbols' waiting quotes are applied once the decision's sends are done
+            self._quotes.drain_for(topics.sym(topics.MD_QUOTE, intent.symbol))
         now = wall_ns()
         if now >= self.trading_day.next_start_ns:
             self._roll_day(now)
