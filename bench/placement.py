@@ -53,7 +53,7 @@ def place(pids: dict[str, int], placement: dict[str, set[int]]) -> None:
         pid = pids[service]
         for tid in os.listdir(f"/proc/{pid}/task"):
             on_io = io_cpus is not None and _thread_name(pid, tid).startswith("ZMQbg/IO")
-            os.sched_setaffinity(int(tid), io_cpus if on_io and io_cpus else cpus)
+            os.sched_setaffinity(int(tid), io_cpus if on_io and io_cpus is not None else cpus)
 
 
 def _thread_name(pid: int, tid: str) -> str:

@@ -7,15 +7,17 @@ import asyncio
 import time
 from pathlib import Path
 
+import zmq
+
 from common import wire
 from common.config import Settings
 from common.enums import RejectReason
 from common.fixed import to_fixed
+from common.zmq_io import Publisher
 from services.risk import checks
 from services.risk.limits import RiskLimits
 from services.risk.service import RiskService
 from services.risk.state import RiskState
-from tests.kit.risk_fed import risk_fed_by_test
 
 
 def f(x: str) -> int:
@@ -136,7 +138,20 @@ def test_a_decision_reads_its_symbols_newest_quote_first_and_the_other_symbols_r
     settings = Settings(zmq={"run_dir": tmp_path}, metrics={"base_port": 0}, risk={"quote_drain_ms": 1000})
 
     async def scenario() -> None:
-        async with risk_fed_by_test(settings) as (svc, pub):
+        ctx = zmq.Context()
+        pub = Publisher(ctx, settings.zmq.bind_endpoint("market_data", "pub"), "test")
+        svc = RiskService(settings)
+        running = asyncio.get_running_loop().create_task(svc.run_forever())
+        await svc.ready.wait()
+        try:
+            svc.positions_loaded = True
+            for _ in range(100):  # until the subscription has reached the publisher
+                pub.publish(b"md.q.IBM", [_quote("IBM")])
+                svc.decide(_intent("warm"))  # drains (no AAPL quote: refused)
+                await asyncio.sleep(0.02)
+                if svc.mid("IBM") is not None:
+                    break
+            assert svc.mid("IBM") is not None
             pub.publish(b"md.q.MSFT", [_quote("MSFT")])
             pub.publish(b"md.q.AAPL", [_quote("AAPL")])
             time.sleep(0.2)  # noqa: ASYNC251 - blocking on purpose: both frames wait, no paced drain runs
@@ -146,5 +161,10 @@ def test_a_decision_reads_its_symbols_newest_quote_first_and_the_other_symbols_r
             assert svc.mid("MSFT") is None  # read, applied only after this callback
             await asyncio.sleep(0)
             assert svc.mid("MSFT") == f("100")
+        finally:
+            svc.request_stop()
+            await running
+            pub.close()
+            ctx.term()
 
     asyncio.run(scenario())
