@@ -1,6 +1,7 @@
 """The floor of zerotick's design: four processes and the same ZeroMQ hops, with nothing else in them.
 
     market_data --PUB/SUB--> signal --DEALER/ROUTER--> risk --DEALER/ROUTER--> execution --POST-->
+              +--PUB/SUB (every quote, read paced and before each decision)--> risk
 
 Each role is its own process on uvloop, its ZeroMQ sockets drained from the loop's reader callback
 with zerotick's own reads and sends (``common.zmq_io``: the fastest way measured, docs/architecture.md
@@ -32,6 +33,7 @@ import uvloop
 import zmq
 
 from bench.minimal_client import drain, order_head, order_request
+from common.config import RiskConfig
 from common.enums import FeedState
 from common.placement import pin_process, renice_process
 from common.zmq_io import recv_frames, send_frames
@@ -39,6 +41,7 @@ from services.market_data import decode as d
 from services.market_data.alpaca_ws import FeedConnection
 
 ROLES = ("market_data", "signal", "risk", "execution")
+QUOTE_DRAIN_S = RiskConfig.model_fields["quote_drain_ms"].default / 1000
 
 
 def _endpoints(run_dir: Path) -> dict[str, str]:
@@ -63,7 +66,8 @@ def _on_readable(
 
 async def _market_data(args: argparse.Namespace, ctx: zmq.Context, ep: dict[str, str]) -> None:
     """zerotick's WebSocket client (``FeedConnection``: frames from the read callback, binary frames
-    past websockets' parser) with no work: each quote's ask goes out on the PUB."""
+    past websockets' parser) with no work: each symbol's asks in a frame go out on the PUB in one
+    message, as zerotick publishes one message per topic per frame."""
     pub = ctx.socket(zmq.PUB)
     pub.bind(ep["pub"])
     unpack = msgpack.unpackb
@@ -72,11 +76,14 @@ async def _market_data(args: argparse.Namespace, ctx: zmq.Context, ep: dict[str,
     def on_frame(frame: bytes | str, recv_ns: int) -> list[d._Rec]:
         assert isinstance(frame, bytes)
         controls = False
+        asks: dict[str, list[bytes]] = {}
         for msg in unpack(frame):
             if msg.get("T") == "q":
-                pub.send(msg["S"].encode() + b" " + str(msg["ap"]).encode(), zmq.NOBLOCK)
+                asks.setdefault(msg["S"], []).append(str(msg["ap"]).encode())
             else:
                 controls = True
+        for symbol, batch in asks.items():  # one message per symbol per frame, as zerotick's topics
+            pub.send(symbol.encode() + b" " + b",".join(batch), zmq.NOBLOCK)
         return d.decode_frame(frame)[0] if controls else []
 
     def on_state(state: FeedState, detail: str) -> None:
@@ -117,20 +124,38 @@ async def _signal(args: argparse.Namespace, ctx: zmq.Context, ep: dict[str, str]
     sub.connect(ep["pub"])
     sub.setsockopt(zmq.SUBSCRIBE, args.symbol.encode() + b" ")
     to_risk = _dealer(loop, ctx, ep["risk"])
-    _on_readable(loop, sub, lambda frames: to_risk(frames[0].split(b" ", 1)[1]))
+    _on_readable(loop, sub, lambda frames: to_risk(frames[0].rsplit(b",", 1)[-1].rsplit(b" ", 1)[-1]))
     print("ready", flush=True)
     await asyncio.Event().wait()
 
 
 async def _risk(args: argparse.Namespace, ctx: zmq.Context, ep: dict[str, str]) -> None:
+    """Like zerotick's risk it subscribes to every quote, reads them paced (every
+    ``QUOTE_DRAIN_S``: risk.quote_drain_ms's default) and reads what waits before each decision;
+    what it reads it drops."""
     loop = asyncio.get_running_loop()
     router = ctx.socket(zmq.ROUTER)
     router.bind(ep["risk"])
     to_execution = _dealer(loop, ctx, ep["exec"])
+    quotes = ctx.socket(zmq.SUB)
+    quotes.connect(ep["pub"])
+    quotes.setsockopt(zmq.SUBSCRIBE, b"")
+    waiting = [(quotes, zmq.POLLIN)]
+
+    def drain_quotes() -> None:
+        while zmq.zmq_poll(waiting, 0):
+            recv_frames(quotes)
+
+    def paced() -> None:
+        loop.call_later(QUOTE_DRAIN_S, paced)
+        drain_quotes()
 
     def on_intent(frames: list[bytes]) -> None:
+        drain_quotes()
         to_execution(frames[-1])  # the order first, then the answer to signal
         send_frames(router, [frames[0], b"ok"])
+
+    loop.call_later(QUOTE_DRAIN_S, paced)
 
     _on_readable(loop, router, on_intent)
     print("ready", flush=True)
