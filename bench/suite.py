@@ -12,6 +12,8 @@ Sections (README "Benchmarks" explains each line):
                 for zerotick, what explains a probe without an order (quotes signal conflated,
                 risk's rejections by reason, execution's refusals)
   risk_check    the numba pre-trade check per order, in process
+  wake_cost     pieces of the order path timed warm and right after a 5 ms sleep, on the services'
+                CPU (bench.wake_cost): what this host charges for work done just after a wake-up
   risk_rtt      signal -> risk -> signal round trip through zerotick's running risk service
   md_throughput, book   from bench.md_throughput / bench.book when those modules exist
   memory        VmRSS of every process after the first load level, and which ones loaded numba
@@ -21,8 +23,10 @@ Sections (README "Benchmarks" explains each line):
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import importlib
+import multiprocessing
 import os
 import threading
 import time
@@ -40,6 +44,7 @@ import requests
 from bench import host
 from bench.calibrate import IdlePoll, zmq_rtt_samples_us
 from bench.contenders import IDLE_RATE, NICE_ALLOWED, PINNED_NICE, Contender, Zerotick, all_contenders
+from bench.wake_cost import report as wake_report
 from bench.wire_to_wire import BASE_PRICE, PROBE_SYMBOL, percentile, stage_breakdown
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -57,11 +62,12 @@ class Plan:
     rtt_approvals: int
     rtt_rejects: int
     risk_check_orders: int
+    wake_samples: int  # wake-ups per piece in bench.wake_cost
     separate_startup: bool  # a dedicated `zerotick up` (numba caches warm) rather than the first one
 
 
-FULL = Plan((1_000, 10_000, 50_000), 5, 200, 100.0, 0.5, 100, 3000, 2000, 1000, 100_000, True)
-QUICK = Plan((1_000, 10_000, 50_000), 1, 8, 100.0, 0.2, 5, 300, 30, 15, 2_000, False)
+FULL = Plan((1_000, 10_000, 50_000), 5, 200, 100.0, 0.5, 100, 3000, 2000, 1000, 100_000, 300, True)
+QUICK = Plan((1_000, 10_000, 50_000), 1, 8, 100.0, 0.2, 5, 300, 30, 15, 2_000, 20, False)
 
 
 def stats(samples: list[float]) -> dict[str, Any]:
@@ -228,6 +234,21 @@ def risk_check(orders: int) -> dict[str, Any]:
     return {name: stats([float(x) for x in s]) for name, s in samples.items()}
 
 
+def wake_cost(samples: int, cpus: set[int] | None) -> dict[str, Any]:
+    """bench.wake_cost in a child process pinned where the services run (this process stays put)."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        res: dict[str, Any] = pool.submit(_pinned_wake_cost, samples, sorted(cpus) if cpus else None).result()
+    return {"cpus": sorted(cpus) if cpus else None, "sleep_ms": 5.0, "samples": samples, "pieces": res}
+
+
+def _pinned_wake_cost(samples: int, cpus: list[int] | None) -> dict[str, Any]:
+    from bench.wake_cost import measure
+
+    if cpus:
+        os.sched_setaffinity(0, set(cpus))
+    return measure(samples, 5.0)
+
+
 def risk_rtt(zt: Zerotick, approvals: int, rejects: int) -> dict[str, Any]:
     from bench.risk_rtt import IntentClient, measure
     from common.config import load_settings
@@ -386,6 +407,11 @@ def table(res: dict[str, Any]) -> str:
     for name in ("approved_us", "rejected_us"):
         st = res["risk_rtt"].get(name, {})
         row(f"  {name.removesuffix('_us')}", st, f"failures {st.get('failures', '-')}")
+    wake = res["wake_cost"]
+    lines.append(
+        f"wake cost: the same work warm and right after a {wake['sleep_ms']:g} ms sleep, CPUs {wake['cpus']}"
+    )
+    lines += wake_report(wake["pieces"])
     for section in ("md_throughput", "book", "journal_start"):
         sec = res[section]
         if not sec.get("available"):
@@ -501,6 +527,7 @@ def run_suite(plan: Plan, quick: bool, idle_poll: bool, cpus: set[int] | None = 
     else:
         res["startup"] = {**first_start, "numba_cache_warm": warm}
     res["risk_check"] = risk_check(plan.risk_check_orders)
+    res["wake_cost"] = wake_cost(plan.wake_samples, cpus)
     res["md_throughput"] = optional_module("md_throughput", quick)
     res["book"] = optional_module("book", quick)
     res["journal_start"] = optional_module("journal_start", quick)

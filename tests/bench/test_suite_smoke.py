@@ -44,7 +44,7 @@ def test_quick_suite_writes_every_section(tmp_path: Path) -> None:
     assert f"written: {out}" in proc.stdout
     res = orjson.loads(out.read_bytes())
 
-    assert set(res) >= {"meta", "calibration", "wire_to_wire", "risk_check", "risk_rtt", "md_throughput",
+    assert set(res) >= {"meta", "calibration", "wire_to_wire", "risk_check", "wake_cost", "risk_rtt", "md_throughput",
                         "book", "journal_start", "memory", "startup"}  # fmt: skip
     meta = res["meta"]
     assert meta["quick"] is True and meta["idle_poll"] is False
@@ -99,6 +99,10 @@ def test_quick_suite_writes_every_section(tmp_path: Path) -> None:
                                       "check_order (entry point)"}  # fmt: skip
     for st in res["risk_check"].values():
         _stats_ok(st)
+    wake = res["wake_cost"]["pieces"]
+    assert {"empty", "OrderRequest decode", "RiskState.check", "submit record: encode + write"} <= set(wake)
+    for piece in wake.values():
+        assert piece["warm_ns"] > 0 and piece["woken_ns"] > 0 and piece["woken_p90_ns"] >= piece["woken_ns"]
     _stats_ok(res["risk_rtt"]["approved_us"])
     _stats_ok(res["risk_rtt"]["rejected_us"])
 
