@@ -44,6 +44,8 @@ import requests
 from bench import host
 from bench.calibrate import IdlePoll, zmq_rtt_samples_us
 from bench.contenders import IDLE_RATE, NICE_ALLOWED, PINNED_NICE, Contender, Zerotick, all_contenders
+from bench.wake_cost import SLEEP_MS as WAKE_SLEEP_MS
+from bench.wake_cost import measure as wake_measure
 from bench.wake_cost import report as wake_report
 from bench.wire_to_wire import BASE_PRICE, PROBE_SYMBOL, percentile, stage_breakdown
 
@@ -238,15 +240,18 @@ def wake_cost(samples: int, cpus: set[int] | None) -> dict[str, Any]:
     """bench.wake_cost in a child process pinned where the services run (this process stays put)."""
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         res: dict[str, Any] = pool.submit(_pinned_wake_cost, samples, sorted(cpus) if cpus else None).result()
-    return {"cpus": sorted(cpus) if cpus else None, "sleep_ms": 5.0, "samples": samples, "pieces": res}
+    return {
+        "cpus": sorted(cpus) if cpus else None,
+        "sleep_ms": WAKE_SLEEP_MS,
+        "samples": samples,
+        "pieces": res,
+    }
 
 
 def _pinned_wake_cost(samples: int, cpus: list[int] | None) -> dict[str, Any]:
-    from bench.wake_cost import measure
-
     if cpus:
         os.sched_setaffinity(0, set(cpus))
-    return measure(samples, 5.0)
+    return wake_measure(samples, WAKE_SLEEP_MS)
 
 
 def risk_rtt(zt: Zerotick, approvals: int, rejects: int) -> dict[str, Any]:

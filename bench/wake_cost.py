@@ -34,6 +34,7 @@ from common import wire
 from services.execution.orders.journal import encode_submit
 
 WARM_CALLS = 2_000
+SLEEP_MS = 5.0  # a service's gap between wake-ups at 1k msgs/s is of this order (risk's paced drain: 5 ms)
 
 
 def _order_request() -> bytes:
@@ -117,7 +118,7 @@ def woken_ns(fn: Callable[[], Any], samples: int, sleep_s: float) -> list[int]:
     return out
 
 
-def measure(samples: int = 300, sleep_ms: float = 5.0) -> dict[str, dict[str, float]]:
+def measure(samples: int = 300, sleep_ms: float = SLEEP_MS) -> dict[str, dict[str, float]]:
     """Per piece: warm and woken ns (median), woken p90, and their ratio. ``empty`` is two clock
     reads with nothing between: the timing's own cost, warm and woken."""
     out: dict[str, dict[str, float]] = {}
@@ -149,7 +150,7 @@ def report(res: dict[str, dict[str, float]]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=300)
-    ap.add_argument("--sleep-ms", type=float, default=5.0)
+    ap.add_argument("--sleep-ms", type=float, default=SLEEP_MS)
     ap.add_argument("--cpu", type=int, default=None, help="pin to this CPU first (the services' CPU)")
     args = ap.parse_args()
     if args.cpu is not None:
