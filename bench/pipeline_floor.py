@@ -4,11 +4,13 @@
               +--PUB/SUB (every quote, read paced and before each decision)--> risk
 
 Each role is its own process on uvloop, its ZeroMQ sockets drained from the loop's reader callback
-with zerotick's own reads and sends (``common.zmq_io``: the fastest way measured, docs/architecture.md
-"Measured baselines"); the WebSocket in is zerotick's client (``FeedConnection``), the pre-built POST
-out the minimal client's (bench/minimal_client.py). No decoding beyond the quote's ask, no checks, no
-journal, no metrics: what is left is what four processes and three hops cost on this host. The suite runs it next to zerotick with the same CPU placement (``--cpus``, and each
-role's niceness from ``--nice`` in the order market_data, signal, risk, execution).
+(risk's quote socket on a timer and before each decision, as zerotick's) with zerotick's own reads
+and sends (``common.zmq_io``: the fastest way measured, docs/architecture.md "Measured baselines");
+the WebSocket in is zerotick's client (``FeedConnection``), the pre-built POST out the minimal
+client's (bench/minimal_client.py). No decoding beyond the quote's ask, no checks, no journal, no
+metrics: what is left is what four processes and three hops cost on this host. The suite runs it
+next to zerotick with the same CPU placement (``--cpus``, and each role's niceness from ``--nice``
+in the order market_data, signal, risk, execution).
 
     python -m bench.pipeline_floor REST_URL STOCK_WS_URL KEY SECRET PROBE_SYMBOL RUN_DIR
         [--cpus 1] [--nice 0,-5,-10,-15] [OTHER_SYMBOL ...]
