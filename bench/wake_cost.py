@@ -125,11 +125,11 @@ def measure(samples: int = 300, sleep_ms: float = SLEEP_MS) -> dict[str, dict[st
     with tempfile.TemporaryDirectory(prefix="zt-wake-") as tmp, pieces(Path(tmp)) as calls:
         for name, fn in {"empty": lambda: None, **calls}.items():
             fn()
-            warm = warm_ns(fn)
+            warm = round(warm_ns(fn), 1)
             woken = sorted(woken_ns(fn, samples, sleep_ms / 1000))
             mid = statistics.median(woken)
             out[name] = {
-                "warm_ns": round(warm, 1),
+                "warm_ns": warm,
                 "woken_ns": mid,
                 "woken_p90_ns": woken[int(len(woken) * 0.9)],
                 "ratio": round(mid / warm, 1) if warm > 0 else 0.0,
